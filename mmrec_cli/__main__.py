@@ -1,0 +1,3 @@
+from mmrec_cli.main import main
+
+main()

@@ -1,0 +1,92 @@
+"""What every command shares: error reporting, stderr console, progress, the invocation record."""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import os
+from contextlib import contextmanager
+from typing import Callable
+
+import typer
+
+from mmrec_cli.errors import INTERRUPTED, MmrecError
+
+CONFIG_HELP = "JSON or TOML file of settings (layered: defaults < --config < --set < flags)."
+SET_HELP = "Override one setting, e.g. --set train.lr=3e-4 (repeatable)."
+
+
+_INVOKED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("invoked", default=None)
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Turn MmrecError into one line on stderr and its exit code; never show a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        _INVOKED.set({"command": "mmrec " + fn.__name__.rstrip("_"), "params": _jsonable(kwargs)})
+        try:
+            return fn(*args, **kwargs)
+        except MmrecError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(err.code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted; outputs were not written (rerun with --resume where supported)", err=True)
+            raise typer.Exit(INTERRUPTED) from None
+        except MemoryError:
+            typer.echo("error: out of memory; lower --batch-size (or the eval chunk size)", err=True)
+            raise typer.Exit(6) from None
+        except Exception as err:  # an mmrec bug: say so in one line unless debugging
+            if os.environ.get("MMREC_DEBUG"):
+                raise
+            typer.echo(f"internal error: {type(err).__name__}: {err} (set MMREC_DEBUG=1 for a traceback and report it)", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def say(message: str) -> None:
+    console().print(message)
+
+
+def invocation() -> dict:
+    """The command as given (name and parameters), stored in every artifact's metadata."""
+    return _INVOKED.get() or {"command": "mmrec", "params": {}}
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+@contextmanager
+def progress(description: str, total: int | None):
+    """A rich progress bar on stderr (quiet when stderr is not a terminal); yields advance(n)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    con = console()
+    if not con.is_terminal:
+        yield lambda n=1: None
+        return
+    cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*cols, console=con, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)
+
+
+def not_implemented(what: str) -> None:
+    from mmrec_cli.errors import NOT_IMPLEMENTED
+
+    typer.echo(f"error: {what} is not implemented yet", err=True)
+    raise typer.Exit(NOT_IMPLEMENTED)

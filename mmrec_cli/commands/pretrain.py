@@ -1,0 +1,73 @@
+"""mmrec pretrain MODEL DATASET [DATASET ...]: self-supervised pre-training on one or several domains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mmrec_cli.commands._common import CONFIG_HELP, SET_HELP, handle_errors, invocation, progress, say
+
+
+def _models() -> list[str]:
+    return ["msm4sr", "missrec", "alignrec"]
+
+
+@handle_errors
+def pretrain(
+    model: str = typer.Argument(..., help="msm4sr | missrec | alignrec", autocompletion=_models),
+    datasets: list[Path] = typer.Argument(..., help="One or more dataset artifacts (several = multi-domain pre-training)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Pre-trained model artifact to write (feed it to `finetune --init`)."),
+    features: list[str] = typer.Option([], "--features", help="Features artifact of each dataset, in the same order (repeat)."),
+    config: Optional[str] = typer.Option(None, "--config", help=CONFIG_HELP),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    epochs: Optional[int] = typer.Option(None, "--epochs"),
+    lr: Optional[float] = typer.Option(None, "--lr"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    max_len: Optional[int] = typer.Option(None, "--max-len"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint file (default: OUTPUT.ckpt)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint of an interrupted run."),
+) -> None:
+    """Pre-train MODEL with its self-supervised losses on the train split of every DATASET."""
+    from mmrec_cli import loading, models, stages
+    from mmrec_cli.errors import bad_input
+    from mmrec_cli.io import dataset as D
+    from mmrec_cli.io import model_file
+
+    module = models.get(model)
+    if "pretrain" not in getattr(module, "STAGES", ()):
+        raise bad_input(f"model '{model}' has no pre-training stage; use `mmrec finetune {model}`")
+    if module.MODALITIES and len(features) != len(datasets):
+        raise bad_input(f"give one --features per dataset ({len(datasets)} datasets, {len(features)} --features)")
+    flags = {"train.epochs": epochs, "train.lr": lr, "train.batch_size": batch_size, "model.max_len": max_len, "train.seed": seed}
+    cfg = loading.resolve_stage(module, config, set_, flags)
+    ds, feats, feats_meta = _load_all(module, model, datasets, features)
+    ckpt = str(checkpoint or f"{output}.ckpt")
+    with progress(f"pretrain {model}", None) as advance:
+        run = stages.Run(checkpoint=ckpt, resume=resume, log=say, progress=advance)
+        net, result = stages.pretrain(model, ds, feats, cfg.model, cfg.train, run)
+    meta = loading.artifact_meta(model, "pretrain", cfg, ds, feats_meta, result, invocation(), sources=[str(d) for d in datasets])
+    model_file.save(str(output), net, meta)
+    Path(ckpt).unlink(missing_ok=True)
+    say(f"wrote {output}: pre-trained {result.best_epoch + 1} epochs on {ds.num_users} users, {ds.num_items} items")
+
+
+def _load_all(module, model, datasets, features):
+    """Load every dataset (and its features), merged into one catalogue when there are several."""
+    import torch
+
+    from mmrec_cli import loading
+    from mmrec_cli.io import dataset as D
+
+    loaded = [D.load(str(p)) for p in datasets]
+    feats_list = [loading.features_for(module, d, f, model) for d, f in zip(loaded, features or [None] * len(loaded))]
+    ds, _ = D.merge(loaded)
+    if not module.MODALITIES:
+        return ds, None, None
+    names = [k for k in feats_list[0][0] if all(k in f[0] for f in feats_list)]
+    feats = {k: torch.cat([f[0][k] for f in feats_list]) for k in names}
+    metas = [f[1] for f in feats_list]
+    meta = metas[0] if len(metas) == 1 else {"path": "+".join(m["path"] for m in metas), "fingerprint": "+".join(m["fingerprint"] for m in metas), "encoders": metas[0].get("encoders")}
+    return ds, feats, meta

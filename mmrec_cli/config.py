@@ -1,0 +1,134 @@
+"""Strict, layered configuration: dataclass defaults < --config file < --set key=value < typed flags.
+
+Configs are plain dataclasses (each model file defines its own `Config`). `resolve` builds one from
+the layers and refuses unknown keys and values that do not parse as the field's type. Nested
+sections are written with a dot: `--set train.lr=3e-4`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import typing
+from pathlib import Path
+from typing import Any
+
+from mmrec_cli.errors import bad_input, not_found
+
+
+def resolve(cls: type, config_file: str | None = None, sets: list[str] | None = None, flags: dict | None = None):
+    """An instance of dataclass `cls` from the layers; `flags` entries that are None are not given."""
+    values: dict[str, Any] = {}
+    if config_file:
+        _merge(values, read_config_file(config_file), config_file)
+    for item in sets or []:
+        key, value = _parse_set(item)
+        _merge(values, _nest(key, value), f"--set {item}")
+    for key, value in (flags or {}).items():
+        if value is not None:
+            _merge(values, _nest(key, value), f"flag {key}")
+    return build(cls, values, where="config")
+
+
+def build(cls: type, values: dict, where: str = "config"):
+    """Instantiate dataclass `cls` from a (nested) dict, strictly."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise bad_input(f"{where}: unknown key '{unknown[0]}' for {cls.__name__}; known keys: {', '.join(fields)}")
+    kwargs = {name: _coerce(hints[name], values[name], f"{where}: {name}") for name in values}
+    return cls(**kwargs)
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def read_config_file(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise not_found(f"{path}: config file not found; check the path")
+    try:
+        if p.suffix == ".toml":
+            return tomllib.loads(p.read_text(encoding="utf-8"))
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise bad_input(f"{path}: cannot parse config ({err}); use JSON or TOML") from err
+    if not isinstance(data, dict):
+        raise bad_input(f"{path}: a config file must hold an object of key/values")
+    return data
+
+
+def _parse_set(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise bad_input(f"--set {item}: expected key=value, e.g. --set lr=0.001")
+    key, raw = item.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw  # a bare string
+    return key.strip(), value
+
+
+def _nest(key: str, value: Any) -> dict:
+    out: dict = {}
+    cur = out
+    parts = key.split(".")
+    for p in parts[:-1]:
+        cur = cur.setdefault(p, {})
+    cur[parts[-1]] = value
+    return out
+
+
+def _merge(base: dict, new: dict, where: str) -> None:
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v, where)
+        else:
+            base[k] = v
+
+
+def _coerce(tp, value, where: str):
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise bad_input(f"{where}: expected a section of key/values")
+        return build(tp, value, where)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        if value is None and type(None) in args:
+            return None
+        tp = next(a for a in args if a is not type(None))
+        return _coerce(tp, value, where)
+    if origin in (list, tuple):
+        items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+        inner = args[0] if args else str
+        return origin(_coerce(inner, v, where) for v in items)
+    if origin is typing.Literal:
+        if value not in args:
+            raise bad_input(f"{where}: {value!r} is not one of {', '.join(map(str, args))}")
+        return value
+    return _scalar(tp, value, where)
+
+
+def _scalar(tp, value, where: str):
+    try:
+        if tp is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if tp is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if tp is float:
+            return float(value)
+        if tp is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise bad_input(f"{where}: {value!r} is not a valid {tp.__name__}") from None
+    return value

@@ -1,0 +1,36 @@
+"""One exception type for every user-facing failure, with a distinct exit code per kind.
+
+Library code raises `MmrecError`; `mmrec_cli.main` prints its one line on stderr and exits with
+its code. Nothing else in the package decides how a failure looks to the user.
+"""
+
+from __future__ import annotations
+
+# Exit codes (documented in README.md, "Exit codes"). 2 is Typer's own usage error.
+USAGE = 2
+BAD_INPUT = 3  # malformed or inconsistent input data (file:line given where there is one)
+NOT_FOUND = 4  # a file, model or checkpoint that does not exist
+MISMATCH = 5  # an artifact of the wrong kind/schema, or trained on other data/features
+IO_FAILURE = 6  # the output could not be written (disk full, permissions)
+NOT_IMPLEMENTED = 2  # a command or option that is not built yet (same code as a usage error)
+INTERRUPTED = 130
+
+
+class MmrecError(Exception):
+    """A failure the user can fix: `str(err)` is the one line they see."""
+
+    def __init__(self, message: str, code: int = BAD_INPUT):
+        super().__init__(message)
+        self.code = code
+
+
+def bad_input(message: str) -> MmrecError:
+    return MmrecError(message, BAD_INPUT)
+
+
+def not_found(message: str) -> MmrecError:
+    return MmrecError(message, NOT_FOUND)
+
+
+def mismatch(message: str) -> MmrecError:
+    return MmrecError(message, MISMATCH)

@@ -1,0 +1,126 @@
+"""Full-ranking evaluation: every user's targets ranked against all items, scored in chunks.
+
+A model only has to provide `score(batch, items) -> (B, n)` for a batch of users and any item
+indices; memory is bounded by (users per batch) x (items per chunk), whatever the catalogue size.
+Ranks are pessimistic on ties (an item scoring exactly as the target counts as above it), so a
+model that scores everything alike gets no credit. With `mask_history` the items the user already
+interacted with (except the targets themselves) are removed from the ranking.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mmrec_cli.io.batches import collate_eval, eval_rows
+from mmrec_cli.io.dataset import Dataset
+
+KS = (5, 10, 20, 50)
+
+
+@dataclass
+class EvalConfig:
+    split: str = "valid"
+    ks: tuple[int, ...] = KS
+    mask_history: bool = False
+    batch_size: int = 512
+    chunk: int = 65536
+    max_len: int = 50
+
+
+def evaluate(model, ds: Dataset, cfg: EvalConfig, rankings_k: int = 0, on_batch=None) -> tuple[dict, list]:
+    """(metrics, per-user records). Records hold ranks of the targets and, with rankings_k, the top items."""
+    histories, targets, users = eval_rows(ds, cfg.split, cfg.max_len if cfg.max_len > 0 else 10**9)
+    was_training = model.training
+    model.eval()
+    records = []
+    with torch.inference_mode():
+        for start in range(0, len(users), cfg.batch_size):
+            sl = slice(start, start + cfg.batch_size)
+            batch = collate_eval(histories[sl], users[sl], cfg.max_len)
+            masks = histories[sl] if cfg.mask_history else None
+            ranks, top = rank_batch(model, batch, targets[sl], ds.num_items, cfg.chunk, masks, rankings_k)
+            for b, u in enumerate(users[sl]):
+                rec = {"user": u, "targets": targets[sl][b].tolist(), "ranks": ranks[b]}
+                if top is not None:
+                    rec["top"] = top[0][b].tolist()
+                    rec["scores"] = top[1][b].tolist()
+                records.append(rec)
+            if on_batch:
+                on_batch(len(users[sl]))
+    model.train(was_training)
+    return metrics(records, cfg.ks), records
+
+
+def rank_batch(model, batch: dict, targets: list[np.ndarray], num_items: int, chunk: int, masks=None, topk: int = 0):
+    """0-based rank of every target of every user in the batch (and the top-k items when asked)."""
+    owner = torch.cat([torch.full((len(t),), b, dtype=torch.long) for b, t in enumerate(targets)])  # (M,)
+    flat = torch.from_numpy(np.concatenate(targets)).long()  # (M,)
+    uniq, inv = torch.unique(flat, return_inverse=True)
+    t_scores = model.score(batch, uniq).float()[owner, inv]  # (M,)
+    above = torch.zeros(len(flat), dtype=torch.long)
+    mask_rows, mask_items = _mask_pairs(masks, targets)
+    top_v = top_i = None
+    for s in range(0, num_items, chunk):
+        e = min(num_items, s + chunk)
+        sc = model.score(batch, torch.arange(s, e)).float()  # (B, C)
+        if mask_rows is not None:
+            sel = (mask_items >= s) & (mask_items < e)
+            sc[mask_rows[sel], mask_items[sel] - s] = -math.inf
+        rows = sc[owner]  # (M, C)
+        above += (rows > t_scores[:, None]).sum(1) + (rows == t_scores[:, None]).sum(1)
+        inside = (flat >= s) & (flat < e)
+        above -= inside.long()  # the target equals itself: not above itself
+        if topk:
+            top_v, top_i = _merge_top(top_v, top_i, sc, s, topk)
+    ranks = [[] for _ in targets]
+    for m, b in enumerate(owner.tolist()):
+        ranks[b].append(int(above[m]))
+    return ranks, (top_i, top_v) if topk else None
+
+
+def _mask_pairs(masks, targets):
+    if masks is None:
+        return None, None
+    rows, items = [], []
+    for b, (h, t) in enumerate(zip(masks, targets)):
+        h = np.setdiff1d(h, t)  # a repeated target stays rankable
+        rows.append(np.full(len(h), b))
+        items.append(h)
+    return torch.from_numpy(np.concatenate(rows)).long(), torch.from_numpy(np.concatenate(items)).long()
+
+
+def _merge_top(top_v, top_i, sc, offset, k):
+    v, i = sc.topk(min(k, sc.shape[1]), dim=1)
+    i = i + offset
+    if top_v is not None:
+        v, j = torch.cat([top_v, v], 1).topk(k, dim=1)
+        i = torch.cat([top_i, i], 1).gather(1, j)
+    return v, i
+
+
+def user_metrics(ranks: list[int], k: int) -> dict:
+    hits = [r for r in ranks if r < k]
+    idcg = sum(1.0 / math.log2(i + 2) for i in range(min(len(ranks), k)))
+    return {
+        "recall": len(hits) / len(ranks),
+        "ndcg": sum(1.0 / math.log2(r + 2) for r in hits) / idcg,
+        "mrr": 1.0 / (min(ranks) + 1) if min(ranks) < k else 0.0,
+    }
+
+
+def metrics(records: list[dict], ks=KS) -> dict:
+    out = {}
+    n = max(1, len(records))
+    for k in ks:
+        sums = {"recall": 0.0, "ndcg": 0.0, "mrr": 0.0}
+        for rec in records:
+            for name, v in user_metrics(rec["ranks"], k).items():
+                sums[name] += v
+        for name, v in sums.items():
+            out[f"{name}@{k}"] = v / n
+    out["users"] = len(records)
+    return out

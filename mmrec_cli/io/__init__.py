@@ -1,0 +1,1 @@
+"""Files: artifacts (safetensors + JSON metadata), JSON lines, datasets, features."""

@@ -1,0 +1,89 @@
+"""Batches for the sequential models, built from a Dataset.
+
+Conventions every model follows:
+    batch["items"]    (B, L) int64  item index + 1, right-padded with 0 (oldest first)
+    batch["lengths"]  (B,)   int64  real length of each row
+    batch["user"]     (B,)   int64  user index
+    batch["targets"]  (B, L) int64  training only: the 0-based next item at each position, -100 on padding
+Training uses a loss at every position of a user's train sequence (causal models see exactly the
+prefix before each target), which gives RecBole's per-prefix supervision in one pass. Sequences
+longer than max_len + 1 are cut into windows ending at the sequence's end, so every target keeps
+some context.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mmrec_cli.io.dataset import TEST, TRAIN, VALID, Dataset
+
+IGNORE = -100
+
+
+def train_windows(ds: Dataset, max_len: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Windows of at most max_len + 1 train items per user, and the user of each window."""
+    windows, users = [], []
+    for u in range(ds.num_users):
+        seq = ds.sequence(u)[ds.labels(u) == TRAIN]
+        end = len(seq)
+        while end >= 2:
+            windows.append(seq[max(0, end - max_len - 1) : end])
+            users.append(u)
+            end -= max_len
+    return windows, np.array(users, dtype=np.int64)
+
+
+def collate_train(windows: list[np.ndarray], users: np.ndarray) -> dict:
+    L = max(len(w) for w in windows) - 1
+    items = torch.zeros(len(windows), L, dtype=torch.long)
+    targets = torch.full((len(windows), L), IGNORE, dtype=torch.long)
+    for b, w in enumerate(windows):
+        n = len(w) - 1
+        items[b, :n] = torch.from_numpy(w[:-1] + 1)
+        targets[b, :n] = torch.from_numpy(w[1:])
+    lengths = (items > 0).sum(1)
+    return {"items": items, "targets": targets, "lengths": lengths, "user": torch.from_numpy(users)}
+
+
+def train_batches(ds: Dataset, max_len: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1):
+    """Shuffled training batches; the order depends only on (seed, epoch), so a resumed run repeats it.
+
+    With world > 1 each rank takes its share of every global batch of `batch_size` windows.
+    """
+    windows, users = train_windows(ds, max_len)
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(len(windows), generator=g).numpy()
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size][rank::world]
+        if len(idx):
+            yield collate_train([windows[i] for i in idx], users[idx])
+
+
+def eval_rows(ds: Dataset, split: str, max_len: int) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """For each user with targets in `split`: (input history, targets, history to mask).
+
+    The history is every interaction labelled before the split (train for valid; train and valid
+    for test), oldest first; the model sees its last max_len items.
+    """
+    level = {"valid": VALID, "test": TEST}[split]
+    inputs, targets, users = [], [], []
+    for u in range(ds.num_users):
+        seq, lab = ds.sequence(u), ds.labels(u)
+        tgt = seq[lab == level]
+        if len(tgt) == 0:
+            continue
+        hist = seq[lab < level]
+        inputs.append(hist)
+        targets.append(tgt)
+        users.append(u)
+    return inputs, targets, users
+
+
+def collate_eval(histories: list[np.ndarray], users: list[int], max_len: int) -> dict:
+    L = max(1, min(max_len, max(len(h) for h in histories)))
+    items = torch.zeros(len(histories), L, dtype=torch.long)
+    for b, h in enumerate(histories):
+        h = h[-max_len:]
+        items[b, : len(h)] = torch.from_numpy(h + 1)
+    return {"items": items, "lengths": (items > 0).sum(1), "user": torch.tensor(users, dtype=torch.long)}

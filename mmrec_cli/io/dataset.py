@@ -1,0 +1,150 @@
+"""The dataset artifact: every user's chronological sequence plus a split label per interaction.
+
+Tensors (kind "dataset"):
+    offsets (U+1,) int64   user u's interactions are items[offsets[u]:offsets[u+1]], oldest first
+    items   (T,)   int64   0-based item index (row i of every features artifact is item i)
+    split   (T,)   int8    0 = train, 1 = valid, 2 = test
+Metadata: item_ids and user_ids (external ids, in index order), the split protocol, counts, and the
+fingerprints of the input files. Leave-one-out labels are [0, ..., 0, 1, 2]; the ratio protocol
+labels a seeded random 8:1:1 draw per user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mmrec_cli.errors import bad_input
+from mmrec_cli.io import artifacts
+
+TRAIN, VALID, TEST = 0, 1, 2
+SPLITS = {"train": TRAIN, "valid": VALID, "test": TEST}
+
+
+@dataclass
+class Dataset:
+    item_ids: list[str]
+    user_ids: list[str]
+    offsets: np.ndarray  # (U+1,) int64
+    items: np.ndarray  # (T,) int64
+    split: np.ndarray  # (T,) int8
+    protocol: str = "loo"  # "loo" (leave-one-out) or "ratio" (per-user random 8:1:1)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def num_users(self) -> int:
+        return len(self.user_ids)
+
+    def sequence(self, u: int) -> np.ndarray:
+        return self.items[self.offsets[u] : self.offsets[u + 1]]
+
+    def labels(self, u: int) -> np.ndarray:
+        return self.split[self.offsets[u] : self.offsets[u + 1]]
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for arr in (self.offsets, self.items, self.split):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        h.update(artifacts.fingerprint_strings(self.item_ids).encode())
+        return "sha256:" + h.hexdigest()[:16]
+
+    def item_fingerprint(self) -> str:
+        return artifacts.fingerprint_strings(self.item_ids)
+
+
+def from_sequences(seqs: list[list[int]], item_ids: list[str], user_ids: list[str], protocol: str = "loo", seed: int = 0) -> Dataset:
+    """Build a dataset from per-user chronological item-index lists (each at least 3 long)."""
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+    offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    items = np.fromiter((i for s in seqs for i in s), dtype=np.int64, count=int(offsets[-1]))
+    split = loo_labels(lengths) if protocol == "loo" else ratio_labels(lengths, seed)
+    return Dataset(item_ids, user_ids, offsets, items, split, protocol)
+
+
+def loo_labels(lengths: np.ndarray) -> np.ndarray:
+    """Leave-one-out: the last interaction is test, the second to last valid, the rest train."""
+    split = np.zeros(int(lengths.sum()), dtype=np.int8)
+    ends = np.cumsum(lengths)
+    split[ends - 1] = TEST
+    split[ends - 2] = VALID
+    return split
+
+
+def ratio_labels(lengths: np.ndarray, seed: int, ratios=(0.8, 0.1, 0.1)) -> np.ndarray:
+    """Per-user random 8:1:1 (AlignRec's protocol), at least one train, valid and test item each."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for n in lengths.tolist():
+        n_test = max(1, int(round(n * ratios[2])))
+        n_valid = max(1, int(round(n * ratios[1])))
+        labels = np.zeros(n, dtype=np.int8)
+        labels[n - n_test - n_valid : n - n_test] = VALID
+        labels[n - n_test :] = TEST
+        parts.append(labels[rng.permutation(n)])
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int8)
+
+
+def save(ds: Dataset, path: str, command: str, config: dict, inputs: dict) -> None:
+    meta = {
+        "command": command,
+        "config": config,
+        "inputs": inputs,
+        "protocol": ds.protocol,
+        "num_users": ds.num_users,
+        "num_items": ds.num_items,
+        "num_interactions": int(len(ds.items)),
+        "item_ids": ds.item_ids,
+        "user_ids": ds.user_ids,
+        "fingerprint": ds.fingerprint(),
+        "item_fingerprint": ds.item_fingerprint(),
+        **ds.meta,
+    }
+    tensors = {"offsets": ds.offsets, "items": ds.items, "split": ds.split}
+    artifacts.save(path, tensors, "dataset", meta)
+
+
+def load(path: str) -> Dataset:
+    tensors, meta = artifacts.load(path, kind="dataset", torch=False)
+    ds = Dataset(meta["item_ids"], meta["user_ids"], tensors["offsets"], tensors["items"], tensors["split"], meta["protocol"])
+    if ds.fingerprint() != meta["fingerprint"]:
+        raise artifacts.MmrecError(f"{path}: contents do not match the recorded fingerprint; the file was altered, recreate it", 5)
+    ds.meta = {k: meta[k] for k in ("command", "config", "inputs") if k in meta}
+    ds.meta["path"] = str(path)
+    return ds
+
+
+def check_lengths(seqs: list[list[int]], user_ids: list[str], where: str, minimum: int = 3) -> None:
+    for u, s in enumerate(seqs):
+        if len(s) < minimum:
+            raise bad_input(
+                f"{where}: user '{user_ids[u]}' has {len(s)} interaction(s); leave-one-out needs at least {minimum} "
+                "(train, valid, test): pass --drop-short to drop such users, or --kcore to filter"
+            )
+
+
+def merge(datasets: list[Dataset]) -> tuple[Dataset, list[int]]:
+    """One dataset holding several (pre-training on several domains): users and items side by side.
+
+    Item ids become '<k>:<id>' for the k-th dataset (k from 0), so equal ids of different domains stay
+    apart; returns the merged dataset and each dataset's first item index.
+    """
+    if len(datasets) == 1:
+        return datasets[0], [0]
+    starts = np.cumsum([0] + [d.num_items for d in datasets[:-1]]).tolist()
+    item_ids = [f"{k}:{i}" for k, d in enumerate(datasets) for i in d.item_ids]
+    user_ids = [f"{k}:{u}" for k, d in enumerate(datasets) for u in d.user_ids]
+    items = np.concatenate([d.items + s for d, s in zip(datasets, starts)])
+    lengths = np.concatenate([d.offsets[1:] - d.offsets[:-1] for d in datasets])
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    split = np.concatenate([d.split for d in datasets])
+    protocols = {d.protocol for d in datasets}
+    merged = Dataset(item_ids, user_ids, offsets, items, split, protocols.pop() if len(protocols) == 1 else "mixed")
+    merged.meta = {"path": "+".join(str(d.meta.get("path")) for d in datasets)}
+    return merged, starts

@@ -1,0 +1,73 @@
+"""JSON lines in and out; '-' means stdin/stdout. Errors name the file and line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, TextIO
+
+from mmrec_cli.errors import bad_input, not_found
+from mmrec_cli.io.atomic import atomic_path
+
+
+def open_text(path: str) -> TextIO:
+    if path == "-":
+        return sys.stdin
+    p = Path(path)
+    if not p.is_file():
+        raise not_found(f"{path}: no such file; check the path")
+    return open(p, encoding="utf-8", newline="")
+
+
+def read_lines(path: str) -> Iterator[tuple[int, str]]:
+    """(line number, text) for each non-blank line; non-UTF-8 bytes are reported with their line."""
+    f = open_text(path)
+    lineno = 0
+    try:
+        while True:
+            lineno += 1
+            try:
+                line = f.readline()
+            except UnicodeDecodeError as err:
+                raise bad_input(f"{path}:{lineno}: not valid UTF-8 ({err.reason}); re-encode the file as UTF-8") from err
+            if not line:
+                return
+            if line.strip():
+                yield lineno, line
+    finally:
+        if f is not sys.stdin:
+            f.close()
+
+
+def read_jsonl(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    for lineno, line in read_lines(path):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise bad_input(f"{path}:{lineno}: malformed JSON ({err.msg}); fix or remove the line") from err
+        if not isinstance(obj, dict):
+            raise bad_input(f"{path}:{lineno}: expected a JSON object per line, got {type(obj).__name__}")
+        yield lineno, obj
+
+
+@contextmanager
+def jsonl_writer(path: str | None) -> Iterator:
+    """A function that writes one record per call; to stdout for None or '-', else atomically to a file."""
+    if path in (None, "-"):
+        yield lambda rec: sys.stdout.write(json.dumps(rec) + "\n")
+        sys.stdout.flush()
+        return
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        yield lambda rec: f.write(json.dumps(rec) + "\n")
+
+
+def write_json(path: str | None, obj: Any) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    if path in (None, "-"):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

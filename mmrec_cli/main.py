@@ -1,0 +1,34 @@
+"""The Typer app: registers the commands, nothing else. Heavy imports live inside the commands."""
+
+from __future__ import annotations
+
+import typer
+
+from mmrec_cli.commands import caption, cluster, eval as eval_cmd, extract, finetune, info, prepare, pretrain, recommend, transfer
+
+app = typer.Typer(
+    name="mmrec",
+    help="Multimodal sequential recommendation: prepare data, extract features, train, evaluate, recommend.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+)
+
+app.command("prepare")(prepare.prepare)
+app.command("extract")(extract.extract)
+app.command("caption")(caption.caption)
+app.command("cluster")(cluster.cluster)
+app.command("pretrain")(pretrain.pretrain)
+app.command("finetune")(finetune.finetune)
+app.command("transfer")(transfer.transfer)
+app.command("eval")(eval_cmd.eval_)
+app.command("recommend")(recommend.recommend)
+app.command("info")(info.info)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""SASRec: self-attentive sequential recommendation on item IDs alone (Kang & McAuley, ICDM 2018).
+
+The ID-only baseline every multimodal model in mmrec is measured against. Layout follows RecBole's
+SASRec: item + position embeddings, LayerNorm, dropout, post-LN transformer layers with GELU,
+causal attention, and scores as the dot product with the (tied) item embeddings; cross-entropy
+over all items. Unlike RecBole, training puts a loss at every position of a user's sequence
+(`mmrec_cli.io.batches`), which is the same supervision as RecBole's one-sequence-per-prefix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+STAGES = {"finetune"}
+MODALITIES: tuple[str, ...] = ()
+
+
+@dataclass
+class Config:
+    max_len: int = 50
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 2
+    inner: int = 256
+    dropout: float = 0.5
+    attn_dropout: float = 0.5
+    init_std: float = 0.02
+
+
+class Model(nn.Module):
+    def __init__(self, cfg: Config, num_items: int, features: dict | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.item_emb = nn.Embedding(num_items + 1, cfg.hidden, padding_idx=0)  # row 0 = padding
+        self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
+        self.norm = nn.LayerNorm(cfg.hidden, eps=1e-12)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
+        self.apply(self._init)
+
+    def _init(self, m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=self.cfg.init_std)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def encode(self, items: torch.Tensor) -> torch.Tensor:
+        """Hidden state at every position (B, L, D) of right-padded item sequences (B, L)."""
+        L = items.shape[1]
+        pos = torch.arange(L, device=items.device)
+        x = self.drop(self.norm(self.item_emb(items) + self.pos_emb(pos)))  # (B, L, D)
+        causal = torch.ones(L, L, dtype=torch.bool, device=items.device).triu(1)  # True = blocked
+        for block in self.layers:
+            x = block(x, causal)
+        return x
+
+    def user(self, batch: dict) -> torch.Tensor:
+        h = self.encode(batch["items"])  # (B, L, D)
+        last = (batch["lengths"] - 1).clamp(min=0)
+        return h[torch.arange(h.shape[0]), last]  # (B, D)
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        h = self.encode(batch["items"])  # (B, L, D)
+        keep = batch["targets"] >= 0
+        logits = h[keep] @ self.item_emb.weight[1:].T  # (P, N) for the P real positions
+        return F.cross_entropy(logits, batch["targets"][keep])
+
+    def score(self, batch: dict, items: torch.Tensor) -> torch.Tensor:
+        return self.user(batch) @ self.item_emb.weight[items + 1].T  # (B, n)
+
+
+class Block(nn.Module):
+    """Post-LN transformer layer: x = LN(x + Drop(Attn(x))); x = LN(x + Drop(FFN(x)))."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.heads = cfg.heads
+        self.qkv = nn.Linear(cfg.hidden, 3 * cfg.hidden)
+        self.out = nn.Linear(cfg.hidden, cfg.hidden)
+        self.attn_drop = cfg.attn_dropout
+        self.ff = nn.Sequential(nn.Linear(cfg.hidden, cfg.inner), nn.GELU(), nn.Linear(cfg.inner, cfg.hidden))
+        self.norm1 = nn.LayerNorm(cfg.hidden, eps=1e-12)
+        self.norm2 = nn.LayerNorm(cfg.hidden, eps=1e-12)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, blocked: torch.Tensor) -> torch.Tensor:
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, L, d) each
+        p = self.attn_drop if self.training else 0.0
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=~blocked, dropout_p=p)  # (B, H, L, d)
+        x = self.norm1(x + self.drop(self.out(a.transpose(1, 2).reshape(B, L, D))))
+        return self.norm2(x + self.drop(self.ff(x)))

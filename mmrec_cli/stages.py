@@ -1,0 +1,99 @@
+"""Pretrain, finetune and transfer: separate small functions over the one training loop.
+
+Each stage builds a model from the registry, resolves its batches, calls `train.fit`, and returns
+the model with the best state loaded plus the fit result. Commands write the artifacts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from mmrec_cli import models
+from mmrec_cli.evaluate import EvalConfig, evaluate
+from mmrec_cli.io import batches as B
+from mmrec_cli.io.dataset import Dataset
+from mmrec_cli.train import FitResult, TrainConfig, fit
+
+
+@dataclass
+class Run:
+    """Where a stage keeps its state and tells people what happens."""
+
+    checkpoint: str | None = None
+    resume: bool = False
+    log: Callable[[str], None] = lambda s: None
+    progress: Callable | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def build(name: str, model_cfg, num_items: int, features: dict | None):
+    torch.manual_seed(getattr(model_cfg, "seed", 0) or 0)
+    return models.get(name).Model(model_cfg, num_items, features)
+
+
+def batches_for(name: str, ds: Dataset, model_cfg, train_cfg: TrainConfig, stage: str = "finetune"):
+    """The function of epoch -> batches for a model: its own `train_batches`, else sequence windows."""
+    module = models.get(name)
+    own = getattr(module, "train_batches", None)
+    if own is not None:
+        return lambda epoch: own(ds, model_cfg, train_cfg, epoch, stage)
+    return lambda epoch: B.train_batches(ds, model_cfg.max_len, train_cfg.batch_size, train_cfg.seed, epoch)
+
+
+def validator(model, ds: Dataset, max_len: int, mask_history: bool = False) -> Callable[[], dict]:
+    cfg = EvalConfig(split="valid", max_len=max_len, mask_history=mask_history)
+    return lambda: evaluate(model, ds, cfg)[0]
+
+
+def finetune(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg: TrainConfig, run: Run, init: dict | None = None) -> tuple:
+    """Train a model for recommendation, selecting the best epoch on validation NDCG@10 (or train_cfg.metric)."""
+    torch.manual_seed(train_cfg.seed)
+    model = models.get(name).Model(model_cfg, ds.num_items, features)
+    if init is not None:
+        load_init(model, init, run.log)
+    mask = ds.protocol == "ratio"
+    result = fit(
+        model,
+        batches_for(name, ds, model_cfg, train_cfg),
+        model.loss,
+        train_cfg,
+        validate=validator(model, ds, getattr(model_cfg, "max_len", 50), mask),
+        checkpoint=run.checkpoint,
+        resume=run.resume,
+        log=run.log,
+        progress=run.progress,
+    )
+    model.load_state_dict(result.best_state)
+    return model, result
+
+
+def pretrain(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg: TrainConfig, run: Run) -> tuple:
+    """Self-supervised pre-training with the model's `pretrain_loss`; keeps the last epoch's state."""
+    torch.manual_seed(train_cfg.seed)
+    model = models.get(name).Model(model_cfg, ds.num_items, features)
+    result: FitResult = fit(
+        model,
+        batches_for(name, ds, model_cfg, train_cfg, stage="pretrain"),
+        model.pretrain_loss,
+        train_cfg,
+        validate=None,
+        checkpoint=run.checkpoint,
+        resume=run.resume,
+        log=run.log,
+        progress=run.progress,
+    )
+    model.load_state_dict(result.best_state)
+    return model, result
+
+
+def load_init(model, state: dict, log: Callable[[str], None]) -> None:
+    """Load pre-trained weights where names and shapes match; say what was left out."""
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    skipped = sorted(set(state) - set(usable))
+    fresh = sorted(set(own) - set(usable))
+    model.load_state_dict(usable, strict=False)
+    log(f"initialised {len(usable)} tensors from the pre-trained model; {len(fresh)} trained from scratch, {len(skipped)} unused")

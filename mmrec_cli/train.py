@@ -1,0 +1,190 @@
+"""The one training loop: a plain function used by pretrain, finetune and transfer.
+
+It knows nothing about models: it takes a model, a function that yields the batches of an epoch,
+a function that turns a batch into a loss, and optionally a validation function returning metrics.
+It keeps the best state by validation `metric` (early stopping after `patience` evaluations without
+improvement), writes a checkpoint atomically after every epoch (model, optimizer, RNG, history,
+best state) and resumes from it bit for bit: the batch order depends only on (seed, epoch), and
+the RNG state is restored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+from mmrec_cli.errors import MmrecError, bad_input
+from mmrec_cli.io import artifacts
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 200
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 10  # evaluations without improvement before stopping; 0 = never stop early
+    eval_every: int = 1
+    metric: str = "ndcg@10"
+    clip_grad: float = 0.0
+    seed: int = 2020
+
+
+@dataclass
+class FitResult:
+    best_state: dict
+    best_epoch: int
+    best_metrics: dict
+    history: list = field(default_factory=list)
+
+
+def fit(
+    model: torch.nn.Module,
+    batches: Callable[[int], Iterator[dict]],
+    loss_fn: Callable[[dict], torch.Tensor],
+    cfg: TrainConfig,
+    validate: Callable[[], dict] | None = None,
+    checkpoint: str | None = None,
+    resume: bool = False,
+    log: Callable[[str], None] = lambda s: None,
+    progress=None,
+) -> FitResult:
+    """Train `model` in place; return the best state (the last one when there is no validation)."""
+    torch.manual_seed(cfg.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state = _State()
+    if resume and checkpoint and Path(checkpoint).exists():
+        state = load_checkpoint(checkpoint, model, opt)
+        log(f"resumed from {checkpoint} after epoch {state.epoch}")
+    while state.epoch < cfg.epochs and not state.stopped:
+        epoch = state.epoch
+        model.train()
+        t0 = time.perf_counter()
+        loss, steps = _epoch(model, opt, params, batches(epoch), loss_fn, cfg, progress)
+        entry = {"epoch": epoch, "loss": loss, "steps": steps, "seconds": round(time.perf_counter() - t0, 3)}
+        if validate is not None and (epoch + 1) % cfg.eval_every == 0:
+            _validate(model, validate, cfg, state, entry)
+        elif validate is None:
+            state.best_state, state.best_epoch = _copy_state(model), epoch
+        state.history.append(entry)
+        state.epoch = epoch + 1
+        log(_line(entry, cfg.metric))
+        if checkpoint:
+            save_checkpoint(checkpoint, model, opt, state)
+    if state.best_state is None:
+        state.best_state, state.best_epoch = _copy_state(model), state.epoch - 1
+    return FitResult(state.best_state, state.best_epoch, state.best_metrics, state.history)
+
+
+def _epoch(model, opt, params, batches, loss_fn, cfg: TrainConfig, progress) -> tuple[float, int]:
+    total, steps = 0.0, 0
+    for batch in batches:
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(batch)
+        if not torch.isfinite(loss):
+            raise MmrecError(f"training diverged: loss is {loss.item()} at step {steps}; lower the learning rate", 3)
+        loss.backward()
+        if cfg.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+        opt.step()
+        total += loss.item()
+        steps += 1
+        if progress:
+            progress(1)
+    return total / max(1, steps), steps
+
+
+def _validate(model, validate, cfg: TrainConfig, state: "_State", entry: dict) -> None:
+    metrics = validate()
+    if cfg.metric not in metrics:
+        raise bad_input(f"train.metric '{cfg.metric}' is not computed; choose one of {', '.join(sorted(metrics))}")
+    entry["valid"] = {k: round(v, 6) for k, v in metrics.items() if isinstance(v, float)}
+    score = metrics[cfg.metric]
+    if score > state.best_score:
+        state.best_score, state.best_epoch, state.best_metrics = score, entry["epoch"], metrics
+        state.best_state, state.bad = _copy_state(model), 0
+    else:
+        state.bad += 1
+        state.stopped = cfg.patience > 0 and state.bad >= cfg.patience
+
+
+def _line(entry: dict, metric: str) -> str:
+    s = f"epoch {entry['epoch']:>3}  loss {entry['loss']:.4f}  {entry['seconds']:.1f}s"
+    if "valid" in entry:
+        s += f"  valid {metric} {entry['valid'][metric]:.4f}"
+    return s
+
+
+def _copy_state(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+class _State:
+    def __init__(self):
+        self.epoch = 0
+        self.best_score = -math.inf
+        self.best_epoch = -1
+        self.best_metrics: dict = {}
+        self.best_state: dict | None = None
+        self.bad = 0
+        self.stopped = False
+        self.history: list = []
+
+    def to_json(self) -> dict:
+        keys = ("epoch", "best_epoch", "best_metrics", "bad", "stopped", "history")
+        return {k: getattr(self, k) for k in keys} | {"best_score": None if self.best_score == -math.inf else self.best_score}
+
+
+def save_checkpoint(path: str, model, opt, state: _State) -> None:
+    """Everything needed to continue: model, optimizer, RNG, best state, history. Atomic."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    if state.best_state is not None:
+        tensors |= {f"best.{k}": v for k, v in state.best_state.items()}
+    opt_tensors, opt_meta = _flatten_optimizer(opt.state_dict())
+    tensors |= opt_tensors
+    tensors["rng.torch"] = torch.get_rng_state()
+    artifacts.save(path, tensors, "checkpoint", {"state": state.to_json(), "optimizer": opt_meta})
+
+
+def load_checkpoint(path: str, model, opt) -> _State:
+    tensors, meta = artifacts.load(path, kind="checkpoint")
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    opt.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+    torch.set_rng_state(tensors["rng.torch"])
+    state = _State()
+    for k, v in meta["state"].items():
+        setattr(state, k, v)
+    state.best_score = -math.inf if state.best_score is None else state.best_score
+    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+    state.best_state = best or None
+    return state
+
+
+def _flatten_optimizer(sd: dict) -> tuple[dict, dict]:
+    tensors, scalars = {}, {}
+    for pid, pstate in sd["state"].items():
+        for key, value in pstate.items():
+            if torch.is_tensor(value):
+                tensors[f"opt.{pid}.{key}"] = value
+            else:
+                scalars[f"{pid}.{key}"] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict, meta: dict) -> dict:
+    state: dict = {}
+    for name, value in tensors.items():
+        if name.startswith("opt."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = value
+    for name, value in meta["scalars"].items():
+        pid, key = name.split(".", 1)
+        state.setdefault(int(pid), {})[key] = value
+    return {"state": state, "param_groups": json.loads(json.dumps(meta["param_groups"]))}
