@@ -31,14 +31,14 @@ def resolve(cls: type, config_file: str | None = None, sets: list[str] | None = 
     return build(cls, values, where="config")
 
 
-def build(cls: type, values: dict, where: str = "config"):
-    """Instantiate dataclass `cls` from a (nested) dict, strictly."""
+def build(cls: type, values: dict, where: str = "config", prefix: str = ""):
+    """Instantiate dataclass `cls` from a (nested) dict, strictly; `prefix` names the section in errors."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise bad_input(f"{where}: unknown key '{unknown[0]}' for {cls.__name__}; known keys: {', '.join(fields)}")
-    kwargs = {name: _coerce(hints[name], values[name], f"{where}: {name}") for name in values}
+        raise bad_input(f"{where}: unknown key '{prefix}{unknown[0]}'; known keys{' of ' + prefix[:-1] if prefix else ''}: {', '.join(fields)}")
+    kwargs = {name: _coerce(hints[name], values[name], where, f"{prefix}{name}") for name in values}
     return cls(**kwargs)
 
 
@@ -90,27 +90,27 @@ def _merge(base: dict, new: dict, where: str) -> None:
             base[k] = v
 
 
-def _coerce(tp, value, where: str):
+def _coerce(tp, value, where: str, key: str):
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise bad_input(f"{where}: expected a section of key/values")
-        return build(tp, value, where)
+            raise bad_input(f"{where}: '{key}' is a section; set its keys, e.g. {key}.<name>=value")
+        return build(tp, value, where, prefix=f"{key}.")
     if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
         if value is None and type(None) in args:
             return None
         tp = next(a for a in args if a is not type(None))
-        return _coerce(tp, value, where)
+        return _coerce(tp, value, where, key)
     if origin in (list, tuple):
         items = value if isinstance(value, (list, tuple)) else str(value).split(",")
         inner = args[0] if args else str
-        return origin(_coerce(inner, v, where) for v in items)
+        return origin(_coerce(inner, v, where, key) for v in items)
     if origin is typing.Literal:
         if value not in args:
-            raise bad_input(f"{where}: {value!r} is not one of {', '.join(map(str, args))}")
+            raise bad_input(f"{where}: {key}: {value!r} is not one of {', '.join(map(str, args))}")
         return value
-    return _scalar(tp, value, where)
+    return _scalar(tp, value, f"{where}: {key}")
 
 
 def _scalar(tp, value, where: str):

@@ -105,7 +105,7 @@ def _validate(model, validate, cfg: TrainConfig, state: "_State", entry: dict) -
     metrics = validate()
     if cfg.metric not in metrics:
         raise bad_input(f"train.metric '{cfg.metric}' is not computed; choose one of {', '.join(sorted(metrics))}")
-    entry["valid"] = {k: round(v, 6) for k, v in metrics.items() if isinstance(v, float)}
+    entry["valid"] = {k: v for k, v in metrics.items() if isinstance(v, float)}
     score = metrics[cfg.metric]
     if score > state.best_score:
         state.best_score, state.best_epoch, state.best_metrics = score, entry["epoch"], metrics

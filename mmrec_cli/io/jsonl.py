@@ -6,38 +6,38 @@ import json
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, BinaryIO, Iterator
 
 from mmrec_cli.errors import bad_input, not_found
 from mmrec_cli.io.atomic import atomic_path
 
 
-def open_text(path: str) -> TextIO:
+def open_binary(path: str) -> BinaryIO:
     if path == "-":
-        return sys.stdin
+        return sys.stdin.buffer
     p = Path(path)
     if not p.is_file():
         raise not_found(f"{path}: no such file; check the path")
-    return open(p, encoding="utf-8", newline="")
+    try:
+        return open(p, "rb")
+    except OSError as err:
+        raise not_found(f"{path}: cannot read ({err.strerror}); check its permissions") from err
 
 
 def read_lines(path: str) -> Iterator[tuple[int, str]]:
-    """(line number, text) for each non-blank line; non-UTF-8 bytes are reported with their line."""
-    f = open_text(path)
-    lineno = 0
+    """(line number, text) for each non-blank line; each line is decoded on its own, so a non-UTF-8
+    byte is reported on the line where it is."""
+    f = open_binary(path)
     try:
-        while True:
-            lineno += 1
+        for lineno, raw in enumerate(f, start=1):
             try:
-                line = f.readline()
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as err:
                 raise bad_input(f"{path}:{lineno}: not valid UTF-8 ({err.reason}); re-encode the file as UTF-8") from err
-            if not line:
-                return
             if line.strip():
                 yield lineno, line
     finally:
-        if f is not sys.stdin:
+        if f is not sys.stdin.buffer:
             f.close()
 
 

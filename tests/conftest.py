@@ -1,0 +1,33 @@
+"""Shared test set-up: no network, few threads, and tiny seeded data builders."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "scientific")
+
+
+def tiny_sequences(num_users: int = 12, num_items: int = 20, seed: int = 0) -> list[list[int]]:
+    rng = np.random.default_rng(seed)
+    return [rng.choice(num_items, size=int(rng.integers(4, 9)), replace=False).tolist() for _ in range(num_users)]
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path):
+    """A saved 12-user, 20-item leave-one-out dataset; returns (path, Dataset)."""
+    from mmrec_cli.io import dataset as D
+
+    seqs = tiny_sequences()
+    ds = D.from_sequences(seqs, [f"i{i}" for i in range(20)], [f"u{u}" for u in range(len(seqs))])
+    path = tmp_path / "ds.safetensors"
+    D.save(ds, str(path), {"command": "test"}, {}, {})
+    return path, D.load(str(path))

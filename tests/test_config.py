@@ -1,0 +1,55 @@
+from dataclasses import dataclass, field
+
+import pytest
+
+from mmrec_cli import config as C
+from mmrec_cli.errors import MmrecError
+
+
+@dataclass
+class Inner:
+    lr: float = 0.1
+    epochs: int = 3
+
+
+@dataclass
+class Outer:
+    name: str = "a"
+    flag: bool = False
+    ks: tuple[int, ...] = (5, 10)
+    train: Inner = field(default_factory=Inner)
+
+
+def test_layers_apply_in_order(tmp_path):
+    f = tmp_path / "c.json"
+    f.write_text('{"name": "file", "train": {"lr": 0.5, "epochs": 7}}')
+    cfg = C.resolve(Outer, str(f), ["train.lr=0.25", "flag=true"], {"train.epochs": 9, "name": None})
+    assert cfg == Outer(name="file", flag=True, train=Inner(lr=0.25, epochs=9))
+
+
+def test_toml_and_lists(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('ks = [1, 2]\n[train]\nepochs = 4\n')
+    cfg = C.resolve(Outer, str(f), ["ks=3,4"])
+    assert cfg.ks == (3, 4) and cfg.train.epochs == 4
+
+
+def test_unknown_key_is_an_error():
+    with pytest.raises(MmrecError, match="config: unknown key 'train.lrr'; known keys of train: lr, epochs"):
+        C.resolve(Outer, None, ["train.lrr=1"])
+
+
+def test_bad_value_is_an_error():
+    with pytest.raises(MmrecError, match=r"config: train.epochs: 'many' is not a valid int"):
+        C.resolve(Outer, None, ["train.epochs=many"])
+    with pytest.raises(MmrecError, match="expected key=value"):
+        C.resolve(Outer, None, ["oops"])
+
+
+def test_missing_and_malformed_config_files(tmp_path):
+    with pytest.raises(MmrecError, match="config file not found"):
+        C.resolve(Outer, str(tmp_path / "nope.json"))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    with pytest.raises(MmrecError, match="cannot parse config"):
+        C.resolve(Outer, str(bad))

@@ -1,0 +1,69 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mmrec_cli.evaluate import EvalConfig, evaluate, metrics, rank_batch, user_metrics
+from mmrec_cli.io import dataset as D
+
+
+class Fixed(torch.nn.Module):
+    """Scores from a fixed (users x items) table, looked up by batch['user']."""
+
+    def __init__(self, table):
+        super().__init__()
+        self.table = torch.as_tensor(table, dtype=torch.float32)
+
+    def score(self, batch, items):
+        return self.table[batch["user"]][:, items]
+
+
+def test_user_metrics_by_hand():
+    m = user_metrics([2], 5)
+    assert m == {"recall": 1.0, "ndcg": pytest.approx(1 / math.log2(4)), "mrr": pytest.approx(1 / 3)}
+    assert user_metrics([7], 5) == {"recall": 0.0, "ndcg": 0.0, "mrr": 0.0}
+    m = user_metrics([0, 3, 9], 5)  # two of three targets in the top 5
+    idcg = 1 + 1 / math.log2(3) + 1 / math.log2(4)
+    assert m["recall"] == pytest.approx(2 / 3) and m["ndcg"] == pytest.approx((1 + 1 / math.log2(5)) / idcg)
+
+
+def test_ranks_are_exact_across_chunks_and_pessimistic_on_ties():
+    table = [[0.1, 0.9, 0.5, 0.5, 0.3], [1, 1, 1, 1, 1]]
+    model = Fixed(table)
+    batch = {"user": torch.tensor([0, 1])}
+    targets = [np.array([2]), np.array([4])]
+    for chunk in (1, 2, 5):
+        ranks, _ = rank_batch(model, batch, targets, 5, chunk)
+        assert ranks == [[2], [4]]  # user 0: 0.9 and the tied 0.5 are above; user 1: all ties -> last
+
+
+def test_history_masking_keeps_the_target():
+    model = Fixed([[0.9, 0.8, 0.7, 0.1]])
+    batch = {"user": torch.tensor([0])}
+    ranks, _ = rank_batch(model, batch, [np.array([2])], 4, 2, masks=[np.array([0, 2])])
+    assert ranks == [[1]]  # item 0 is masked, item 2 (target, also in history) stays
+
+
+def test_topk_across_chunks():
+    model = Fixed([[0.1, 0.9, 0.5, 0.7, 0.3]])
+    _, (idx, val) = rank_batch(model, {"user": torch.tensor([0])}, [np.array([0])], 5, 2, topk=3)
+    assert idx.tolist() == [[1, 3, 2]] and val[0].tolist() == pytest.approx([0.9, 0.7, 0.5])
+
+
+def test_evaluate_on_a_dataset():
+    ds = D.from_sequences([[0, 1, 2, 3], [3, 2, 1, 0]], list("abcd"), ["u", "v"])
+    # user 0: valid target 2, test 3; user 1: valid target 1, test 0
+    model = Fixed([[0, 0, 3, 1], [4, 3, 2, 1]])
+    m, recs = evaluate(model, ds, EvalConfig(split="valid", ks=(1, 2)))
+    assert [r["ranks"] for r in recs] == [[0], [1]]
+    assert m["recall@1"] == 0.5 and m["recall@2"] == 1.0 and m["users"] == 2
+    m, _ = evaluate(model, ds, EvalConfig(split="test", ks=(1,)))
+    assert m["recall@1"] == 0.5  # user 0: target 3 is below item 2; user 1: target 0 is first
+    m, _ = evaluate(model, ds, EvalConfig(split="test", ks=(1,), mask_history=True))
+    assert m["recall@1"] == 1.0  # with item 2 (history) masked, user 0's target is first too
+
+
+def test_metrics_average_over_users():
+    m = metrics([{"ranks": [0]}, {"ranks": [10]}], ks=(5,))
+    assert m == {"recall@5": 0.5, "ndcg@5": 0.5, "mrr@5": 0.5, "users": 2}

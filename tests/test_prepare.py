@@ -1,0 +1,119 @@
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import EXAMPLE
+from mmrec_cli.io import dataset as D
+from mmrec_cli.main import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def error_line(result) -> str:
+    """The command's stderr, which must be exactly one line and no traceback."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_unisrec_import_reproduces_the_split(tmp_path):
+    out = tmp_path / "ds.safetensors"
+    r = run("prepare", EXAMPLE, "-o", out, "--features-out", tmp_path / "f.safetensors")
+    assert r.exit_code == 0, r.output
+    ds = D.load(str(out))
+    assert (ds.num_users, ds.num_items, len(ds.items)) == (2928, 1585, 19712)
+    assert ds.sequence(0).tolist() == [0, 1, 2, 3, 4] and ds.labels(0).tolist() == [0, 0, 0, 1, 2]
+    test_rows = [line.split("\t") for line in open(f"{EXAMPLE}/Scientific.test.inter").read().splitlines()[1:]]
+    for user, hist, target in test_rows:
+        seq = ds.sequence(int(user))
+        assert seq[-1] == int(target) and seq[:-1].tolist() == [int(x) for x in hist.split()]
+    assert int((ds.split == D.TEST).sum()) == 2928
+
+
+def test_interactions_are_ordered_by_time_with_file_order_breaking_ties(tmp_path):
+    inter = write(tmp_path / "i.csv", "user_id,item_id,timestamp\nu,a,3\nu,b,1\nu,c,1\nu,d,5\nv,a,1\nv,b,2\nv,c,3\n")
+    items = write(tmp_path / "items.jsonl", "\n".join(json.dumps({"item_id": i, "text": i}) for i in "dcba") + "\n")
+    r = run("prepare", inter, "--items", items, "-o", tmp_path / "ds.safetensors")
+    assert r.exit_code == 0, r.output
+    ds = D.load(str(tmp_path / "ds.safetensors"))
+    assert ds.item_ids == ["d", "c", "b", "a"]  # the items file's order
+    names = [ds.item_ids[i] for i in ds.sequence(0)]
+    assert names == ["b", "c", "a", "d"] and ds.labels(0).tolist() == [0, 0, 1, 2]
+
+
+def test_jsonl_tsv_and_kcore(tmp_path):
+    rows = [("u1", "a"), ("u1", "b"), ("u1", "c"), ("u2", "a"), ("u2", "b"), ("u2", "c"), ("u3", "a"), ("u3", "z"), ("u3", "b")]
+    jl = write(tmp_path / "i.jsonl", "".join(json.dumps({"user_id": u, "item_id": i}) + "\n" for u, i in rows))
+    tsv = write(tmp_path / "i.tsv", "user_id\titem_id\n" + "".join(f"{u}\t{i}\n" for u, i in rows))
+    for src in (jl, tsv):
+        out = tmp_path / f"{src.suffix}.safetensors"
+        r = run("prepare", src, "-o", out, "--kcore", 2, "--drop-short")
+        assert r.exit_code == 0, r.output
+        ds = D.load(str(out))
+        assert sorted(ds.item_ids) == ["a", "b", "c"] and ds.num_users == 2  # z has 1 interaction; u3 then has 2
+
+
+def test_ratio_split_is_seeded_8_1_1(tmp_path):
+    seqs = [list(range(20))] * 3
+    a = D.from_sequences(seqs, [str(i) for i in range(20)], ["x", "y", "z"], "ratio", seed=1)
+    b = D.from_sequences(seqs, [str(i) for i in range(20)], ["x", "y", "z"], "ratio", seed=1)
+    assert np.array_equal(a.split, b.split)
+    assert np.bincount(a.labels(0), minlength=3).tolist() == [16, 2, 2]
+
+
+@pytest.mark.parametrize(
+    "name, content, expected",
+    [
+        ("bad.jsonl", '{"user_id": "u", "item_id": "a"}\n{"user_id": "u", \n', "bad.jsonl:2: malformed JSON"),
+        ("bad.csv", "user_id,item_id\nu,a\nu,a,b\n", "bad.csv:3: expected 2 fields, got 3"),
+        ("bad.csv", "user,item\nu,a\n", "bad.csv:1: header lacks 'user_id'"),
+        ("bad.jsonl", '{"user_id": "u"}\n', "bad.jsonl:1: missing or invalid 'item_id'"),
+        ("bad.csv", "user_id,item_id,timestamp\nu,a,yesterday\n", "bad.csv:2: timestamp 'yesterday' is not a number"),
+        ("empty.csv", "", "empty.csv: no interactions found; the file is empty"),
+        ("short.csv", "user_id,item_id\nu,a\nv,a\nv,b\nv,c\n", "user 'u' has 1 interaction(s); leave-one-out needs at least 3"),
+        ("latin.csv", "user_id,item_id\nu,caf\xe9\n", "latin.csv:2: not valid UTF-8"),
+    ],
+)
+def test_bad_interactions(tmp_path, name, content, expected):
+    src = tmp_path / name
+    src.write_bytes(content.encode("latin-1"))
+    out = tmp_path / "ds.safetensors"
+    r = run("prepare", src, "-o", out)
+    assert r.exit_code == 3
+    line = error_line(r)
+    assert line.startswith("error: ") and expected in line
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".ds")]
+
+
+def test_bad_items(tmp_path):
+    inter = write(tmp_path / "i.csv", "user_id,item_id\nu,a\nu,b\nu,c\n")
+    dup = write(tmp_path / "dup.jsonl", '{"item_id": "a"}\n{"item_id": "b"}\n{"item_id": "a"}\n')
+    r = run("prepare", inter, "--items", dup, "-o", tmp_path / "o.safetensors")
+    assert r.exit_code == 3 and "dup.jsonl:3: duplicate item_id 'a' (first on line 1)" in error_line(r)
+    few = write(tmp_path / "few.jsonl", '{"item_id": "a"}\n{"item_id": "b"}\n')
+    r = run("prepare", inter, "--items", few, "-o", tmp_path / "o.safetensors")
+    assert r.exit_code == 3 and "i.csv:4: unknown item id 'c'" in error_line(r)
+
+
+def test_missing_file_and_bad_features(tmp_path):
+    r = run("prepare", tmp_path / "nope.csv", "-o", tmp_path / "o.safetensors")
+    assert r.exit_code == 4 and "nope.csv: no such file" in error_line(r)
+    import shutil
+
+    src = tmp_path / "sci"
+    shutil.copytree(EXAMPLE, src)
+    (src / "Scientific.feat3CLS").write_bytes(np.zeros((10, 7), dtype="<f4").tobytes())
+    r = run("prepare", src, "-o", tmp_path / "o.safetensors", "--features-out", tmp_path / "f.safetensors")
+    assert r.exit_code == 3 and "70 floats do not divide into 1585 item rows" in error_line(r)
+    assert not (tmp_path / "f.safetensors").exists() and not (tmp_path / "o.safetensors").exists()

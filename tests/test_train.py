@@ -1,0 +1,86 @@
+from pathlib import Path
+
+import torch
+from typer.testing import CliRunner
+
+from mmrec_cli import stages
+from mmrec_cli.io import artifacts
+from mmrec_cli.main import app
+from mmrec_cli.models import sasrec
+from mmrec_cli.train import TrainConfig
+
+runner = CliRunner()
+CFG = sasrec.Config(max_len=8, hidden=16, layers=1, heads=2, inner=32)
+
+
+def train(ds, tmp_path, epochs, resume=False, name="ck"):
+    run = stages.Run(checkpoint=str(tmp_path / f"{name}.safetensors"), resume=resume)
+    return stages.finetune("sasrec", ds, None, CFG, TrainConfig(epochs=epochs, batch_size=4, patience=0, seed=7), run)
+
+
+def test_resume_is_bit_identical(tiny_dataset, tmp_path):
+    _, ds = tiny_dataset
+    full, r_full = train(ds, tmp_path, 4, name="full")
+    train(ds, tmp_path, 2, name="part")  # "killed" after two epochs: the checkpoint holds epoch 1
+    resumed, r_res = train(ds, tmp_path, 4, resume=True, name="part")
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+    assert [h["loss"] for h in r_full.history] == [h["loss"] for h in r_res.history]
+    assert r_full.best_epoch == r_res.best_epoch
+
+
+def test_same_seed_same_numbers(tiny_dataset, tmp_path):
+    _, ds = tiny_dataset
+    _, a = train(ds, tmp_path, 2, name="a")
+    _, b = train(ds, tmp_path, 2, name="b")
+    assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
+    assert [h["valid"] for h in a.history] == [h["valid"] for h in b.history]
+
+
+def test_early_stopping_keeps_the_best_epoch(tiny_dataset, tmp_path):
+    _, ds = tiny_dataset
+    run = stages.Run()
+    _, r = stages.finetune("sasrec", ds, None, CFG, TrainConfig(epochs=30, batch_size=4, patience=2, seed=1), run)
+    scores = [h["valid"]["ndcg@10"] for h in r.history]
+    assert len(r.history) < 30 and r.best_metrics["ndcg@10"] == max(scores)
+    assert r.history[r.best_epoch]["valid"]["ndcg@10"] == max(scores)
+
+
+def test_cli_finetune_eval_and_refusals(tiny_dataset, tmp_path):
+    ds_path, _ = tiny_dataset
+    model = tmp_path / "m.safetensors"
+    r = runner.invoke(app, ["finetune", "sasrec", str(ds_path), "-o", str(model), "--epochs", "2", "--set", "model.hidden=16", "--set", "model.inner=32", "--max-len", "8"])
+    assert r.exit_code == 0, r.output
+    meta = artifacts.read_meta(model, "model")
+    assert meta["config"]["model"]["hidden"] == 16 and meta["config"]["model"]["max_len"] == 8 and meta["config"]["train"]["epochs"] == 2
+    assert not Path(f"{model}.ckpt").exists()
+    out = tmp_path / "m.json"
+    r = runner.invoke(app, ["eval", str(model), str(ds_path), "--split", "test", "-o", str(out), "--rankings", str(tmp_path / "r.jsonl"), "--top-k", "3"])
+    assert r.exit_code == 0, r.output
+    import json
+
+    res = json.loads(out.read_text())
+    assert res["split"] == "test" and res["mask_history"] is False and res["metrics"]["users"] == 12
+    ranks = [json.loads(line) for line in open(tmp_path / "r.jsonl")]
+    assert len(ranks) == 12 and len(ranks[0]["top"]) == 3
+    # another dataset: refused
+    from mmrec_cli.io import dataset as D
+    from conftest import tiny_sequences
+
+    other = D.from_sequences(tiny_sequences(seed=5), [f"i{i}" for i in range(20)], [f"u{u}" for u in range(12)])
+    D.save(other, str(tmp_path / "other.safetensors"), {}, {}, {})
+    r = runner.invoke(app, ["eval", str(model), str(tmp_path / "other.safetensors")])
+    assert r.exit_code == 5 and "the model was trained on dataset" in r.stderr
+    r = runner.invoke(app, ["eval", str(ds_path), str(ds_path)])
+    assert r.exit_code == 5 and "expected a model artifact, got a dataset artifact" in r.stderr
+    r = runner.invoke(app, ["finetune", "sasrec", str(ds_path), "-o", str(model), "--set", "model.hiden=3"])
+    assert r.exit_code == 3 and "unknown key 'model.hiden'" in r.stderr
+
+
+def test_help_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys; from mmrec_cli.main import app; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
