@@ -16,6 +16,9 @@ CONFIG_HELP = "JSON or TOML file of settings (layered: defaults < --config < --s
 SET_HELP = "Override one setting, e.g. --set train.lr=3e-4 (repeatable)."
 
 
+# Options that change how a command runs, never what it produces: kept out of the metadata so that a
+# resumed run writes the same bytes as an uninterrupted one.
+_NOT_RECORDED = {"resume", "checkpoint"}
 _INVOKED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("invoked", default=None)
 
 
@@ -24,7 +27,8 @@ def handle_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        _INVOKED.set({"command": "mmrec " + fn.__name__.rstrip("_"), "params": _jsonable(kwargs)})
+        params = {k: v for k, v in kwargs.items() if k not in _NOT_RECORDED}
+        _INVOKED.set({"command": "mmrec " + fn.__name__.rstrip("_"), "params": _jsonable(params)})
         try:
             return fn(*args, **kwargs)
         except MmrecError as err:
