@@ -10,7 +10,7 @@ from typing import Callable
 
 import typer
 
-from mmrec_cli.errors import INTERRUPTED, MmrecError
+from mmrec_cli.errors import INTERRUPTED, USAGE, MmrecError
 
 CONFIG_HELP = "JSON or TOML file of settings (layered: defaults < --config < --set < flags)."
 SET_HELP = "Override one setting, e.g. --set train.lr=3e-4 (repeatable)."
@@ -34,6 +34,11 @@ def handle_errors(fn: Callable) -> Callable:
         except MmrecError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(err.code) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except typer.BadParameter as err:  # a usage error found inside the command body
+            typer.echo(f"error: {err.format_message()}", err=True)
+            raise typer.Exit(USAGE) from None
         except KeyboardInterrupt:
             typer.echo("interrupted; outputs were not written (rerun with --resume where supported)", err=True)
             raise typer.Exit(INTERRUPTED) from None
