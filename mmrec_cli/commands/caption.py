@@ -1,12 +1,46 @@
-"""mmrec caption: not built yet (see the issue tracker)."""
+"""mmrec caption ITEMS.jsonl --top-n 15 -o captions.jsonl: each image -> its top-N CLIP vocabulary words."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 
-from mmrec_cli.commands._common import not_implemented
+from mmrec_cli.commands._common import handle_errors
+from mmrec_cli.commands.extract import MAX_PIXELS, note, recorded
 
 
-def caption(args: list[str] = typer.Argument(None, help="Arguments (this command is not implemented yet).")) -> None:
-    """Not implemented yet: exits with code 2."""
-    not_implemented("mmrec caption")
+@handle_errors
+def caption(
+    items: str = typer.Argument(..., help="Items JSONL (item_id, images)."),
+    output: str = typer.Option(..., "-o", "--output", help="Captions JSONL to write ('-' = stdout): item_id, image, words, scores."),
+    clip_model: str = typer.Option("ViT-B-32", "--clip-model", help="open_clip model: a built-in name, a JSON model config file, or local-dir:FOLDER."),
+    clip_pretrained: str = typer.Option("openai", "--clip-pretrained", help="open_clip pretrained tag, a checkpoint file, or none (random weights, tests only)."),
+    top_n: int = typer.Option(15, "--top-n", help="Words kept per image (MSM4SR uses 15)."),
+    vocab: Optional[Path] = typer.Option(None, "--vocab", help="Word list, one per line (default: the CLIP tokenizer's whole alphabetic words)."),
+    vocab_cache: Optional[Path] = typer.Option(None, "--vocab-cache", help="Vocabulary embeddings artifact to reuse or write (default: in $MMREC_CACHE or ~/.cache/mmrec)."),
+    template: str = typer.Option("{}", "--template", help="Text around each word before encoding, e.g. 'a photo of {}'."),
+    image_root: Optional[Path] = typer.Option(None, "--image-root", help="Folder that image paths are relative to (default: the items file's folder)."),
+    allow_outside_root: bool = typer.Option(False, "--allow-outside-root", help="Allow absolute image paths and paths leading out of the image root."),
+    max_images: int = typer.Option(8, "--max-images", help="Images captioned per item (0 = all)."),
+    max_pixels: int = typer.Option(MAX_PIXELS, "--max-pixels", help="Skip images with more pixels than this (decompression-bomb guard)."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Images per batch."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+    threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUTPUT.partial/."),
+    max_batches: int = typer.Option(0, "--max-batches", help="Encode at most N image batches in this run, then stop (continue with --resume)."),
+) -> None:
+    """Describe each image by its top-N CLIP vocabulary words; feed the output to `mmrec extract --text bert --per-sentence --as image`."""
+    from mmrec_cli.features.caption import Options, caption as run
+    from mmrec_cli.features.extract import Hooks
+    from mmrec_cli.features.progress import bar
+
+    opts = Options(
+        clip_model=clip_model, clip_pretrained=clip_pretrained, top_n=top_n, vocab=str(vocab) if vocab else None,
+        vocab_cache=str(vocab_cache) if vocab_cache else None, template=template,
+        image_root=str(image_root) if image_root else None, allow_outside_root=allow_outside_root,
+        max_images=max_images, max_pixels=max_pixels, batch_size=batch_size, device=device, threads=threads,
+        resume=resume, max_batches=max_batches,
+    )
+    run(items, output, opts, recorded(), Hooks(note=note, bar=bar))
