@@ -23,3 +23,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf examples/out
+
+# Shell completions (bash, zsh, fish) and the command listing in completions/, from the command tree;
+# tests/test_completions.py fails until this is rerun after a command or option changes.
+.PHONY: completions
+completions: $(STAMP)
+	$(BIN)/python scripts/gen_completions.py

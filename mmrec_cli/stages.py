@@ -44,8 +44,10 @@ def batches_for(name: str, ds: Dataset, model_cfg, train_cfg: TrainConfig, stage
 
 
 def validator(model, ds: Dataset, max_len: int, mask_history: bool = False) -> Callable[[], dict]:
+    from mmrec_cli.distributed import scoring
+
     cfg = EvalConfig(split="valid", max_len=max_len, mask_history=mask_history)
-    return lambda: evaluate(model, ds, cfg)[0]
+    return lambda: evaluate(scoring(model), ds, cfg)[0]  # scoring: batches to the model's device
 
 
 def finetune(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg: TrainConfig, run: Run, init: dict | None = None) -> tuple:
@@ -54,6 +56,8 @@ def finetune(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg
     model = models.get(name).Model(model_cfg, ds.num_items, features)
     if init is not None:
         load_init(model, init, run.log)
+        if hasattr(model, "after_init"):  # e.g. MISSRec freezes its transformer after pre-training
+            model.after_init(run.log)
     mask = ds.protocol == "ratio"
     result = fit(
         model,
@@ -87,6 +91,16 @@ def pretrain(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg
     )
     model.load_state_dict(result.best_state)
     return model, result
+
+
+def transfer(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg: TrainConfig, run: Run, init: dict) -> tuple:
+    """Carry a pre-trained model to another domain: fine-tune it from `init` on `ds`.
+
+    The target catalogue may differ from the source: tensors whose shape depends on it (ID embeddings,
+    interest tables) start fresh, the rest is loaded. With train_cfg.epochs = 0 the pre-trained model
+    is kept as it is (zero-shot).
+    """
+    return finetune(name, ds, features, model_cfg, train_cfg, run, init)
 
 
 def load_init(model, state: dict, log: Callable[[str], None]) -> None:

@@ -6,6 +6,11 @@ It keeps the best state by validation `metric` (early stopping after `patience` 
 improvement), writes a checkpoint atomically after every epoch (model, optimizer, RNG, history,
 best state) and resumes from it bit for bit: the batch order depends only on (seed, epoch), and
 the RNG state is restored.
+
+Under torchrun (see `mmrec_cli.distributed`) the model is wrapped in DistributedDataParallel, each
+rank trains on its share of every global batch with its loss scaled so that the gradients equal a
+single process's, every rank validates, and rank 0 alone writes the checkpoint (holding every
+rank's RNG state). `precision` bf16/fp16 runs the loss under torch.autocast.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Literal
 
 import torch
 
@@ -34,6 +39,7 @@ class TrainConfig:
     metric: str = "ndcg@10"
     clip_grad: float = 0.0
     seed: int = 2020
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # torch.autocast around the loss; fp16 adds loss scaling
 
 
 @dataclass
@@ -56,53 +62,87 @@ def fit(
     progress=None,
 ) -> FitResult:
     """Train `model` in place; return the best state (the last one when there is no validation)."""
-    torch.manual_seed(cfg.seed)
+    from mmrec_cli import distributed as D
+
+    ctx = D.current()
+    model.to(ctx.device)
+    torch.manual_seed(cfg.seed + ctx.rank)  # rank 0 draws what a single process draws
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scaler = D.grad_scaler(ctx.device, cfg.precision) if cfg.precision == "fp16" else None
+    step_fn = D.wrap(model, loss_fn, ctx, D.first_batch(batches(0), ctx) if ctx.world > 1 else None)
     state = _State()
     if resume and checkpoint and Path(checkpoint).exists():
-        state = load_checkpoint(checkpoint, model, opt)
+        state = load_checkpoint(checkpoint, model, opt, ctx.rank)
         log(f"resumed from {checkpoint} after epoch {state.epoch}")
     while state.epoch < cfg.epochs and not state.stopped:
         epoch = state.epoch
         model.train()
         t0 = time.perf_counter()
-        loss, steps = _epoch(model, opt, params, batches(epoch), loss_fn, cfg, progress)
-        entry = {"epoch": epoch, "loss": loss, "steps": steps, "seconds": round(time.perf_counter() - t0, 3)}
+        epoch_batches = batches(epoch) if ctx.world == 1 else D.shard(batches(epoch), ctx.rank, ctx.world)
+        loss, steps = _epoch(model, opt, params, epoch_batches, step_fn, cfg, progress, ctx, scaler)
+        entry = {"epoch": epoch, "loss": loss, "steps": steps}  # no wall time: artifacts stay byte-reproducible
         if validate is not None and (epoch + 1) % cfg.eval_every == 0:
-            _validate(model, validate, cfg, state, entry)
+            _validate(model, validate, cfg, state, entry, ctx)
         elif validate is None:
             state.best_state, state.best_epoch = _copy_state(model), epoch
         state.history.append(entry)
         state.epoch = epoch + 1
-        log(_line(entry, cfg.metric))
+        log(_line(entry, cfg.metric, time.perf_counter() - t0))
         if checkpoint:
-            save_checkpoint(checkpoint, model, opt, state)
+            save_checkpoint(checkpoint, model, opt, state, ctx)
     if state.best_state is None:
         state.best_state, state.best_epoch = _copy_state(model), state.epoch - 1
     return FitResult(state.best_state, state.best_epoch, state.best_metrics, state.history)
 
 
-def _epoch(model, opt, params, batches, loss_fn, cfg: TrainConfig, progress) -> tuple[float, int]:
+def _epoch(model, opt, params, batches, loss_fn, cfg: TrainConfig, progress, ctx=None, scaler=None) -> tuple[float, int]:
+    from mmrec_cli import distributed as D
+
+    ctx = ctx or D.current()
     total, steps = 0.0, 0
     for batch in batches:
+        weightless = batch.pop("_weightless", False)
+        batch = D.to_device(batch, ctx.device)
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(batch)
-        if not torch.isfinite(loss):
+        with D.autocast(ctx.device, cfg.precision):
+            loss = loss_fn(batch)
+        value = None
+        if ctx.world > 1:
+            # DDP averages gradients over ranks: scale each rank's mean loss by (its targets x world /
+            # all targets) so that the average is the gradient of the global batch's mean loss.
+            n = 0 if weightless else D.count_targets(batch)
+            ok = bool(torch.isfinite(loss))
+            n_all, loss_sum, ok_all = D.all_sum([n, loss.item() * n if ok else 0.0, float(ok)], ctx)
+            if ok_all < ctx.world:
+                raise MmrecError(f"training diverged: loss is not finite at step {steps} on some process; lower the learning rate", 3)
+            loss = loss * (n * ctx.world / max(n_all, 1.0))
+            value = loss_sum / max(n_all, 1.0)
+        elif not torch.isfinite(loss):
             raise MmrecError(f"training diverged: loss is {loss.item()} at step {steps}; lower the learning rate", 3)
-        loss.backward()
-        if cfg.clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
-        opt.step()
-        total += loss.item()
+        if scaler is None:
+            loss.backward()
+            if cfg.clip_grad > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            if cfg.clip_grad > 0:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+            scaler.step(opt)
+            scaler.update()
+        total += loss.item() if value is None else value
         steps += 1
         if progress:
             progress(1)
     return total / max(1, steps), steps
 
 
-def _validate(model, validate, cfg: TrainConfig, state: "_State", entry: dict) -> None:
-    metrics = validate()
+def _validate(model, validate, cfg: TrainConfig, state: "_State", entry: dict, ctx=None) -> None:
+    from mmrec_cli import distributed as D
+
+    metrics = D.broadcast(validate(), ctx or D.current())  # every rank decides on rank 0's numbers
     if cfg.metric not in metrics:
         raise bad_input(f"train.metric '{cfg.metric}' is not computed; choose one of {', '.join(sorted(metrics))}")
     entry["valid"] = {k: v for k, v in metrics.items() if isinstance(v, float)}
@@ -115,8 +155,8 @@ def _validate(model, validate, cfg: TrainConfig, state: "_State", entry: dict) -
         state.stopped = cfg.patience > 0 and state.bad >= cfg.patience
 
 
-def _line(entry: dict, metric: str) -> str:
-    s = f"epoch {entry['epoch']:>3}  loss {entry['loss']:.4f}  {entry['seconds']:.1f}s"
+def _line(entry: dict, metric: str, seconds: float) -> str:
+    s = f"epoch {entry['epoch']:>3}  loss {entry['loss']:.4f}  {seconds:.1f}s"
     if "valid" in entry:
         s += f"  valid {metric} {entry['valid'][metric]:.4f}"
     return s
@@ -142,22 +182,34 @@ class _State:
         return {k: getattr(self, k) for k in keys} | {"best_score": None if self.best_score == -math.inf else self.best_score}
 
 
-def save_checkpoint(path: str, model, opt, state: _State) -> None:
-    """Everything needed to continue: model, optimizer, RNG, best state, history. Atomic."""
+def save_checkpoint(path: str, model, opt, state: _State, ctx=None) -> None:
+    """Everything needed to continue: model, optimizer, RNG, best state, history. Atomic.
+
+    Under torchrun every rank must call it (the RNG states are gathered); rank 0 writes."""
+    from mmrec_cli import distributed as D
+
+    ctx = ctx or D.current()
+    rngs = D.gather_rng(ctx)
+    if not ctx.main:
+        return
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     if state.best_state is not None:
         tensors |= {f"best.{k}": v for k, v in state.best_state.items()}
     opt_tensors, opt_meta = _flatten_optimizer(opt.state_dict())
     tensors |= opt_tensors
-    tensors["rng.torch"] = torch.get_rng_state()
-    artifacts.save(path, tensors, "checkpoint", {"state": state.to_json(), "optimizer": opt_meta})
+    for r, rng in enumerate(rngs):  # rank 0's under the single-process names
+        tensors |= {("rng." + k if r == 0 else f"rng.{k}.r{r}"): v for k, v in rng.items()}
+    artifacts.save(path, tensors, "checkpoint", {"state": state.to_json(), "optimizer": opt_meta, "world": ctx.world})
 
 
-def load_checkpoint(path: str, model, opt) -> _State:
+def load_checkpoint(path: str, model, opt, rank: int = 0) -> _State:
     tensors, meta = artifacts.load(path, kind="checkpoint")
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     opt.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
-    torch.set_rng_state(tensors["rng.torch"])
+    torch.set_rng_state(tensors.get(f"rng.torch.r{rank}", tensors["rng.torch"]))
+    cuda = tensors.get(f"rng.cuda.r{rank}", tensors.get("rng.cuda"))
+    if cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda)
     state = _State()
     for k, v in meta["state"].items():
         setattr(state, k, v)

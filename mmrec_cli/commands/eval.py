@@ -12,8 +12,7 @@ from mmrec_cli.commands._common import handle_errors, invocation, progress, say
 
 @handle_errors
 def eval_(
-    model: Path = typer.Argument(..., help="Model artifact from `mmrec finetune` / `mmrec transfer`."),
-    dataset: Path = typer.Argument(..., help="The dataset artifact it was trained on."),
+    paths: list[Path] = typer.Argument(..., metavar="MODEL DATASET", help="Model artifact (`mmrec finetune` / `mmrec transfer`) and the dataset artifact it was trained on; with --compare, two or more eval result files instead."),
     split: str = typer.Option("valid", "--split", help="valid | test. Choose settings on valid; evaluate test once, at the end."),
     features: Optional[str] = typer.Option(None, "--features", help="The features artifact it was trained with."),
     mask_history: Optional[bool] = typer.Option(None, "--mask-history/--no-mask-history", help="Remove the user's earlier items from the ranking (default: off for leave-one-out, on for the ratio split)."),
@@ -23,8 +22,21 @@ def eval_(
     top_k: int = typer.Option(20, "--top-k", help="Items per user in --rankings."),
     batch_size: int = typer.Option(512, "--batch-size", help="Users scored at once."),
     chunk: int = typer.Option(65536, "--chunk", help="Items scored at once (bounds memory for large catalogues)."),
+    report: Optional[str] = typer.Option(None, "--report", help="Also write a self-contained HTML report: metrics, training and validation curves (with --compare: the comparison)."),
+    compare: bool = typer.Option(False, "--compare", help="Compare eval result files (the arguments) side by side: metrics, mean ± std over seeds, paired tests on their --rankings files."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | mps | auto."),
+    probe: bool = typer.Option(False, "--probe", help="Zero-shot feature probe (AlignRec's): the one argument is a DATASET; rank items by the cosine of their --features to the mean of the user's history features, per modality and all together. No model."),
 ) -> None:
     """Rank every item for every user of SPLIT and report Recall, NDCG and MRR at each cut-off."""
+    if compare:
+        return _compare([str(p) for p in paths], output, report)
+    if probe:
+        return _probe(paths, features, split, mask_history, ks, output)
+    if len(paths) != 2:
+        from mmrec_cli.errors import USAGE, MmrecError
+
+        raise MmrecError(f"expected MODEL DATASET, got {len(paths)} argument(s); to compare result files pass --compare", USAGE)
+    model, dataset = paths
     from mmrec_cli import loading
     from mmrec_cli.evaluate import EvalConfig, evaluate
     from mmrec_cli.io import dataset as D
@@ -35,6 +47,9 @@ def eval_(
     cut = tuple(int(k) for k in ks.split(","))
     ds = D.load(str(dataset))
     _, net, meta = loading.load_trained(str(model), ds, features)
+    from mmrec_cli.distributed import resolve_device, scoring
+
+    net = scoring(net.to(resolve_device(device)))  # scoring: batches go to the model's device
     mask = (ds.protocol == "ratio") if mask_history is None else mask_history
     cfg = EvalConfig(split=split, ks=cut, mask_history=mask, batch_size=batch_size, chunk=chunk, max_len=getattr(net.cfg, "max_len", 50))
     with progress(f"eval {split}", None) as advance:
@@ -49,15 +64,60 @@ def eval_(
         "command": invocation(),
         "seed": meta.get("seed"),
         "versions": meta.get("versions"),
+        "rankings": rankings if rankings and rankings != "-" else None,
     }
     if rankings:
         with jsonl_writer(rankings) as write:
             for rec in records:
                 write({"user_id": ds.user_ids[rec["user"]], "targets": [ds.item_ids[i] for i in rec["targets"]], "ranks": rec["ranks"], "top": [ds.item_ids[i] for i in rec["top"]], "scores": [round(s, 6) for s in rec["scores"]]})
     write_json(output, result)
+    if report:
+        from mmrec_cli import report as html_report
+        from mmrec_cli.io.atomic import write_text
+
+        write_text(report, html_report.eval_report(result, meta.get("history")))
     say(_summary(metrics, split))
 
 
 def _summary(metrics: dict, split: str) -> str:
     keys = [k for k in ("recall@10", "ndcg@10", "recall@50", "ndcg@50") if k in metrics]
     return f"{split} ({metrics['users']} users): " + "  ".join(f"{k} {metrics[k]:.4f}" for k in keys)
+
+
+def _compare(paths: list[str], output: Optional[str], report: Optional[str]) -> None:
+    """eval --compare: the comparison as JSON (stdout or -o), a table on stderr, and --report HTML."""
+    from mmrec_cli import stats
+    from mmrec_cli.io.jsonl import write_json
+
+    comparison = stats.compare_files(paths)
+    write_json(output, comparison)
+    for line in stats.text_table(comparison):
+        say(line)
+    if report:
+        from mmrec_cli import report as html_report
+        from mmrec_cli.io.atomic import write_text
+
+        write_text(report, html_report.comparison_report(comparison))
+
+
+def _probe(paths: list[Path], features: Optional[str], split: str, mask_history: Optional[bool], ks: str, output: Optional[str]) -> None:
+    """eval --probe DATASET --features F: how well the features alone recommend (AlignRec's intermediate protocol)."""
+    from mmrec_cli.errors import USAGE, MmrecError, bad_input
+    from mmrec_cli.io import dataset as D
+    from mmrec_cli.io import features as FE
+    from mmrec_cli.io.jsonl import write_json
+    from mmrec_cli.models.alignrec import probe
+
+    if len(paths) != 1 or features is None:
+        raise MmrecError("--probe takes one DATASET and --features FEATS.safetensors", USAGE)
+    if split not in ("valid", "test"):
+        raise bad_input("--split must be valid or test")
+    ds = D.load(str(paths[0]))
+    feats, meta = FE.align(features, ds.item_ids)
+    mask = (ds.protocol == "ratio") if mask_history is None else mask_history
+    results = probe(ds, feats, split, tuple(int(k) for k in ks.split(",")), mask)
+    write_json(output, {"probe": results, "split": split, "mask_history": mask, "protocol": ds.protocol,
+                        "dataset": {"path": str(paths[0]), "fingerprint": ds.fingerprint()},
+                        "features": {"path": features, "fingerprint": meta["fingerprint"]}, "command": invocation()})
+    for name, m in results.items():
+        say(f"probe {name}: " + _summary(m, split))

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from mmrec_cli.commands._common import CONFIG_HELP, SET_HELP, handle_errors, invocation, progress, say
+
+PRECISION_HELP = "fp32 | bf16 | fp16: mixed precision (torch.autocast) for training; fp32 unless set."
+DEVICE_HELP = "cpu | cuda | cuda:N | mps | auto. Under torchrun, cuda means each process's local GPU."
+NPROC_HELP = "Train with N processes on this machine (starts torchrun; same result as 1 process for the same global batch)."
 
 
 def _models() -> list[str]:
@@ -33,26 +38,36 @@ def finetune(
     patience: Optional[int] = typer.Option(None, "--patience"),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint file (default: OUTPUT.ckpt)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint of an interrupted run."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Several runs, e.g. 1,2,3: one artifact per seed, OUTPUT with .seedN before its suffix."),
+    precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+    nproc: int = typer.Option(1, "--nproc", help=NPROC_HELP),
 ) -> None:
     """Train MODEL on DATASET; the best epoch by validation NDCG@10 is written to OUTPUT."""
-    from mmrec_cli import loading, models, stages
+    from mmrec_cli import distributed, loading, models, stages
     from mmrec_cli.io import dataset as D
     from mmrec_cli.io import model_file
 
+    if nproc > 1 and not distributed.launched():
+        return distributed.launch(nproc)  # this command again, under torchrun
     module = models.get(model)
-    flags = {"train.epochs": epochs, "train.lr": lr, "train.batch_size": batch_size, "model.max_len": max_len, "train.seed": seed, "train.patience": patience}
+    flags = {"train.epochs": epochs, "train.lr": lr, "train.batch_size": batch_size, "model.max_len": max_len, "train.seed": seed, "train.patience": patience, "train.precision": precision}
     cfg = loading.resolve_stage(module, config, set_, flags)
     ds = D.load(str(dataset))
     feats, feats_meta = loading.features_for(module, ds, features, model)
     init_state = _init_state(init, model)
-    ckpt = str(checkpoint or f"{output}.ckpt")
-    with progress(f"finetune {model}", None) as advance:
-        run = stages.Run(checkpoint=ckpt, resume=resume, log=say, progress=advance)
-        net, result = stages.finetune(model, ds, feats, cfg.model, cfg.train, run, init_state)
-    extra = {"init": None if init is None else {"path": str(init), "fingerprint": loading.fingerprint(str(init))}}
-    model_file.save(str(output), net, loading.artifact_meta(model, "finetune", cfg, ds, feats_meta, result, invocation(), **extra))
-    Path(ckpt).unlink(missing_ok=True)
-    say(f"wrote {output}: best epoch {result.best_epoch}, valid {cfg.train.metric} {result.best_metrics.get(cfg.train.metric, float('nan')):.4f}")
+    with distributed.session(device) as ctx:
+        log = say if ctx.main else (lambda s: None)
+        for cfg, out, ckpt in seed_runs(cfg, output, checkpoint, seeds):
+            with progress(f"finetune {model}", None) if ctx.main else contextlib.nullcontext() as advance:
+                run = stages.Run(checkpoint=ckpt, resume=resume, log=log, progress=advance)
+                net, result = stages.finetune(model, ds, feats, cfg.model, cfg.train, run, init_state)
+            if not ctx.main:
+                continue
+            extra = {"init": None if init is None else {"path": str(init), "fingerprint": loading.fingerprint(str(init))}}
+            model_file.save(str(out), net, loading.artifact_meta(model, "finetune", cfg, ds, feats_meta, result, invocation(), **extra))
+            Path(ckpt).unlink(missing_ok=True)
+            say(f"wrote {out}: best epoch {result.best_epoch}, valid {cfg.train.metric} {result.best_metrics.get(cfg.train.metric, float('nan')):.4f}")
 
 
 def _init_state(init: Optional[Path], model: str):
@@ -65,3 +80,23 @@ def _init_state(init: Optional[Path], model: str):
     if meta.get("model") != model:
         raise mismatch(f"{init}: a {meta.get('model')} model cannot initialise {model}; pass a `mmrec pretrain {model}` output")
     return state
+
+
+def seed_runs(cfg, output: Path, checkpoint: Optional[Path], seeds: Optional[str]):
+    """(config, output, checkpoint) of each run: one without --seeds, else one per seed (OUTPUT.seedN.ext)."""
+    import dataclasses
+
+    if not seeds:
+        return [(cfg, output, str(checkpoint or f"{output}.ckpt"))]
+    try:
+        values = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        from mmrec_cli.errors import USAGE, MmrecError
+
+        raise MmrecError(f"--seeds {seeds}: expected integers separated by commas, e.g. 1,2,3", USAGE) from None
+    runs = []
+    for s in values:
+        out = output.with_name(f"{output.stem}.seed{s}{output.suffix}")
+        ckpt = f"{checkpoint}.seed{s}" if checkpoint else f"{out}.ckpt"
+        runs.append((dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=s)), out, ckpt))
+    return runs

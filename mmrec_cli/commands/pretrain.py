@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from mmrec_cli.commands._common import CONFIG_HELP, SET_HELP, handle_errors, invocation, progress, say
+from mmrec_cli.commands.finetune import DEVICE_HELP, NPROC_HELP, PRECISION_HELP
 
 
 def _models() -> list[str]:
@@ -29,25 +31,32 @@ def pretrain(
     seed: Optional[int] = typer.Option(None, "--seed"),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint file (default: OUTPUT.ckpt)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint of an interrupted run."),
+    precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+    nproc: int = typer.Option(1, "--nproc", help=NPROC_HELP),
 ) -> None:
     """Pre-train MODEL with its self-supervised losses on the train split of every DATASET."""
-    from mmrec_cli import loading, models, stages
+    from mmrec_cli import distributed, loading, models, stages
     from mmrec_cli.errors import bad_input
     from mmrec_cli.io import dataset as D
     from mmrec_cli.io import model_file
 
+    if nproc > 1 and not distributed.launched():
+        return distributed.launch(nproc)  # this command again, under torchrun
     module = models.get(model)
     if "pretrain" not in getattr(module, "STAGES", ()):
         raise bad_input(f"model '{model}' has no pre-training stage; use `mmrec finetune {model}`")
     if module.MODALITIES and len(features) != len(datasets):
         raise bad_input(f"give one --features per dataset ({len(datasets)} datasets, {len(features)} --features)")
-    flags = {"train.epochs": epochs, "train.lr": lr, "train.batch_size": batch_size, "model.max_len": max_len, "train.seed": seed}
+    flags = {"train.epochs": epochs, "train.lr": lr, "train.batch_size": batch_size, "model.max_len": max_len, "train.seed": seed, "train.precision": precision}
     cfg = loading.resolve_stage(module, config, set_, flags)
     ds, feats, feats_meta = _load_all(module, model, datasets, features)
     ckpt = str(checkpoint or f"{output}.ckpt")
-    with progress(f"pretrain {model}", None) as advance:
-        run = stages.Run(checkpoint=ckpt, resume=resume, log=say, progress=advance)
+    with distributed.session(device) as ctx, progress(f"pretrain {model}", None) if ctx.main else contextlib.nullcontext() as advance:
+        run = stages.Run(checkpoint=ckpt, resume=resume, log=say if ctx.main else (lambda s: None), progress=advance)
         net, result = stages.pretrain(model, ds, feats, cfg.model, cfg.train, run)
+    if not ctx.main:
+        return
     meta = loading.artifact_meta(model, "pretrain", cfg, ds, feats_meta, result, invocation(), sources=[str(d) for d in datasets])
     model_file.save(str(output), net, meta)
     Path(ckpt).unlink(missing_ok=True)

@@ -1,0 +1,87 @@
+"""`mmrec recommend` throughput and memory: histories per second and peak RSS at 10k and 100k histories.
+
+    .venv/bin/python bench/recommend_bench.py [--sizes 10000,100000] [--items 10000] [--device cpu]
+
+Each size runs in a fresh process (peak RSS is per process): synthetic JSONL histories (1-50 item
+ids, newest last, 2% unknown ids) are streamed from a file through the same library path as the
+command (read_histories -> recommend -> JSON lines) into /dev/null, with a SASRec of the default
+size (hidden 64, 2 layers, max_len 50) on a catalogue of --items items. Flat memory means the peak
+at 100k is about the peak at 10k. Prints one line per size and the growth; a figure, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def write_histories(path: str, n: int, num_items: int, seed: int = 0) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    with open(path, "w") as f:
+        for u in range(n):
+            items = [f"i{i}" for i in rng.integers(0, num_items, size=int(rng.integers(1, 51)))]
+            if rng.random() < 0.02:
+                items.append("unknown-item")
+            f.write(json.dumps({"user_id": f"new{u}", "items": items}) + "\n")
+
+
+def run_one(n: int, num_items: int, device: str, batch: int) -> dict:
+    import torch
+
+    from mmrec_cli import recommend as R
+    from mmrec_cli.distributed import resolve_device
+    from mmrec_cli.models import sasrec
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "h.jsonl")
+        write_histories(path, n, num_items)
+        torch.manual_seed(0)
+        model = sasrec.Model(sasrec.Config(), num_items).to(resolve_device(device))
+        item_ids = [f"i{i}" for i in range(num_items)]
+        cfg = R.RecommendConfig(top_k=10, exclude_history=True, batch_size=batch, max_len=50)
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        stats = R.Stats()
+        t0 = time.perf_counter()
+        with open(os.devnull, "w") as out:
+            for row, items, scores in R.recommend(model, R.read_histories(path, item_ids, [], stats), num_items, cfg):
+                out.write(json.dumps(R.record(row, items, scores, item_ids)) + "\n")
+        secs = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"histories": stats.histories, "seconds": round(secs, 2), "per_second": round(stats.histories / secs), "peak_rss_mib": round(peak / 1024, 1), "rss_before_mib": round(base / 1024, 1), "unknown": stats.unknown_items}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="10000,100000")
+    ap.add_argument("--items", type=int, default=10000)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.one:
+        print(json.dumps(run_one(a.one, a.items, a.device, a.batch_size)))
+        return
+    rows = []
+    for n in (int(s) for s in a.sizes.split(",")):
+        p = subprocess.run([sys.executable, __file__, "--one", str(n), "--items", str(a.items), "--device", a.device, "--batch-size", str(a.batch_size)], capture_output=True, text=True, check=True)
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+        rows.append(r)
+        print(f"{r['histories']:>7} histories: {r['per_second']:>6} histories/s ({r['seconds']} s), peak RSS {r['peak_rss_mib']} MiB (before scoring {r['rss_before_mib']} MiB); {a.items} items, top-10, {a.device}", flush=True)
+    if len(rows) > 1:
+        print(f"peak RSS growth from {rows[0]['histories']} to {rows[-1]['histories']} histories: {rows[-1]['peak_rss_mib'] - rows[0]['peak_rss_mib']:+.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()

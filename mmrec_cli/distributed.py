@@ -1,0 +1,305 @@
+"""Several processes, devices and precisions for the one training loop, on PyTorch's own machinery.
+
+Launch: `torchrun --nproc-per-node N -m mmrec_cli finetune ...` (any torchrun set-up, several
+machines included), or `--nproc N` on a command, which starts torchrun itself (`launch`). Every
+process loads the data and builds the same model; `train.fit` wraps it in DistributedDataParallel,
+gives each rank a share of every global batch (`shard`), and scales each rank's loss so that the
+averaged gradient equals the one of a single process on the whole global batch (`loss_scale`).
+Rank 0 alone writes checkpoints and artifacts; every rank validates on the full split and rank 0's
+metrics are broadcast, so early-stopping decisions agree.
+
+Precision (`fp32 | bf16 | fp16`) is torch.autocast around the loss; fp16 adds a GradScaler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass
+
+import torch
+
+from mmrec_cli.errors import MmrecError, bad_input
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass
+class Context:
+    """Where this process stands: its rank among `world` processes and its device."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: str = "cpu"
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+_CTX = Context()
+
+
+def current() -> Context:
+    return _CTX
+
+
+def launched() -> bool:
+    """True inside a process started by torchrun (or any launcher that sets WORLD_SIZE)."""
+    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
+
+
+def resolve_device(spec: str | None, local_rank: int = 0) -> str:
+    """'cpu', 'cuda' (this process's local GPU), 'cuda:N', 'mps' or 'auto' -> a torch device string."""
+    spec = (spec or "cpu").strip().lower()
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cpu":
+        return "cpu"
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise bad_input(f"--device {spec}: no CUDA device is visible to this process; use --device cpu")
+        index = int(spec.split(":", 1)[1]) if ":" in spec else local_rank
+        if index >= torch.cuda.device_count():
+            raise bad_input(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) visible (index {index})")
+        return f"cuda:{index}"
+    if spec == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise bad_input("--device mps: no Apple GPU is available; use --device cpu")
+        return "mps"
+    raise bad_input(f"--device {spec}: expected cpu, cuda, cuda:N, mps or auto")
+
+
+def check_precision(precision: str | None, device: str) -> str:
+    precision = precision or "fp32"
+    if precision not in PRECISIONS:
+        raise bad_input(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+@contextlib.contextmanager
+def session(device: str | None = "cpu"):
+    """Join the process group when launched by torchrun, pick the device; leave the group at the end."""
+    global _CTX
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1")) if launched() else 1
+    rank = int(os.environ.get("RANK", "0")) if world > 1 else 0
+    local = int(os.environ.get("LOCAL_RANK", "0")) if world > 1 else 0
+    dev = resolve_device(device, local)
+    joined = False
+    if world > 1 and not dist.is_initialized():
+        if dev.startswith("cuda"):
+            torch.cuda.set_device(torch.device(dev))
+        dist.init_process_group("nccl" if dev.startswith("cuda") else "gloo")
+        joined = True
+    previous, _CTX = _CTX, Context(rank, world, local, dev)
+    try:
+        yield _CTX
+    finally:
+        _CTX = previous
+        if joined:
+            dist.destroy_process_group()
+
+
+def launch(nproc: int, argv: list[str] | None = None) -> None:
+    """Run this very command line again under torchrun with `nproc` processes on this machine.
+
+    The children see WORLD_SIZE and so do not launch again; they say what they do (rank 0) and what
+    went wrong (any rank). A failure raises MmrecError with the failed process's exit code.
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if nproc < 1:
+        raise bad_input(f"--nproc {nproc}: give at least 1 process")
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "--module", "mmrec_cli"])
+    args.training_script_args = argv  # not through argparse: it would take `--nproc` for its own option
+    try:
+        run(args)
+    except ChildFailedError as err:
+        codes = [f.exitcode for _, f in sorted(err.failures.items())]
+        code = next((c for c in codes if c and c > 0), 1)
+        raise MmrecError(f"{len(codes)} of {nproc} processes failed (exit code {code}); see their messages above", code) from None
+
+
+# ----------------------------------------------------------------------------- the training side
+
+
+def shard(batches, rank: int, world: int):
+    """Each rank's share of every global batch: rows rank, rank+world, ... of every per-row tensor.
+
+    A rank whose share is empty (a last batch smaller than the world) gets row 0 with weight 0, so
+    that every rank takes the same number of steps (DDP all-reduces at each one).
+    """
+    for batch in batches:
+        rows = _rows(batch)
+        idx = torch.arange(rank, rows, world)
+        dummy = len(idx) == 0
+        if dummy:
+            idx = torch.zeros(1, dtype=torch.long)
+        out = {k: (v[idx] if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == rows else v) for k, v in batch.items()}
+        if dummy:
+            out["_weightless"] = True
+        yield out
+
+
+def _rows(batch: dict) -> int:
+    if torch.is_tensor(batch.get("items")):
+        return batch["items"].shape[0]
+    for v in batch.values():
+        if torch.is_tensor(v) and v.dim() > 0:
+            return v.shape[0]
+    raise MmrecError("cannot split a training batch without tensors across processes", 3)
+
+
+def count_targets(batch: dict) -> int:
+    """How many targets the (mean) loss of this batch averages over: `num_targets` if the batch says,
+    else the non-ignored entries of `targets`, else its rows."""
+    if "num_targets" in batch:
+        return int(batch["num_targets"])
+    t = batch.get("targets")
+    if torch.is_tensor(t):
+        return int((t >= 0).sum()) if t.dtype != torch.bool else int(t.sum())
+    return _rows(batch)
+
+
+def to_device(batch: dict, device: str) -> dict:
+    if device == "cpu":
+        return batch
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+def autocast(device: str, precision: str):
+    """torch.autocast for bf16/fp16; nothing for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+def grad_scaler(device: str, precision: str):
+    return torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")
+
+
+class LossModule(torch.nn.Module):
+    """What DDP wraps: forward(batch) = the stage's loss function of the model (loss, pretrain_loss...)."""
+
+    def __init__(self, model: torch.nn.Module, loss_fn):
+        super().__init__()
+        self.model = model
+        self._loss_fn = loss_fn
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self._loss_fn(batch)
+
+
+def wrap(model: torch.nn.Module, loss_fn, ctx: Context, probe: dict | None = None):
+    """The loss function to call in training: DDP around the model when there are several processes.
+
+    `probe` (a first training batch, on the device) tells whether the loss leaves some parameters
+    unused (a pre-training head in fine-tuning, say): DDP then has to look for them at every step.
+    """
+    if ctx.world <= 1:
+        return loss_fn
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    unused = 0.0
+    if probe is not None:
+        params = [p for p in model.parameters() if p.requires_grad]
+        with torch.random.fork_rng(devices=[torch.device(ctx.device)] if ctx.device.startswith("cuda") else []):
+            grads = torch.autograd.grad(loss_fn(probe), params, allow_unused=True)
+        unused = float(any(g is None for g in grads))
+    find_unused = probe is None or all_sum([unused], ctx)[0] > 0
+    ids = [torch.device(ctx.device).index] if ctx.device.startswith("cuda") else None
+    return DDP(LossModule(model, loss_fn), device_ids=ids, find_unused_parameters=find_unused)
+
+
+def first_batch(batches, ctx: Context) -> dict | None:
+    """This rank's first batch of an epoch, on the device (for `wrap`'s probe)."""
+    for batch in shard(batches, ctx.rank, ctx.world):
+        batch.pop("_weightless", None)
+        return to_device(batch, ctx.device)
+    return None
+
+
+def all_sum(values: list[float], ctx: Context) -> list[float]:
+    """Sum a few numbers over all ranks (one all_reduce)."""
+    if ctx.world <= 1:
+        return values
+    import torch.distributed as dist
+
+    dev = ctx.device if ctx.device.startswith("cuda") else "cpu"
+    t = torch.tensor(values, dtype=torch.float64, device=dev)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def broadcast(obj, ctx: Context):
+    """Rank 0's object on every rank."""
+    if ctx.world <= 1:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_rng(ctx: Context) -> list[dict]:
+    """Every rank's RNG states, {"torch": CPU state[, "cuda": its GPU's]} (all ranks call this together)."""
+    state = {"torch": torch.get_rng_state()}
+    if ctx.device.startswith("cuda"):
+        state["cuda"] = torch.cuda.get_rng_state(torch.device(ctx.device))
+    if ctx.world <= 1:
+        return [state]
+    import torch.distributed as dist
+
+    out = [None] * ctx.world
+    dist.all_gather_object(out, state)
+    return out
+
+
+def barrier(ctx: Context) -> None:
+    if ctx.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+# ----------------------------------------------------------------------------- the scoring side
+
+
+class OnDevice:
+    """A model seen by the CPU-side evaluation code: batches go to the model's device, scores come back.
+
+    Passes through untouched when the model is on the CPU.
+    """
+
+    def __init__(self, model):
+        self.model = model
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    @property
+    def training(self):
+        return self.model.training
+
+    def _device(self):
+        p = next(self.model.parameters(), None)
+        return "cpu" if p is None else str(p.device)
+
+    def score(self, batch: dict, items: torch.Tensor) -> torch.Tensor:
+        dev = self._device()
+        if dev == "cpu":
+            return self.model.score(batch, items)
+        return self.model.score(to_device(batch, dev), items.to(dev)).float().cpu()
+
+
+def scoring(model):
+    return model if isinstance(model, OnDevice) else OnDevice(model)

@@ -1,0 +1,157 @@
+"""Recommendations for any history, seen in training or not: JSON lines in, ranked items out.
+
+Input, one JSON object per line: {"user_id": ..., "items": [item ids, oldest first, newest last]}
+("user_id" optional). Output, one line per input line and in the same order:
+{"user_id": ..., "items": [the top-k item ids, best first], "scores": [...]}.
+
+Works for every model through the `score(batch, items)` protocol: a batch is built as for
+evaluation (item index + 1, right-padded, the last max_len items; `user` is the dataset's index
+of a known user_id, else -1), and the catalogue is scored in chunks whose top-k are merged, so
+memory is bounded by batch x chunk whatever the number of histories or items. Items the dataset
+knows only by their features (cold-start items of an inductive model) are ranked like any other.
+Unknown item ids in a history are skipped and counted, or refused with file:line under `strict`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from mmrec_cli.errors import bad_input
+from mmrec_cli.io.batches import collate_eval
+from mmrec_cli.io.jsonl import read_jsonl
+
+
+@dataclass
+class RecommendConfig:
+    top_k: int = 10
+    exclude_history: bool = False
+    batch_size: int = 256  # histories scored at once
+    chunk: int = 65536  # items scored at once
+    max_len: int = 50
+    strict: bool = False
+
+
+@dataclass
+class Stats:
+    histories: int = 0
+    unknown_items: int = 0  # item ids not in the dataset, skipped
+    with_unknown: int = 0  # histories that had some
+    empty: int = 0  # histories with no known item (ranked from the empty history)
+    known_users: int = 0
+
+    def line(self) -> str:
+        s = f"recommended for {self.histories} histories ({self.known_users} known users)"
+        if self.unknown_items:
+            s += f"; skipped {self.unknown_items} unknown item ids in {self.with_unknown} histories (--strict refuses them)"
+        if self.empty:
+            s += f"; {self.empty} histories had no known item"
+        return s
+
+
+@dataclass
+class History:
+    user_id: object
+    user: int  # the dataset's user index, -1 if unknown
+    items: np.ndarray  # 0-based item indices, oldest first
+
+
+def read_histories(path: str, item_ids: list[str], user_ids: list[str], stats: Stats, strict: bool = False) -> Iterator[History]:
+    """Parse histories from a JSONL file ('-' = stdin), mapping ids to the dataset's indices, lazily."""
+    item_index = {iid: i for i, iid in enumerate(item_ids)}
+    user_index = {uid: u for u, uid in enumerate(user_ids)}
+    for lineno, obj in read_jsonl(path):
+        items = obj.get("items")
+        if not isinstance(items, list):
+            raise bad_input(f"{path}:{lineno}: expected \"items\": a list of item ids (oldest first), e.g. {{\"user_id\": \"u1\", \"items\": [\"i3\", \"i7\"]}}")
+        known, unknown = [], 0
+        for iid in items:
+            if isinstance(iid, (dict, list, bool)) or iid is None:
+                raise bad_input(f"{path}:{lineno}: item id {iid!r} is not a string or number")
+            i = item_index.get(str(iid))
+            if i is None:
+                if strict:
+                    raise bad_input(f"{path}:{lineno}: unknown item id '{iid}' (not among the dataset's {len(item_ids)} items); remove it, or drop --strict to skip unknown ids")
+                unknown += 1
+            else:
+                known.append(i)
+        user_id = obj.get("user_id")
+        user = user_index.get(str(user_id), -1) if user_id is not None else -1
+        stats.histories += 1
+        stats.unknown_items += unknown
+        stats.with_unknown += unknown > 0
+        stats.empty += not known
+        stats.known_users += user >= 0
+        yield History(user_id, user, np.asarray(known, dtype=np.int64))
+
+
+def recommend(model, rows: Iterable[History], num_items: int, cfg: RecommendConfig, on_batch=None) -> Iterator[tuple[History, list[int], list[float]]]:
+    """(history, top item indices, their scores) for each history, in input order, batch by batch."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            batch: list[History] = []
+            for row in rows:
+                batch.append(row)
+                if len(batch) == cfg.batch_size:
+                    yield from _batch(model, batch, num_items, cfg)
+                    on_batch and on_batch(len(batch))
+                    batch = []
+            if batch:
+                yield from _batch(model, batch, num_items, cfg)
+                on_batch and on_batch(len(batch))
+    finally:
+        model.train(was_training)
+
+
+def _batch(model, rows: list[History], num_items: int, cfg: RecommendConfig):
+    batch = collate_eval([r.items for r in rows], [r.user for r in rows], cfg.max_len)
+    masks = [r.items for r in rows] if cfg.exclude_history else None
+    values, items = top_items(model, batch, num_items, cfg.top_k, cfg.chunk, masks)
+    for b, row in enumerate(rows):
+        keep = torch.isfinite(values[b])  # an excluded item is never recommended
+        yield row, items[b][keep].tolist(), values[b][keep].tolist()
+
+
+def top_items(model, batch: dict, num_items: int, k: int, chunk: int, masks: list[np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k (scores, item indices), each (B, k), over all items, scored `chunk` items at a time.
+
+    `masks` holds, per row, item indices that must not be recommended (score -inf).
+    """
+    param = next(model.parameters(), None)
+    dev = param.device if param is not None else torch.device("cpu")
+    if dev.type != "cpu":
+        batch = {key: (v.to(dev) if torch.is_tensor(v) else v) for key, v in batch.items()}
+    k = max(1, min(k, num_items))
+    rows = cols = None
+    if masks is not None and any(len(m) for m in masks):
+        rows = torch.from_numpy(np.concatenate([np.full(len(m), b) for b, m in enumerate(masks)])).long().to(dev)
+        cols = torch.from_numpy(np.concatenate(masks)).long().to(dev)
+    top_v = top_i = None
+    for s in range(0, num_items, chunk):
+        e = min(num_items, s + chunk)
+        sc = model.score(batch, torch.arange(s, e, device=dev)).float()  # (B, C)
+        if rows is not None:
+            sel = (cols >= s) & (cols < e)
+            sc[rows[sel], cols[sel] - s] = -math.inf
+        top_v, top_i = _merge(top_v, top_i, sc, s, k)
+    return top_v.cpu(), top_i.cpu()
+
+
+def _merge(top_v, top_i, sc: torch.Tensor, offset: int, k: int):
+    """The running top-k merged with a chunk's (as evaluate's _merge_top, for chunks narrower than k too)."""
+    v, i = sc.topk(min(k, sc.shape[1]), dim=1)
+    i = i + offset
+    if top_v is not None:
+        v, j = torch.cat([top_v, v], 1).topk(min(k, top_v.shape[1] + v.shape[1]), dim=1)
+        i = torch.cat([top_i, i], 1).gather(1, j)
+    return v, i
+
+
+def record(row: History, items: list[int], scores: list[float], item_ids: list[str]) -> dict:
+    return {"user_id": row.user_id, "items": [item_ids[i] for i in items], "scores": [round(s, 6) for s in scores]}

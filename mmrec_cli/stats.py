@@ -1,0 +1,181 @@
+"""Honest tables: per-user paired significance tests between two models, and means over seeds.
+
+Per-user results come from the rankings JSON lines of `mmrec eval --rankings` (user_id, targets,
+ranks). Two models evaluated on the same users give paired samples of a per-user metric (NDCG@10,
+Recall@10, ...); the paired t-test and the Wilcoxon signed-rank test (scipy, which scikit-learn
+brings) say how likely the mean difference is under "no difference".
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from mmrec_cli.errors import bad_input
+from mmrec_cli.evaluate import user_metrics
+from mmrec_cli.io.jsonl import read_jsonl
+
+
+def read_rankings(path: str) -> dict[str, list[int]]:
+    """user_id -> 0-based ranks of the user's targets, from an `eval --rankings` file."""
+    out: dict[str, list[int]] = {}
+    for lineno, rec in read_jsonl(path):
+        if "user_id" not in rec or not isinstance(rec.get("ranks"), list) or not rec["ranks"]:
+            raise bad_input(f"{path}:{lineno}: expected a per-user ranking (user_id, ranks) as written by `mmrec eval --rankings`")
+        out[str(rec["user_id"])] = [int(r) for r in rec["ranks"]]
+    return out
+
+
+def per_user(ranks: dict[str, list[int]], metric: str = "ndcg@10") -> dict[str, float]:
+    """user_id -> the metric ("ndcg@10", "recall@20", "mrr@10") of that user."""
+    name, _, k = metric.partition("@")
+    if name not in ("ndcg", "recall", "mrr") or not k.isdigit():
+        raise bad_input(f"metric '{metric}': expected ndcg@K, recall@K or mrr@K")
+    return {u: user_metrics(r, int(k))[name] for u, r in ranks.items()}
+
+
+def paired_test(a: dict[str, float], b: dict[str, float]) -> dict:
+    """Paired t-test and Wilcoxon signed-rank test of b - a over the users both have.
+
+    p-values are two-sided; a test without any non-zero difference gets p = 1.
+    """
+    users = sorted(set(a) & set(b))
+    if len(users) < 2:
+        raise bad_input(f"a paired test needs at least 2 users in common; the two results share {len(users)}: evaluate both models on the same dataset and split")
+    x = np.array([a[u] for u in users], dtype=np.float64)
+    y = np.array([b[u] for u in users], dtype=np.float64)
+    d = y - x
+    out = {
+        "users": len(users),
+        "only_a": len(set(a) - set(b)),
+        "only_b": len(set(b) - set(a)),
+        "mean_a": float(x.mean()),
+        "mean_b": float(y.mean()),
+        "mean_diff": float(d.mean()),
+        "better": int((d > 0).sum()),
+        "worse": int((d < 0).sum()),
+        "ties": int((d == 0).sum()),
+    }
+    out["t"], out["t_p"] = _ttest(d)
+    out["wilcoxon_w"], out["wilcoxon_p"] = _wilcoxon(d)
+    return out
+
+
+def _ttest(d: np.ndarray) -> tuple[float, float]:
+    from scipy import stats
+
+    sd = d.std(ddof=1)
+    if sd == 0:
+        return (0.0, 1.0) if d.mean() == 0 else (math.copysign(math.inf, d.mean()), 0.0)
+    t = d.mean() / (sd / math.sqrt(len(d)))
+    return float(t), float(2 * stats.t.sf(abs(t), len(d) - 1))
+
+
+def _wilcoxon(d: np.ndarray) -> tuple[float, float]:
+    """W = the smaller of the signed-rank sums (zero differences dropped, ties given mean ranks)."""
+    from scipy import stats
+
+    nz = d[d != 0]
+    if len(nz) == 0:
+        return 0.0, 1.0
+    res = stats.wilcoxon(nz, zero_method="wilcox", alternative="two-sided")
+    return float(res.statistic), float(res.pvalue)
+
+
+def compare_rankings(path_a: str, path_b: str, metrics=("ndcg@10", "recall@10")) -> dict:
+    """Paired tests of model B against model A on each metric, from two rankings files."""
+    ra, rb = read_rankings(path_a), read_rankings(path_b)
+    return {m: paired_test(per_user(ra, m), per_user(rb, m)) for m in metrics}
+
+
+def seed_summary(results: list[dict]) -> dict:
+    """Mean and sample standard deviation of each metric over several runs (seeds) of one model."""
+    keys = [k for k in results[0]["metrics"] if k != "users" and all(k in r["metrics"] for r in results)]
+    out = {}
+    for k in keys:
+        v = np.array([r["metrics"][k] for r in results], dtype=np.float64)
+        out[k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
+    return out
+
+
+def rankings_path(result: dict, result_path: str) -> str | None:
+    """The rankings file an eval result names (relative to the result file when not absolute), if it exists."""
+    p = result.get("rankings")
+    if not p or p == "-":
+        return None
+    path = Path(p)
+    for cand in (path, Path(result_path).parent / path):
+        if cand.is_file():
+            return str(cand)
+    return None
+
+
+# ----------------------------------------------------------------------------- eval --compare
+
+
+def compare_files(paths: list[str], metrics=("ndcg@10", "recall@10")) -> dict:
+    """Several `mmrec eval -o` results side by side: their metrics, mean/std over runs that differ
+    only by seed, and paired tests of each against the first where both name a rankings file."""
+    import json
+
+    if len(paths) < 2:
+        raise bad_input("--compare needs at least two eval result files")
+    results, warnings = [], []
+    names = [Path(p).name for p in paths]
+    for p, name in zip(paths, names):
+        if not Path(p).is_file():
+            from mmrec_cli.errors import not_found
+
+            raise not_found(f"{p}: no such file; check the path")
+        try:
+            r = json.loads(Path(p).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise bad_input(f"{p}: not JSON ({err}); give result files written by `mmrec eval -o`") from err
+        if not isinstance(r, dict) or not isinstance(r.get("metrics"), dict):
+            raise bad_input(f"{p}: not an eval result (no \"metrics\"); give files written by `mmrec eval -o`")
+        label = name if names.count(name) == 1 else p
+        model = r.get("model") or {}
+        results.append({
+            "label": label, "path": p, "model": model.get("name"), "model_path": model.get("path"), "split": r.get("split"),
+            "seed": r.get("seed"), "dataset": (r.get("dataset") or {}).get("fingerprint"), "mask_history": r.get("mask_history"),
+            "metrics": r["metrics"], "rankings": rankings_path(r, p), "best_epoch": model.get("best_epoch"),
+        })
+    base = results[0]
+    for r in results[1:]:
+        if (r["split"], r["dataset"]) != (base["split"], base["dataset"]):
+            warnings.append(f"{r['label']} is on {r['split']} of dataset {r['dataset']}, {base['label']} on {base['split']} of {base['dataset']}: not comparable")
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["model"], r["split"], r["dataset"], r["mask_history"]), []).append(r)
+    seeds = []
+    for (model, split, _, _), members in groups.items():
+        if len(members) > 1 and len({m["seed"] for m in members}) == len(members):
+            seeds.append({"label": f"{model} · {split} ({len(members)} seeds)", "members": [m["label"] for m in members], "seeds": [m["seed"] for m in members], "summary": seed_summary(members)})
+    tests = []
+    for r in results[1:]:
+        if base["rankings"] and r["rankings"] and (r["split"], r["dataset"]) == (base["split"], base["dataset"]):
+            tests.append({"a": base["label"], "b": r["label"], "tests": compare_rankings(base["rankings"], r["rankings"], metrics)})
+        elif r is results[1] or not base["rankings"]:
+            missing = [x["label"] for x in (base, r) if not x["rankings"]]
+            if missing:
+                warnings.append(f"no paired test of {r['label']} vs {base['label']}: {', '.join(missing)} names no rankings file (run `mmrec eval ... -o R.json --rankings R.jsonl`)")
+    return {"results": results, "seeds": seeds, "tests": tests, "warnings": warnings}
+
+
+def text_table(comparison: dict, keys=("recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr@10")) -> list[str]:
+    """A plain-text rendering of a comparison, for the terminal."""
+    res = comparison["results"]
+    keys = [k for k in keys if any(k in r["metrics"] for r in res)]
+    width = max(12, *(len(r["label"]) for r in res)) + 2
+    lines = ["metric".ljust(10) + "".join(r["label"].rjust(width) for r in res)]
+    for k in keys:
+        lines.append(k.ljust(10) + "".join((f"{r['metrics'][k]:.4f}" if k in r["metrics"] else "-").rjust(width) for r in res))
+    for g in comparison["seeds"]:
+        lines.append(f"{g['label']}: " + "  ".join(f"{k} {g['summary'][k]['mean']:.4f} ± {g['summary'][k]['std']:.4f}" for k in keys if k in g["summary"]))
+    for t in comparison["tests"]:
+        for m, r in t["tests"].items():
+            lines.append(f"{t['b']} vs {t['a']} {m}: {r['mean_diff']:+.4f} over {r['users']} users (paired t p={r['t_p']:.3g}, Wilcoxon p={r['wilcoxon_p']:.3g})")
+    lines += [f"note: {w}" for w in comparison["warnings"]]
+    return lines

@@ -1,0 +1,94 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mmrec_cli import distributed as D
+from mmrec_cli.io import artifacts, model_file
+from mmrec_cli.io.batches import train_windows
+from mmrec_cli.main import app
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ["--max-len", "6", "--set", "model.hidden=16", "--set", "model.inner=32", "--set", "model.layers=1", "--set", "model.dropout=0", "--set", "model.attn_dropout=0", "--patience", "0"]
+
+
+def test_shard_splits_rows_and_pads_an_empty_share():
+    batch = {"items": torch.arange(10).view(5, 2), "targets": torch.arange(10).view(5, 2), "user": torch.arange(5), "pool": torch.arange(3)}
+    parts = [list(D.shard([batch], r, 2))[0] for r in range(2)]
+    assert parts[0]["user"].tolist() == [0, 2, 4] and parts[1]["user"].tolist() == [1, 3]
+    assert parts[0]["pool"].tolist() == [0, 1, 2]  # not per-row: kept whole
+    small = {"items": torch.ones(1, 3, dtype=torch.long), "targets": torch.tensor([[1, 2, -100]])}
+    one, two = (list(D.shard([small], r, 2))[0] for r in range(2))
+    assert "_weightless" not in one and two["_weightless"] is True and two["items"].shape == (1, 3)
+    assert D.count_targets(small) == 2 and D.count_targets({"items": torch.ones(4, 2), "num_targets": 7}) == 7
+
+
+def test_device_and_precision_are_checked(tiny_dataset, tmp_path):
+    ds_path, _ = tiny_dataset
+    out = tmp_path / "m.safetensors"
+    r = runner.invoke(app, ["finetune", "sasrec", str(ds_path), "-o", str(out), "--epochs", "1", "--precision", "fp8"])
+    assert r.exit_code == 3 and "precision" in r.stderr and "fp8" in r.stderr
+    if not torch.cuda.is_available():
+        r = runner.invoke(app, ["finetune", "sasrec", str(ds_path), "-o", str(out), "--epochs", "1", "--device", "cuda"])
+        assert r.exit_code == 3 and "no CUDA device is visible" in r.stderr
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_on_cpu(tiny_dataset, tmp_path, precision):
+    ds_path, _ = tiny_dataset
+    out = tmp_path / "m.safetensors"
+    r = runner.invoke(app, ["finetune", "sasrec", str(ds_path), "-o", str(out), "--epochs", "2", "--precision", precision, *SMALL])
+    assert r.exit_code == 0, r.output
+    meta = artifacts.read_meta(out, "model")
+    assert meta["config"]["train"]["precision"] == precision
+    assert all(np.isfinite(h["loss"]) for h in meta["history"]) and meta["valid"]["ndcg@10"] > 0
+
+
+def _odd_batch(ds, max_len=6) -> int:
+    """A global batch size that leaves a last batch of one window (one rank gets an empty share)."""
+    n = len(train_windows(ds, max_len)[0])
+    return next(b for b in range(3, n) if n % b == 1)
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_one_process_result(tmp_path):
+    """torchrun, gloo, 2 processes: same losses, validation metrics, weights and test metrics as 1 process."""
+    from conftest import tiny_sequences
+    from mmrec_cli.io import dataset as Dset
+
+    seqs = tiny_sequences(num_users=30, num_items=40, seed=3)
+    ds = Dset.from_sequences(seqs, [f"i{i}" for i in range(40)], [f"u{u}" for u in range(30)])
+    ds_path = tmp_path / "ds.safetensors"
+    Dset.save(ds, str(ds_path), {"command": "test"}, {}, {})
+    args = ["finetune", "sasrec", str(ds_path), "--epochs", "3", "--batch-size", str(_odd_batch(ds)), "--seed", "5", *SMALL]
+    one, two = tmp_path / "one.safetensors", tmp_path / "two.safetensors"
+    r = runner.invoke(app, [*args, "-o", str(one)])
+    assert r.exit_code == 0, r.output
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    p = subprocess.run([sys.executable, "-m", "mmrec_cli", *args, "-o", str(two), "--nproc", "2"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stderr.count("wrote ") == 1  # rank 0 alone reports and writes
+    assert not Path(f"{two}.ckpt").exists()
+    s1, m1 = model_file.load(str(one))
+    s2, m2 = model_file.load(str(two))
+    assert m1["best_epoch"] == m2["best_epoch"]
+    for h1, h2 in zip(m1["history"], m2["history"], strict=True):
+        assert h1["steps"] == h2["steps"]
+        assert abs(h1["loss"] - h2["loss"]) < 1e-5
+        for k, v in h1["valid"].items():
+            assert abs(v - h2["valid"][k]) < 1e-6, k
+    for k, v in s1.items():
+        assert torch.allclose(v, s2[k], atol=1e-5), k
+    res = []
+    for m in (one, two):
+        r = runner.invoke(app, ["eval", str(m), str(ds_path), "--split", "test", "-o", str(tmp_path / f"{m.stem}.json")])
+        assert r.exit_code == 0, r.output
+        res.append(json.loads((tmp_path / f"{m.stem}.json").read_text())["metrics"])
+    assert res[0] == pytest.approx(res[1], abs=1e-6)
