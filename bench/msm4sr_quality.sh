@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# MSM4SR on the example Scientific data: SASRec, MSM4SR (pre-train + fine-tune) and every ablation of the
+# paper's table (w/o NIP, w/o CMCL, w/o Mixup, w/o Pre-train, E2E, -T, -V), test metrics in one table.
+#
+#   bench/msm4sr_quality.sh [OUT_DIR]          (default examples/out/msm4sr_quality)
+#
+# Settings live in examples/configs/msm4sr_{pretrain,finetune}.json (chosen on the validation split; the
+# test split is evaluated once per model, at the end). Every fine-tuning run keeps its best epoch by
+# validation NDCG@10 and stops after `patience` epochs without improvement. Steps whose output exists are
+# skipped, so an interrupted run continues where it stopped. Environment: MMREC (the mmrec command),
+# OMP_NUM_THREADS (default 1: the CPU is shared), SEED (default 2020), EXTRA_PRE / EXTRA_FT (more
+# arguments for every pretrain / finetune call, e.g. "--set model.lam=0.1").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-examples/out/msm4sr_quality}
+MMREC=${MMREC:-.venv/bin/mmrec}
+SEED=${SEED:-2020}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+PRE_CFG=examples/configs/msm4sr_pretrain.json
+FT_CFG=examples/configs/msm4sr_finetune.json
+mkdir -p "$OUT"
+DS=$OUT/scientific.safetensors
+FE=$OUT/scientific_feats.safetensors   # text = CLIP ViT-B/32 text (feat1CLS), image = CLIP ViT-B/32 image (feat3CLS)
+
+run() { echo "+ $*" >&2; "$@"; }
+
+[ -f "$DS" ] || run $MMREC prepare examples/scientific/Scientific -o "$DS" --features-out "$FE"
+
+# --- pre-training: the full model and the pre-training ablations -------------------------------------------
+pretrain() {  # name, extra args...
+  local name=$1; shift
+  [ -f "$OUT/pre_$name.safetensors" ] || run $MMREC pretrain msm4sr "$DS" --features "$FE" --config "$PRE_CFG" \
+    --seed "$SEED" -o "$OUT/pre_$name.safetensors" ${EXTRA_PRE:-} "$@" 2> "$OUT/pre_$name.log"
+}
+pretrain full
+pretrain no_nip --set model.nip=false
+pretrain no_cmcl --set model.cmcl=false
+pretrain no_mixup --set model.mixup=false
+
+# --- fine-tuning ----------------------------------------------------------------------------------------------
+finetune() {  # name, model, extra args...
+  local name=$1 model=$2; shift 2
+  local cfg=()
+  [ "$model" = msm4sr ] && cfg=(--features "$FE" --config "$FT_CFG" ${EXTRA_FT:-})
+  [ -f "$OUT/ft_$name.safetensors" ] || run $MMREC finetune "$model" "$DS" "${cfg[@]}" --seed "$SEED" \
+    -o "$OUT/ft_$name.safetensors" "$@" 2> "$OUT/ft_$name.log"
+  local feats=()
+  [ "$model" = msm4sr ] && feats=(--features "$FE")
+  [ -f "$OUT/test_$name.json" ] || run $MMREC eval "$OUT/ft_$name.safetensors" "$DS" "${feats[@]}" --split test \
+    -o "$OUT/test_$name.json" 2>> "$OUT/ft_$name.log"
+}
+finetune sasrec sasrec --patience 10
+finetune msm4sr msm4sr --init "$OUT/pre_full.safetensors"
+finetune no_nip msm4sr --init "$OUT/pre_no_nip.safetensors"
+finetune no_cmcl msm4sr --init "$OUT/pre_no_cmcl.safetensors"
+finetune no_mixup msm4sr --init "$OUT/pre_no_mixup.safetensors"
+finetune no_pretrain msm4sr
+finetune e2e msm4sr --set model.e2e=true
+finetune text_only msm4sr --init "$OUT/pre_full.safetensors" --set model.modalities=text
+finetune image_only msm4sr --init "$OUT/pre_full.safetensors" --set model.modalities=image
+
+# --- the table ------------------------------------------------------------------------------------------------
+.venv/bin/python - "$OUT" <<'EOF'
+import json, sys
+from pathlib import Path
+
+from mmrec_cli.io import artifacts
+
+out = Path(sys.argv[1])
+rows = [("SASRec", "sasrec"), ("MSM4SR", "msm4sr"), ("MSM4SR w/o NIP", "no_nip"), ("MSM4SR w/o CMCL", "no_cmcl"),
+        ("MSM4SR w/o Mixup", "no_mixup"), ("MSM4SR w/o Pre-train", "no_pretrain"), ("MSM4SR E2E", "e2e"),
+        ("MSM4SR-T", "text_only"), ("MSM4SR-V", "image_only")]
+cols = ["recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20"]
+print("| model | " + " | ".join(c.replace("recall", "R").replace("ndcg", "N") for c in cols) + " | valid N@10 | best epoch |")
+print("|---" * (len(cols) + 3) + "|")
+base = None
+for label, name in rows:
+    f = out / f"test_{name}.json"
+    if not f.exists():
+        print(f"| {label} | (missing) |")
+        continue
+    m = json.loads(f.read_text())["metrics"]
+    meta = artifacts.read_meta(out / f"ft_{name}.safetensors")
+    base = m["ndcg@10"] if name == "sasrec" else base
+    print(f"| {label} | " + " | ".join(f"{m[c]:.4f}" for c in cols) + f" | {meta['valid'].get('ndcg@10', float('nan')):.4f} | {meta['best_epoch']} |")
+if base:
+    m = json.loads((out / "test_msm4sr.json").read_text())["metrics"]
+    print(f"\nMSM4SR vs SASRec, test NDCG@10: {m['ndcg@10']:.4f} vs {base:.4f} ({100 * (m['ndcg@10'] / base - 1):+.1f} %)")
+EOF
