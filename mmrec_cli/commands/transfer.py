@@ -1,12 +1,61 @@
-"""mmrec transfer: not built yet (see the issue tracker)."""
+"""mmrec transfer PRETRAINED DATASET: carry a pre-trained model to a target domain, with or without item IDs."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 
-from mmrec_cli.commands._common import not_implemented
+from mmrec_cli.commands._common import CONFIG_HELP, SET_HELP, handle_errors, invocation, progress, say
 
 
-def transfer(args: list[str] = typer.Argument(None, help="Arguments (this command is not implemented yet).")) -> None:
-    """Not implemented yet: exits with code 2."""
-    not_implemented("mmrec transfer")
+@handle_errors
+def transfer(
+    pretrained: Path = typer.Argument(..., help="Pre-trained model artifact (`mmrec pretrain`)."),
+    dataset: Path = typer.Argument(..., help="Target dataset artifact (its catalogue may be new to the model)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Model artifact to write; evaluate it with `mmrec eval OUTPUT DATASET --features FEATS`."),
+    features: Optional[str] = typer.Option(None, "--features", help="Features artifact of the target dataset."),
+    mode: str = typer.Option("inductive", "--mode", help="inductive: items by their features only (cold-start, no IDs) | transductive: features and trained item IDs."),
+    full: bool = typer.Option(False, "--full", help="Train every parameter (default: the pre-trained transformer stays frozen)."),
+    config: Optional[str] = typer.Option(None, "--config", help=CONFIG_HELP),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Fine-tuning epochs on the target (0 = zero-shot: the pre-trained model as it is)."),
+    lr: Optional[float] = typer.Option(None, "--lr"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    patience: Optional[int] = typer.Option(None, "--patience"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint file (default: OUTPUT.ckpt)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint of an interrupted run."),
+) -> None:
+    """Fine-tune PRETRAINED on DATASET (best epoch by validation NDCG@10), keeping its architecture."""
+    from mmrec_cli import loading, models, stages
+    from mmrec_cli.errors import bad_input
+    from mmrec_cli.io import dataset as D
+    from mmrec_cli.io import model_file
+
+    if mode not in ("inductive", "transductive"):
+        raise typer.BadParameter("--mode must be inductive or transductive")
+    state, meta = model_file.load(str(pretrained))
+    name = meta.get("model")
+    module = models.get(name)
+    if "transfer" not in getattr(module, "STAGES", ()):
+        raise bad_input(f"{pretrained}: model '{name}' has no transfer stage")
+    flags = {"model.ids": mode == "transductive", "model.full": True if full else None, "train.epochs": epochs, "train.lr": lr, "train.batch_size": batch_size, "train.seed": seed, "train.patience": patience}
+    cfg = loading.resolve_stage(module, config, set_, flags)
+    source = meta.get("config", {}).get("model", {})
+    for key in getattr(module, "ARCHITECTURE", ()):  # the shapes the pre-trained weights have
+        if key in source and getattr(cfg.model, key) != source[key]:
+            say(f"model.{key} = {source[key]!r} as the pre-trained model (not {getattr(cfg.model, key)!r})")
+            setattr(cfg.model, key, source[key])
+    ds = D.load(str(dataset))
+    feats, feats_meta = loading.features_for(module, ds, features, name)
+    ckpt = str(checkpoint or f"{output}.ckpt")
+    with progress(f"transfer {name}", None) as advance:
+        run = stages.Run(checkpoint=ckpt, resume=resume, log=say, progress=advance)
+        net, result = stages.transfer(name, ds, feats, cfg.model, cfg.train, run, state)
+    extra = {"init": {"path": str(pretrained), "fingerprint": loading.fingerprint(str(pretrained))}, "mode": mode, "sources": meta.get("sources")}
+    model_file.save(str(output), net, loading.artifact_meta(name, "transfer", cfg, ds, feats_meta, result, invocation(), **extra))
+    Path(ckpt).unlink(missing_ok=True)
+    metric = result.best_metrics.get(cfg.train.metric)
+    say(f"wrote {output}: {mode} transfer, best epoch {result.best_epoch}" + (f", valid {cfg.train.metric} {metric:.4f}" if metric is not None else ""))

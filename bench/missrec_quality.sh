@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# MISSRec quality on the example Scientific data (CLIP ViT-B/32 text + image features), against SASRec.
+#
+#   bench/missrec_quality.sh            # everything; outputs under examples/out/missrec (or $OUT)
+#
+# Settings come from examples/configs/missrec*.json, chosen on validation NDCG@10 only; the test split is
+# evaluated once per model at the end. Each step is skipped when its output exists (delete OUT to redo).
+# Part 1: the whole data set. SASRec; MISSRec trained from scratch (IDs + features); MISSRec pre-trained
+#         on the train split (self-supervised, no IDs), then fine-tuned with the transformer frozen.
+# Part 2: transfer to unseen users. The users are split at random in two halves A and B (same catalogue);
+#         MISSRec is pre-trained on A and carried inductively (no IDs: items by their features only) to B,
+#         against training on B from scratch (SASRec; MISSRec inductive) and the zero-shot model.
+# PARTS="1 2" (default) picks the parts. Single-threaded by default (the CPU is shared): several hours on
+# a busy 2-core machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+MMREC=${MMREC:-.venv/bin/mmrec}
+PY=${PY:-.venv/bin/python}
+OUT=${OUT:-examples/out/missrec}
+CONF=examples/configs
+PARTS=" ${PARTS:-1 2} "
+mkdir -p "$OUT"
+
+step() {  # step OUTPUT command...: run unless OUTPUT exists, with its wall time in OUT/times.tsv
+  local target=$1; shift
+  [ -e "$target" ] && return 0
+  local t0=$SECONDS
+  echo "+ $*" >&2
+  "$@"
+  echo -e "$(basename "$target")\t$((SECONDS - t0))" >> "$OUT/times.tsv"
+}
+evaluate() {  # evaluate MODEL DATASET [FEATS]: test metrics as MODEL.test.json
+  local feats=()
+  [ $# -ge 3 ] && feats=(--features "$3")
+  step "${1%.safetensors}.test.json" "$MMREC" eval "$1" "$2" "${feats[@]}" --split test -o "${1%.safetensors}.test.json"
+}
+
+# ---- part 1: Scientific
+step "$OUT/ds.safetensors" "$MMREC" prepare examples/scientific -o "$OUT/ds.safetensors" --features-out "$OUT/feats.safetensors"
+DS=$OUT/ds.safetensors F=$OUT/feats.safetensors
+if [[ $PARTS == *" 1 "* ]]; then
+step "$OUT/sasrec.safetensors" "$MMREC" finetune sasrec "$DS" --config $CONF/sasrec.json -o "$OUT/sasrec.safetensors"
+step "$OUT/missrec.safetensors" "$MMREC" finetune missrec "$DS" --features "$F" --config $CONF/missrec.json -o "$OUT/missrec.safetensors"
+step "$OUT/missrec.pre.safetensors" "$MMREC" pretrain missrec "$DS" --features "$F" --config $CONF/missrec_pretrain.json -o "$OUT/missrec.pre.safetensors"
+step "$OUT/missrec.ft.safetensors" "$MMREC" finetune missrec "$DS" --features "$F" --config $CONF/missrec_finetune.json --init "$OUT/missrec.pre.safetensors" -o "$OUT/missrec.ft.safetensors"
+evaluate "$OUT/sasrec.safetensors" "$DS"
+evaluate "$OUT/missrec.safetensors" "$DS" "$F"
+evaluate "$OUT/missrec.ft.safetensors" "$DS" "$F"
+fi
+
+# ---- part 2: transfer to the other half of the users
+if [[ $PARTS == *" 2 "* ]]; then
+if [ ! -e "$OUT/B.safetensors" ]; then
+  "$PY" - "$DS" "$OUT" <<'EOF'
+import sys
+import numpy as np
+from mmrec_cli.io import dataset as D
+ds, out = D.load(sys.argv[1]), sys.argv[2]
+perm = np.random.default_rng(0).permutation(ds.num_users)
+for name, users in (("A", np.sort(perm[: ds.num_users // 2])), ("B", np.sort(perm[ds.num_users // 2 :]))):
+    part = D.from_sequences([ds.sequence(u).tolist() for u in users], ds.item_ids, [ds.user_ids[u] for u in users])
+    D.save(part, f"{out}/{name}.safetensors", {"command": "bench/missrec_quality.sh: users split in halves (seed 0)"}, {"source": sys.argv[1]}, {})
+    print(f"{name}: {part.num_users} users, {len(part.items)} interactions", file=sys.stderr)
+EOF
+fi
+A=$OUT/A.safetensors B=$OUT/B.safetensors
+step "$OUT/B.sasrec.safetensors" "$MMREC" finetune sasrec "$B" --config $CONF/sasrec.json -o "$OUT/B.sasrec.safetensors"
+step "$OUT/B.scratch.safetensors" "$MMREC" finetune missrec "$B" --features "$F" --config $CONF/missrec.json --set model.ids=false -o "$OUT/B.scratch.safetensors"
+step "$OUT/A.pre.safetensors" "$MMREC" pretrain missrec "$A" --features "$F" --config $CONF/missrec_pretrain.json -o "$OUT/A.pre.safetensors"
+step "$OUT/B.zeroshot.safetensors" "$MMREC" transfer "$OUT/A.pre.safetensors" "$B" --features "$F" --mode inductive --epochs 0 -o "$OUT/B.zeroshot.safetensors"
+step "$OUT/B.transfer.safetensors" "$MMREC" transfer "$OUT/A.pre.safetensors" "$B" --features "$F" --mode inductive --config $CONF/missrec_finetune.json -o "$OUT/B.transfer.safetensors"
+evaluate "$OUT/B.sasrec.safetensors" "$B"
+evaluate "$OUT/B.scratch.safetensors" "$B" "$F"
+evaluate "$OUT/B.zeroshot.safetensors" "$B" "$F"
+evaluate "$OUT/B.transfer.safetensors" "$B" "$F"
+fi
+
+# ---- the table
+"$PY" - "$OUT" <<'EOF'
+import json, os, sys
+out = sys.argv[1]
+times = dict(l.rstrip("\n").split("\t") for l in open(f"{out}/times.tsv")) if os.path.exists(f"{out}/times.tsv") else {}
+rows = [
+    ("Scientific", "SASRec (IDs)", "sasrec"),
+    ("Scientific", "MISSRec from scratch (IDs + text + image)", "missrec"),
+    ("Scientific", "MISSRec pre-trained on train split, fine-tuned (frozen transformer)", "missrec.ft"),
+    ("users B", "SASRec (IDs) trained on B", "B.sasrec"),
+    ("users B", "MISSRec inductive, from scratch on B", "B.scratch"),
+    ("users B", "MISSRec pre-trained on A, zero-shot", "B.zeroshot"),
+    ("users B", "MISSRec pre-trained on A, inductive transfer to B", "B.transfer"),
+]
+print("| data | model | valid NDCG@10 | test NDCG@10 | test Recall@10 | test NDCG@50 | test Recall@50 | best epoch | train s |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for data, label, name in rows:
+    path = f"{out}/{name}.test.json"
+    if not os.path.exists(path):
+        continue
+    r = json.load(open(path))
+    m = r["metrics"]
+    from mmrec_cli.io import artifacts
+    meta = artifacts.read_meta(f"{out}/{name}.safetensors")
+    valid = meta.get("valid", {}).get("ndcg@10")
+    secs = times.get(f"{name}.safetensors", "")
+    print(f"| {data} | {label} | {'' if valid is None else f'{valid:.4f}'} | {m['ndcg@10']:.4f} | {m['recall@10']:.4f} | {m['ndcg@50']:.4f} | {m['recall@50']:.4f} | {meta.get('best_epoch')} | {secs} |")
+EOF

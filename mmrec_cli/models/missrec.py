@@ -1,0 +1,442 @@
+"""MISSRec: multimodal interest-aware sequence representation, pre-training and transfer (Wang et al., ACM MM 2023).
+
+Items are represented by their features only (text and image, through one adapter per modality;
+linear as the public code, or a mixture of linear experts), optionally plus an ID embedding
+(transductive). A user's sequence becomes two token sequences:
+
+    interests  the clusters of the sequence's item tokens (one token per item and modality), each the
+               mean of its member tokens; fed to K_e transformer encoder layers (no positions) -> xi
+    queries    per item: sum of its modality tokens + position (+ ID), LayerNorm, dropout; fed to K_d
+               decoder layers that attend over the encoded interests
+    user       u = the decoder output at the last item, L2-normalised
+
+Interests come from one of (Config.interests):
+    "kmeans"   the public code: k-means over all item tokens of the catalogue in the adapter space,
+               re-clustered before every epoch; a sequence's interests = its distinct clusters,
+               embedded by the cluster centroids of that epoch
+    "dpc-knn"  the paper: DPC-KNN over the sequence's own tokens, on the fly in every forward
+    PATH       an `mmrec cluster` artifact: fixed assignments (a catalogue table from k-means, or
+               per-user DPC-KNN centres, to which every history token goes by nearest centre)
+
+Candidates are fused per user (dynamic fusion): with s_m = <u, x_m / |x_m|> for modality m,
+score = sum_m s_m softmax_m(alpha * s_m), between mean (alpha = 0, the start) and max pooling;
+with IDs, score = (<u, z / |z|> + 2 * fused) / 3 as the public code. Logits are score / temperature.
+
+Losses: fine-tuning = full-softmax cross-entropy + gamma * R; pre-training = sequence-item InfoNCE
+(in-batch) + lambda * sequence-sequence InfoNCE between the sequence and an augmented view + gamma * R,
+with R = ||mean_m xi_m||^2 = (1/M^2) sum_{m,m'} <xi_m, xi_m'> per sequence (the orthogonal
+regulariser). Training examples are every prefix of a user's train sequence -> its next item
+(`train_batches`): the decoder is bidirectional and the interests see the whole input, as in the
+public code, so one target per example.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mmrec_cli import cluster as CL
+from mmrec_cli.errors import bad_input, mismatch
+
+STAGES = {"pretrain", "finetune", "transfer"}
+MODALITIES: tuple[str, ...] = ("text", "image")
+ARCHITECTURE = ("hidden", "inner", "heads", "enc_layers", "dec_layers", "adapter", "experts", "max_len")
+
+
+@dataclass
+class Config:
+    max_len: int = 50
+    hidden: int = 300
+    inner: int = 256
+    heads: int = 4
+    enc_layers: int = 1  # K_e
+    dec_layers: int = 1  # K_d
+    dropout: float = 0.5
+    temperature: float = 0.07
+    seq_seq_weight: float = 1e-3  # lambda
+    orth_weight: float = 1e-4  # gamma
+    interests: str = "kmeans"  # kmeans | dpc-knn | path of an `mmrec cluster` artifact
+    interest_ratio: float = 0.5  # clusters = ceil(ratio * tokens): of the catalogue (kmeans) or of each sequence (dpc-knn)
+    knn_ratio: float = 0.1  # DPC-KNN neighbours = ceil(ratio * tokens of the sequence)
+    kmeans_iters: int = 10
+    adapter: Literal["linear", "moe"] = "linear"
+    experts: int = 8
+    fusion: Literal["dynamic", "mean"] = "dynamic"
+    ids: bool = True  # ID embeddings (transductive); false = features only (inductive)
+    full: bool = False  # with a pre-trained init: train everything instead of freezing the transformer
+    item_drop: float = 0.2  # pre-training augmentation: drop each item (but the first) with this probability ...
+    item_drop_prob: float = 0.9  # ... in this share of batches; the others get feature drop
+    feature_drop: float = 0.2  # feature drop: at this share of positions, zero this share of feature dimensions
+    init_std: float = 0.02
+    bucket: bool = True  # batches of similar lengths (less padding); their order stays shuffled
+
+
+class Model(nn.Module):
+    def __init__(self, cfg: Config, num_items: int, features: dict | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.num_items = num_items
+        self.mods = [m for m in MODALITIES if features and m in features]
+        if not self.mods:
+            raise bad_input(f"missrec reads item features {' and '.join(MODALITIES)}; the features artifact has neither")
+        for m in self.mods:
+            f = features[m].float()
+            if f.shape[0] != num_items:
+                raise mismatch(f"features '{m}' have {f.shape[0]} rows for {num_items} items")
+            self.register_buffer(f"feat_{m}", f, persistent=False)
+        H = cfg.hidden
+        self.adapters = nn.ModuleDict({m: _adapter(cfg, features[m].shape[1], H) for m in self.mods})
+        self.pos_emb = nn.Embedding(cfg.max_len, H)
+        self.item_emb = nn.Embedding(num_items + 1, H, padding_idx=0) if cfg.ids else None
+        self.norm = nn.LayerNorm(H, eps=1e-12)
+        self.drop = nn.Dropout(cfg.dropout)
+        common = dict(d_model=H, nhead=cfg.heads, dim_feedforward=cfg.inner, dropout=cfg.dropout, activation="gelu", layer_norm_eps=1e-12, batch_first=True)
+        self.encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(**common), cfg.enc_layers, norm=nn.LayerNorm(H, eps=1e-12), enable_nested_tensor=False)
+        self.decoder = nn.TransformerDecoder(nn.TransformerDecoderLayer(**common), cfg.dec_layers, norm=nn.LayerNorm(H, eps=1e-12))
+        self.fusion = nn.Parameter(torch.zeros(()))  # alpha
+        self._init_interests(cfg, num_items)
+        self.apply(self._init)
+
+    def _init(self, m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=self.cfg.init_std)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+        if isinstance(m, nn.Embedding) and m.padding_idx is not None:
+            nn.init.zeros_(m.weight[m.padding_idx])
+
+    # ----- interests -------------------------------------------------------------------------
+
+    def _init_interests(self, cfg: Config, num_items: int) -> None:
+        """Buffers of the interest source: a catalogue table (kmeans, file), per-user centres (file), or none."""
+        M = len(self.mods)
+        self.mode = cfg.interests
+        self._epoch = None
+        if cfg.interests == "kmeans":
+            C = max(1, math.ceil(cfg.interest_ratio * num_items * M))
+            self._table_buffers(torch.zeros(num_items, M, dtype=torch.long), C)
+        elif cfg.interests != "dpc-knn":
+            tensors, meta = _read_interests(cfg.interests, self.mods)
+            self.mode = meta["scope"]  # "catalogue" | "users"
+            if self.mode == "catalogue":
+                if tensors["table"].shape[0] != num_items:
+                    raise mismatch(f"{cfg.interests}: interests of {tensors['table'].shape[0]} items, the dataset has {num_items}; cluster this dataset")
+                self._table_buffers(tensors["table"].long(), int(meta["clusters"]))
+            else:
+                off, cen = tensors["offsets"].long(), tensors["centres"].long()
+                sizes = off[1:] - off[:-1]
+                table = torch.full((len(sizes), max(1, int(sizes.max()))), -1, dtype=torch.long)
+                cols = torch.arange(len(cen)) - torch.repeat_interleave(off[:-1], sizes)
+                table[torch.repeat_interleave(torch.arange(len(sizes)), sizes), cols] = cen
+                self.register_buffer("user_centres", table)
+                self.register_buffer("space", self.space_tokens(), persistent=False)
+
+    def _table_buffers(self, table: torch.Tensor, clusters: int) -> None:
+        self.register_buffer("interest_table", table)  # (N, M) cluster of each item token
+        self.register_buffer("interest_centroids", torch.zeros(clusters, self.cfg.hidden))
+        self.register_buffer("interest_epoch", torch.tensor(-1))  # epoch of the last refresh; -1 = never
+
+    def all_tokens(self) -> torch.Tensor:
+        """Adapted tokens of every item and modality (N, M, H)."""
+        return torch.stack([self.adapters[m](getattr(self, f"feat_{m}")) for m in self.mods], 1)
+
+    @torch.no_grad()
+    def refresh_interests(self, epoch: int) -> None:
+        """Catalogue modes: re-cluster (kmeans) and recompute the centroids in the current adapter space."""
+        tokens = self.all_tokens().flatten(0, 1)  # (N*M, H), token id = item * M + m
+        C = self.interest_centroids.shape[0]
+        if self.mode == "kmeans":
+            assign, _ = CL.kmeans(tokens, C, self.cfg.kmeans_iters, seed=epoch)
+            self.interest_table.copy_(assign.view_as(self.interest_table))
+        flat = self.interest_table.flatten()
+        sums = tokens.new_zeros(C, tokens.shape[1]).index_add_(0, flat, tokens)
+        cnt = torch.bincount(flat, minlength=C).clamp_min(1).to(tokens.dtype)
+        self.interest_centroids.copy_(sums / cnt[:, None])
+        self.interest_epoch.fill_(epoch)
+
+    def _sync(self, batch: dict) -> None:
+        """Before every epoch's first batch (and once before scoring): refresh catalogue interests."""
+        if not hasattr(self, "interest_table"):
+            return
+        epoch = batch.get("epoch")
+        if epoch is not None and epoch != self._epoch:
+            self.refresh_interests(int(epoch))
+            self._epoch = epoch
+        elif int(self.interest_epoch) < 0:
+            self.refresh_interests(0)
+
+    def interest_tokens(self, items: torch.Tensor, tokens: torch.Tensor, valid: torch.Tensor, users: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Interest embeddings (B, K, H) and mask (B, K) of sequences `items` (B, L) with adapted `tokens` (B, L, M, H)."""
+        B, L, M, H = tokens.shape
+        tok = tokens.reshape(B, L * M, H)
+        tmask = valid[:, :, None].expand(B, L, M).reshape(B, L * M)
+        if self.mode in ("kmeans", "catalogue"):
+            ids = self.interest_table[(items - 1).clamp_min(0)].reshape(B, L * M)
+            uniq, mask = CL.unique_rows(ids, tmask)
+            return self.interest_centroids[uniq], mask
+        n = tmask.sum(1)
+        if self.mode == "dpc-knn":
+            with torch.no_grad():
+                assign, _, mask = CL.dpc_knn(tok.detach(), tmask, CL.counts(self.cfg.interest_ratio, n), CL.counts(self.cfg.knn_ratio, n))
+            emb, _ = CL.cluster_means(tok, assign, tmask, mask.shape[1])
+            return emb, mask
+        # per-user centres of an `mmrec cluster` artifact: nearest centre in the clustering space
+        if users is None:
+            raise bad_input("per-user interests need the batch's users")
+        centres = self.user_centres[users]  # (B, K) token ids, -1 = none
+        cmask = centres >= 0
+        space = self.space
+        with torch.no_grad():
+            x = space[((items - 1).clamp_min(0)[:, :, None] * M + torch.arange(M, device=items.device)).reshape(B, L * M)]
+            assign = CL.nearest(x, tmask, space[centres.clamp_min(0)], cmask)
+        emb, cnt = CL.cluster_means(tok, assign, tmask, centres.shape[1])
+        return emb, cnt > 0
+
+    def space_tokens(self) -> torch.Tensor:
+        """The clustering space of `mmrec cluster`: L2-normalised raw features, token id = item * M + m."""
+        return CL.space_tokens({m: getattr(self, f"feat_{m}") for m in self.mods}, self.mods)
+
+    # ----- sequences and candidates -----------------------------------------------------------
+
+    def encode(self, items: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None = None, feature_mask: torch.Tensor | None = None):
+        """(u (B, H) normalised, encoded interests xi (B, K, H), interest mask (B, K)) of item sequences (B, L)."""
+        valid = items > 0
+        idx = (items - 1).clamp_min(0)
+        tokens = []
+        for m in self.mods:
+            f = getattr(self, f"feat_{m}")[idx]  # (B, L, D)
+            if feature_mask is not None:
+                f = f * feature_mask[..., : f.shape[-1]]
+            tokens.append(self.adapters[m](f))
+        tokens = torch.stack(tokens, 2) * valid[:, :, None, None]  # (B, L, M, H)
+        L = items.shape[1]
+        q = tokens.sum(2) + self.pos_emb(torch.arange(L, device=items.device))
+        if self.item_emb is not None:
+            q = q + self.item_emb(items)
+        q = self.drop(self.norm(q))
+        interests, imask = self.interest_tokens(items, tokens, valid, users)
+        xi = self.encoder(interests, src_key_padding_mask=~imask)
+        out = self.decoder(q, xi, tgt_key_padding_mask=~valid, memory_key_padding_mask=~imask)
+        u = out[torch.arange(out.shape[0], device=out.device), (lengths - 1).clamp_min(0)]
+        return F.normalize(u, dim=-1), xi, imask
+
+    def candidates(self, items: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Normalised adapted features of items (0-based; None = all), one (n, H) per modality."""
+        out = []
+        for m in self.mods:
+            f = getattr(self, f"feat_{m}")
+            out.append(F.normalize(self.adapters[m](f if items is None else f[items]), dim=-1))
+        return out
+
+    def logits(self, u: torch.Tensor, items: torch.Tensor | None = None, use_ids: bool = True) -> torch.Tensor:
+        """Fused scores / temperature (B, n) of users u (B, H) for items (n,) (None = all)."""
+        s = [u @ x.T for x in self.candidates(items)]  # M x (B, n)
+        if self.cfg.fusion == "mean" or len(s) == 1:
+            fused = sum(s) / len(s)
+        elif len(s) == 2:  # the same softmax over two scores, as a sigmoid (much faster on the CPU)
+            fused = s[1] + torch.sigmoid(self.fusion * (s[0] - s[1])) * (s[0] - s[1])
+        else:
+            st = torch.stack(s, -1)
+            fused = (st * torch.softmax(self.fusion * st, -1)).sum(-1)
+        if use_ids and self.item_emb is not None:
+            z = self.item_emb.weight[1:] if items is None else self.item_emb(items + 1)
+            fused = (u @ F.normalize(z, dim=-1).T + 2 * fused) / 3
+        return fused / self.cfg.temperature
+
+    def user(self, batch: dict) -> tuple:
+        self._sync(batch)
+        return self.encode(batch["items"], batch["lengths"], batch.get("user"))
+
+    def score(self, batch: dict, items: torch.Tensor) -> torch.Tensor:
+        # evaluation scores one batch of users against several chunks of items: encode it once
+        cached = getattr(self, "_scored", None)
+        if self.training or cached is None or cached[0] is not batch["items"]:
+            cached = (batch["items"], self.users_trimmed(batch))
+            self._scored = None if self.training else cached
+        u = cached[1]
+        return self.logits(u, items.to(u.device))
+
+    def users_trimmed(self, batch: dict, rows: int = 128) -> torch.Tensor:
+        """u of a (large) evaluation batch, encoded in groups of similar length cut to their longest row."""
+        self._sync(batch)
+        items, lengths, users = batch["items"], batch["lengths"], batch.get("user")
+        order = torch.argsort(lengths, stable=True)
+        out = None
+        for s in range(0, len(order), rows):
+            idx = order[s : s + rows]
+            L = max(1, int(lengths[idx].max()))
+            u, _, _ = self.encode(items[idx, :L], lengths[idx], None if users is None else users[idx])
+            out = u.new_empty(len(order), u.shape[1]) if out is None else out
+            out[idx] = u
+        return out
+
+    # ----- losses -----------------------------------------------------------------------------
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        """Fine-tuning: cross-entropy over all items + gamma * orthogonal regulariser."""
+        u, xi, imask = self.user(batch)
+        return F.cross_entropy(self.logits(u), batch["target"]) + self.cfg.orth_weight * orthogonality(xi, imask).mean()
+
+    def pretrain_loss(self, batch: dict) -> torch.Tensor:
+        """Sequence-item InfoNCE + lambda * sequence-sequence InfoNCE (vs an augmented view) + gamma * R."""
+        u, xi, imask = self.user(batch)
+        items, lengths, fmask = self.augment(batch["items"], batch["lengths"])
+        u_aug, _, _ = self.encode(items, lengths, batch.get("user"), fmask)
+        si = seq_item_loss(self.logits(u, batch["target"], use_ids=False))
+        ss = seq_seq_loss(u, u_aug, self.cfg.temperature)
+        return si + self.cfg.seq_seq_weight * ss + self.cfg.orth_weight * orthogonality(xi, imask).mean()
+
+    def augment(self, items: torch.Tensor, lengths: torch.Tensor):
+        """The second view: item drop (in item_drop_prob of the batches) or feature drop."""
+        valid = items > 0
+        if float(torch.rand(())) < self.cfg.item_drop_prob:
+            keep = (torch.rand(items.shape, device=items.device) >= self.cfg.item_drop) & valid
+            keep[:, 0] = valid[:, 0]
+            return compact(items, keep), keep.sum(1), None
+        D = max(getattr(self, f"feat_{m}").shape[1] for m in self.mods)
+        pos = torch.rand(items.shape, device=items.device) < self.cfg.feature_drop
+        dims = torch.rand(*items.shape, D, device=items.device) >= self.cfg.feature_drop
+        return items, lengths, (dims | ~pos[:, :, None]).float()
+
+    # ----- fine-tuning after pre-training ---------------------------------------------------------
+
+    def after_init(self, log=lambda s: None) -> None:
+        """Called once a pre-trained state is loaded: freeze the transformer unless cfg.full."""
+        if self.cfg.full:
+            log("missrec: training all parameters (full=true)")
+            return
+        for module in (self.pos_emb, self.encoder, self.decoder):
+            for p in module.parameters():
+                p.requires_grad_(False)
+        train = [n for n, p in self.named_parameters() if p.requires_grad]
+        log(f"missrec: transformer and positions frozen; training {len(train)} tensors ({sum(p.numel() for p in self.parameters() if p.requires_grad):,} values): adapters, input LayerNorm, fusion" + (", item IDs" if self.item_emb is not None else ""))
+
+
+# ----- pure functions ---------------------------------------------------------------------------
+
+
+def orthogonality(xi: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(1/M^2) sum_{m,m'} <xi_m, xi_m'> over each row's M valid interests = ||mean_m xi_m||^2 -> (B,)."""
+    w = mask.to(xi.dtype)
+    mean = (xi * w[:, :, None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1)
+    return (mean * mean).sum(-1)
+
+
+def seq_item_loss(logits: torch.Tensor) -> torch.Tensor:
+    """-log softmax of the diagonal of (B, B) in-batch logits <u_i, v_j> / tau, averaged."""
+    return F.cross_entropy(logits, torch.arange(logits.shape[0], device=logits.device))
+
+
+def seq_seq_loss(u: torch.Tensor, u_aug: torch.Tensor, tau: float) -> torch.Tensor:
+    """-log exp(<u_i,u'_i>/tau) / (sum_j exp(<u_i,u'_j>/tau) + sum_{j != i} exp(<u_i,u_j>/tau)), averaged.
+
+    The paper's sequence-sequence loss without the constant self term <u_i, u_i> (= 1 for normalised u).
+    """
+    B = u.shape[0]
+    same = (u @ u.T / tau).masked_fill(torch.eye(B, dtype=torch.bool, device=u.device), -math.inf)
+    return F.cross_entropy(torch.cat([u @ u_aug.T / tau, same], 1), torch.arange(B, device=u.device))
+
+
+def compact(items: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Move the kept items of each row to its front, in order; the rest becomes padding (0)."""
+    B, L = items.shape
+    slot = torch.where(keep, keep.long().cumsum(1) - 1, L)
+    out = items.new_zeros(B, L + 1).scatter_(1, slot, torch.where(keep, items, 0))
+    return out[:, :L]
+
+
+def _adapter(cfg: Config, d_in: int, d_out: int) -> nn.Module:
+    return nn.Linear(d_in, d_out) if cfg.adapter == "linear" else MoEAdapter(d_in, d_out, cfg.experts)
+
+
+class MoEAdapter(nn.Module):
+    """A softmax-gated mixture of linear experts: sum_e g_e(x) (W_e x + b_e)."""
+
+    def __init__(self, d_in: int, d_out: int, experts: int):
+        super().__init__()
+        self.experts, self.d_out = experts, d_out
+        self.proj = nn.Linear(d_in, d_out * experts)
+        self.gate = nn.Linear(d_in, experts)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.proj(x).unflatten(-1, (self.experts, self.d_out))
+        return (torch.softmax(self.gate(x), -1).unsqueeze(-1) * y).sum(-2)
+
+
+def _read_interests(path: str, mods: list[str]) -> tuple[dict, dict]:
+    from mmrec_cli.io import artifacts
+
+    tensors, meta = artifacts.load(path, kind="interests")
+    if meta.get("modalities") != list(mods):
+        raise mismatch(f"{path}: interests over modalities {meta.get('modalities')}, the model reads {list(mods)}; cluster the same features")
+    return tensors, meta
+
+
+# ----- training data --------------------------------------------------------------------------
+
+
+def prefixes(ds, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every prefix of each user's train sequence -> next item: (flat train items, start, end, user).
+
+    Example e's history is flat[start[e]:end[e]] (at most max_len items), its target flat[end[e]].
+    """
+    from mmrec_cli.io.dataset import TRAIN
+
+    train = ds.split == TRAIN
+    flat = ds.items[train]
+    owner = np.repeat(np.arange(ds.num_users), np.diff(ds.offsets))
+    counts = np.bincount(owner[train], minlength=ds.num_users)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    user = np.repeat(np.arange(ds.num_users), counts)
+    end = np.arange(len(flat))
+    ok = end > first[user]  # not the first item of its user
+    end, user = end[ok], user[ok]
+    start = np.maximum(first[user], end - max_len)
+    return flat, start, end, user
+
+
+def collate(flat: np.ndarray, start: np.ndarray, end: np.ndarray, user: np.ndarray) -> dict:
+    lengths = end - start
+    items = torch.zeros(len(start), int(lengths.max()), dtype=torch.long)
+    for b in range(len(start)):
+        items[b, : lengths[b]] = torch.from_numpy(flat[start[b] : end[b]] + 1)
+    return {"items": items, "lengths": torch.from_numpy(lengths), "user": torch.from_numpy(user), "target": torch.from_numpy(flat[end])}
+
+
+def train_batches(ds, cfg: Config, train_cfg, epoch: int, stage: str = "finetune"):
+    """Shuffled prefix batches; the order depends only on (seed, epoch). Each batch carries its epoch.
+
+    With cfg.bucket, every run of 64 batches is sorted by length before it is cut into batches, and
+    the batches are shuffled: the same examples per epoch with a fraction of the padding.
+    """
+    check_interests(cfg, ds)
+    flat, start, end, user = prefixes(ds, cfg.max_len)
+    g = torch.Generator().manual_seed(train_cfg.seed * 1_000_003 + epoch)
+    order = torch.randperm(len(end), generator=g).numpy()
+    bs = train_cfg.batch_size
+    cuts = [order[s : s + bs] for s in range(0, len(order), bs)]
+    if cfg.bucket:
+        run = 64 * bs
+        sorted_ = np.concatenate([o[np.argsort((end - start)[o], kind="stable")] for o in (order[s : s + run] for s in range(0, len(order), run))]) if len(order) else order
+        cuts = [sorted_[s : s + bs] for s in range(0, len(order), bs)]
+        cuts = [cuts[i] for i in torch.randperm(len(cuts), generator=g).tolist()]
+    for idx in cuts:
+        yield collate(flat, start[idx], end[idx], user[idx]) | {"epoch": epoch}
+
+
+def check_interests(cfg: Config, ds) -> None:
+    """An interests artifact must belong to the dataset trained on."""
+    if cfg.interests in ("kmeans", "dpc-knn"):
+        return
+    from mmrec_cli.io import artifacts
+
+    meta = artifacts.read_meta(cfg.interests, kind="interests")
+    want, got = (meta["dataset"]["fingerprint"], ds.fingerprint()) if meta["scope"] == "users" else (meta["dataset"]["item_fingerprint"], ds.item_fingerprint())
+    if want != got:
+        raise mismatch(f"{cfg.interests}: interests of dataset {meta['dataset'].get('path')}, not of {ds.meta.get('path')}; run `mmrec cluster` on this dataset")
