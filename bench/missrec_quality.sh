@@ -30,10 +30,10 @@ step() {  # step OUTPUT command...: run unless OUTPUT exists, with its wall time
   "$@"
   echo -e "$(basename "$target")\t$((SECONDS - t0))" >> "$OUT/times.tsv"
 }
-evaluate() {  # evaluate MODEL DATASET [FEATS]: test metrics as MODEL.test.json
-  local feats=()
+evaluate() {  # evaluate MODEL DATASET [FEATS]: test metrics as MODEL.test.json, per-user ranks as MODEL.test.jsonl
+  local feats=() m=${1%.safetensors}
   [ $# -ge 3 ] && feats=(--features "$3")
-  step "${1%.safetensors}.test.json" "$MMREC" eval "$1" "$2" "${feats[@]}" --split test -o "${1%.safetensors}.test.json"
+  step "$m.test.json" "$MMREC" eval "$1" "$2" "${feats[@]}" --split test -o "$m.test.json" --rankings "$m.test.jsonl" --top-k 10
 }
 
 # ---- part 1: Scientific
@@ -90,17 +90,30 @@ rows = [
     ("users B", "MISSRec pre-trained on A, zero-shot", "B.zeroshot"),
     ("users B", "MISSRec pre-trained on A, inductive transfer to B", "B.transfer"),
 ]
-print("| data | model | valid NDCG@10 | test NDCG@10 | test Recall@10 | test NDCG@50 | test Recall@50 | best epoch | train s |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+import math
+from mmrec_cli.io import artifacts
+from mmrec_cli.io import dataset as D
+
+def cold_ndcg(name: str, data: str) -> str:
+    """NDCG@10 over the test targets never seen in the training split of that data (cold items), and their count."""
+    path = f"{out}/{name}.test.jsonl"
+    if not os.path.exists(path):
+        return ""
+    ds = D.load(f"{out}/{'ds' if data == 'Scientific' else 'B'}.safetensors")
+    seen = {ds.item_ids[i] for i in set(ds.items[ds.split == 0].tolist())}
+    recs = [json.loads(l) for l in open(path)]
+    cold = [r for r in recs if r["targets"][0] not in seen]
+    return f"{sum(1 / math.log2(r['ranks'][0] + 2) for r in cold if r['ranks'][0] < 10) / max(1, len(cold)):.4f} ({len(cold)})"
+
+print("| data | model | valid NDCG@10 | test NDCG@10 | test Recall@10 | test NDCG@50 | test Recall@50 | test NDCG@10, cold targets (n) | best epoch | train s |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for data, label, name in rows:
     path = f"{out}/{name}.test.json"
     if not os.path.exists(path):
         continue
-    r = json.load(open(path))
-    m = r["metrics"]
-    from mmrec_cli.io import artifacts
+    m = json.load(open(path))["metrics"]
     meta = artifacts.read_meta(f"{out}/{name}.safetensors")
     valid = meta.get("valid", {}).get("ndcg@10")
     secs = times.get(f"{name}.safetensors", "")
-    print(f"| {data} | {label} | {'' if valid is None else f'{valid:.4f}'} | {m['ndcg@10']:.4f} | {m['recall@10']:.4f} | {m['ndcg@50']:.4f} | {m['recall@50']:.4f} | {meta.get('best_epoch')} | {secs} |")
+    print(f"| {data} | {label} | {'' if valid is None else f'{valid:.4f}'} | {m['ndcg@10']:.4f} | {m['recall@10']:.4f} | {m['ndcg@50']:.4f} | {m['recall@50']:.4f} | {cold_ndcg(name, data)} | {meta.get('best_epoch')} | {secs} |")
 EOF

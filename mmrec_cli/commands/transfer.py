@@ -58,4 +58,5 @@ def transfer(
     model_file.save(str(output), net, loading.artifact_meta(name, "transfer", cfg, ds, feats_meta, result, invocation(), **extra))
     Path(ckpt).unlink(missing_ok=True)
     metric = result.best_metrics.get(cfg.train.metric)
-    say(f"wrote {output}: {mode} transfer, best epoch {result.best_epoch}" + (f", valid {cfg.train.metric} {metric:.4f}" if metric is not None else ""))
+    how = "zero-shot (not fine-tuned)" if cfg.train.epochs == 0 else f"best epoch {result.best_epoch}"
+    say(f"wrote {output}: {mode} transfer, {how}" + (f", valid {cfg.train.metric} {metric:.4f}" if metric is not None else ""))

@@ -30,7 +30,10 @@ temperature 0.2, UIA weight 0.1, embedding L2 1e-4, batch 2048 (example config),
 validation Recall@20 (`examples/configs/alignrec.json` sets train.metric). `multimodal = false`
 turns the MM view (and CCA / REG) off: a plain LightGCN with BPR, the baseline AlignRec is measured
 against. `content = "raw"` skips the pre-trained encoder and uses [l2norm(std(text)) ; l2norm(std(image))]
-as h_enc, std = standardised per dimension over the items (the ablation "without ICA").
+as h_enc, std = standardised per dimension over the items (the ablation "without ICA"). On the
+example Scientific data (frozen CLIP ViT-B/32 features) that is the better h_enc, by the zero-shot
+probe and by validation Recall@20, so `examples/configs/alignrec.json` uses it;
+`bench/mmmlp_alignrec_quality.sh` reports both.
 
 The model needs the training graph, which the standard Model(cfg, num_items, features) call does
 not pass: `train_batches` carries the TRAIN (user, item) pairs in every batch, and the first batch
