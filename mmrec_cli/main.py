@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mmrec_cli.commands import caption, cluster, eval as eval_cmd, extract, finetune, info, prepare, pretrain, recommend, transfer
+from mmrec_cli.commands import caption, cluster, eval as eval_cmd, extract, finetune, info, merge, prepare, pretrain, recommend, transfer
 
 app = typer.Typer(
     name="mmrec",
@@ -16,6 +16,7 @@ app = typer.Typer(
 
 app.command("prepare")(prepare.prepare)
 app.command("extract")(extract.extract)
+app.command("merge")(merge.merge)
 app.command("caption")(caption.caption)
 app.command("cluster")(cluster.cluster)
 app.command("pretrain")(pretrain.pretrain)

@@ -40,6 +40,7 @@ def extract(
     modality: str = typer.Option("text", "--modality", help="Modality of an --import FILE given without MODALITY=."),
     dataset: Optional[Path] = typer.Option(None, "--dataset", help="Dataset artifact: keep its items, fail if the items file lacks some."),
     merge: Optional[Path] = typer.Option(None, "--merge", help="Features artifact whose other modalities are copied into the output."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: encode only shard I of N (0 <= I < N), the contiguous block of items I*T//N .. (I+1)*T//N-1 in items-file order (T items, after --dataset); join the shards with `mmrec merge`."),
 ) -> None:
     """Encode item text and images into a features artifact (resumable; progress and skipped inputs on stderr)."""
     from mmrec_cli.features.extract import Hooks, Options, extract as run
@@ -52,7 +53,7 @@ def extract(
         allow_outside_root=allow_outside_root, max_images=max_images, max_pixels=max_pixels, batch_size=batch_size,
         device=device, threads=threads, resume=resume, max_batches=max_batches,
         imports=[_import_spec(s, modality) for s in import_], dataset=str(dataset) if dataset else None,
-        merge=str(merge) if merge else None,
+        merge=str(merge) if merge else None, shard=shard,
     )
     run(items, str(output), opts, recorded(), Hooks(note=note, bar=bar))
 

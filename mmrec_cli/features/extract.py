@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from mmrec_cli.errors import bad_input
-from mmrec_cli.features import runner
+from mmrec_cli.features import runner, shards
 from mmrec_cli.features.images import DEFAULT_MAX_PIXELS
 from mmrec_cli.features.items import Source
 from mmrec_cli.features.plan import Plan, Problems, assemble, image_plan, text_plan
@@ -48,6 +48,7 @@ class Options:
     imports: list = field(default_factory=list)  # [(modality, raw float32 file)]
     dataset: str | None = None
     merge: str | None = None
+    shard: str | None = None  # "I/N": encode only block I of N of the items (mmrec_cli/features/shards.py)
 
 
 @dataclass
@@ -62,23 +63,27 @@ def extract(items_path: str, output: str, opts: Options, command: dict | None = 
     from mmrec_cli.io import features
 
     hooks = hooks or Hooks()
+    if opts.shard is not None:
+        shards.parse(opts.shard)  # a usage error before any file is read
     source = read_source(items_path)
     opts = dataclasses.replace(opts, text_as=opts.text_as or ("image" if source.kind == "captions" else "text"))
     check_options(opts)
     check_source(source, opts)
-    source = _select(source, opts, hooks)
+    whole = _select(source, opts, hooks)
+    source, shard = shards.select(whole, opts.shard)
     root = image_root(items_path, opts.image_root) if opts.image else None
     device = runtime(opts.device, opts.threads)
     encoders = build_encoders(opts, device)
     settings = resume_key(items_path, source, opts, encoders, device)
     partial = _partial(output, settings, opts, hooks) if encoders else None
     tensors, infos, timing = encode_all(source, encoders, root, opts, partial, hooks)
-    _imports(source, opts.imports, tensors, infos)
+    _imports(opts.imports, len(whole.item_ids), shard.rows if shard else slice(None), tensors, infos)
     if opts.merge:
         _merge(opts.merge, source.item_ids, tensors, infos, hooks)
     inputs = {"items": {"path": items_path, "fingerprint": settings["items"]}}
-    config = {k: v for k, v in dataclasses.asdict(opts).items() if k not in ("resume", "max_batches")}
-    features.save(output, tensors, source.item_ids, command or {"command": "mmrec extract"}, config, inputs, infos)
+    config = {k: v for k, v in dataclasses.asdict(opts).items() if k not in ("resume", "max_batches", "shard")}
+    extra = {"shard": shard.meta()} if shard else None
+    features.save(output, tensors, source.item_ids, command or {"command": "mmrec extract"}, config, inputs, infos, extra)
     if partial is not None:
         partial.remove()
     hooks.note(f"wrote {output}: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in tensors.items() if not k.endswith("mask")))
@@ -265,13 +270,13 @@ def _encode(key: str, name: str, plan: Plan, encoder, opts: Options, partial, bu
     return encoded
 
 
-def _imports(source: Source, imports: list, tensors: dict, infos: dict) -> None:
-    """Precomputed raw float32 features (UniSRec .feat*), rows in the items file's order."""
+def _imports(imports: list, total: int, rows: slice, tensors: dict, infos: dict) -> None:
+    """Precomputed raw float32 features (UniSRec .feat*) of all `total` items in order; `rows` are this run's."""
     from mmrec_cli.io.artifacts import fingerprint_file
     from mmrec_cli.io.unisrec import read_feature_file
 
     for modality, path in imports:
-        tensors[modality] = read_feature_file(Path(path), len(source.item_ids))
+        tensors[modality] = np.ascontiguousarray(read_feature_file(Path(path), total)[rows])
         infos[modality] = {"source": "import", "file": str(path), "fingerprint": fingerprint_file(path), "dim": int(tensors[modality].shape[1])}
 
 

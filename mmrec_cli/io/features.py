@@ -5,7 +5,8 @@ Tensors (kind "features"), for each modality m (e.g. "text", "image"):
     m_mask         (N,)      uint8    1 where the item has this modality (optional; all present if absent)
     m_stack        (N, S, D) float32  several vectors per item (sentences, images), MSM4SR's x^t / x^v
     m_stack_mask   (N, S)    uint8    1 for real rows of the stack
-Metadata: item_ids (row order), item_fingerprint, and per modality what produced it ("encoders").
+Metadata: item_ids (row order), item_fingerprint, and per modality what produced it ("encoders"); a shard of
+`mmrec extract --shard I/N` also has "shard" (mmrec_cli/features/shards.py).
 Models read features through `align`, which reorders rows to a dataset's items and refuses
 features that lack some of them.
 """
@@ -18,9 +19,10 @@ from mmrec_cli.errors import bad_input, mismatch
 from mmrec_cli.io import artifacts
 
 
-def save(path: str, tensors: dict, item_ids: list[str], command: str, config: dict, inputs: dict, encoders: dict) -> None:
+def save(path: str, tensors: dict, item_ids: list[str], command: str, config: dict, inputs: dict, encoders: dict, extra: dict | None = None) -> None:
     check_finite(tensors, path)
     meta = {
+        **(extra or {}),
         "command": command,
         "config": config,
         "inputs": inputs,
