@@ -7,7 +7,7 @@ _mmrec() {
         case "${COMP_WORDS[i]}" in -*) ;; *) cmd="${COMP_WORDS[i]}"; at=$i; break ;; esac
     done
     if [[ -z "$cmd" ]]; then
-        COMPREPLY=($(compgen -W "prepare extract caption cluster pretrain finetune transfer eval recommend info --install-completion --show-completion --help" -- "$cur"))
+        COMPREPLY=($(compgen -W "prepare extract merge caption cluster pretrain finetune transfer eval recommend info --install-completion --show-completion --help" -- "$cur"))
         return
     fi
     local opts="" values="" choices="" files=0
@@ -30,8 +30,8 @@ _mmrec() {
             files=1
             ;;
         extract)
-            opts="-o --output --text --image --text-model --pooling --normalize --no-normalize --max-length --per-sentence --max-sentences --as --clip-model --clip-pretrained --image-root --allow-outside-root --max-images --max-pixels --batch-size --device --threads --resume --max-batches --import --modality --dataset --merge --help"
-            values=" -o --output --text --image --text-model --pooling --max-length --max-sentences --as --clip-model --clip-pretrained --image-root --max-images --max-pixels --batch-size --device --threads --max-batches --import --modality --dataset --merge "
+            opts="-o --output --text --image --text-model --pooling --normalize --no-normalize --max-length --per-sentence --max-sentences --as --clip-model --clip-pretrained --image-root --allow-outside-root --max-images --max-pixels --batch-size --device --threads --resume --max-batches --import --modality --dataset --merge --shard --help"
+            values=" -o --output --text --image --text-model --pooling --max-length --max-sentences --as --clip-model --clip-pretrained --image-root --max-images --max-pixels --batch-size --device --threads --max-batches --import --modality --dataset --merge --shard "
             case "$prev" in
                 -o|--output) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
                 --text) return ;;
@@ -54,6 +54,15 @@ _mmrec() {
                 --modality) return ;;
                 --dataset) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
                 --merge) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
+                --shard) return ;;
+            esac
+            files=1
+            ;;
+        merge)
+            opts="-o --output --help"
+            values=" -o --output "
+            case "$prev" in
+                -o|--output) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
             esac
             files=1
             ;;
@@ -140,8 +149,8 @@ _mmrec() {
             files=1
             ;;
         transfer)
-            opts="-o --output --features --mode --full --config --set --epochs --lr --batch-size --seed --patience --checkpoint --resume --help"
-            values=" -o --output --features --mode --config --set --epochs --lr --batch-size --seed --patience --checkpoint "
+            opts="-o --output --features --mode --full --config --set --epochs --lr --batch-size --seed --patience --checkpoint --resume --precision --device --nproc --help"
+            values=" -o --output --features --mode --config --set --epochs --lr --batch-size --seed --patience --checkpoint --precision --device --nproc "
             case "$prev" in
                 -o|--output) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
                 --features) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
@@ -154,6 +163,9 @@ _mmrec() {
                 --seed) return ;;
                 --patience) return ;;
                 --checkpoint) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
+                --precision) return ;;
+                --device) return ;;
+                --nproc) return ;;
             esac
             files=1
             ;;

@@ -133,6 +133,8 @@ def launch(nproc: int, argv: list[str] | None = None) -> None:
 def shard(batches, rank: int, world: int):
     """Each rank's share of every global batch: rows rank, rank+world, ... of every per-row tensor.
 
+    Anything else (a tuple, a number, a tensor of another length) goes whole to every rank: a model
+    whose loss needs the whole global batch (AlignRec's in-batch losses) passes it that way.
     A rank whose share is empty (a last batch smaller than the world) gets row 0 with weight 0, so
     that every rank takes the same number of steps (DDP all-reduces at each one).
     """

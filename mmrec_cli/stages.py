@@ -34,6 +34,15 @@ def build(name: str, model_cfg, num_items: int, features: dict | None):
     return models.get(name).Model(model_cfg, num_items, features)
 
 
+def recommender(name: str, model_cfg, ds: Dataset, features: dict | None):
+    """Model(cfg, num_items, features) for training on `ds`. A model with a per-user table says
+    NUM_USERS = True and also gets `num_users=ds.num_users` (a keyword, so the protocol of the
+    other models is unchanged): it is sized from the dataset, never from the batches a process sees."""
+    module = models.get(name)
+    extra = {"num_users": ds.num_users} if getattr(module, "NUM_USERS", False) else {}
+    return module.Model(model_cfg, ds.num_items, features, **extra)
+
+
 def batches_for(name: str, ds: Dataset, model_cfg, train_cfg: TrainConfig, stage: str = "finetune"):
     """The function of epoch -> batches for a model: its own `train_batches`, else sequence windows."""
     module = models.get(name)
@@ -53,7 +62,7 @@ def validator(model, ds: Dataset, max_len: int, mask_history: bool = False) -> C
 def finetune(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg: TrainConfig, run: Run, init: dict | None = None) -> tuple:
     """Train a model for recommendation, selecting the best epoch on validation NDCG@10 (or train_cfg.metric)."""
     torch.manual_seed(train_cfg.seed)
-    model = models.get(name).Model(model_cfg, ds.num_items, features)
+    model = recommender(name, model_cfg, ds, features)
     if init is not None:
         load_init(model, init, run.log)
         if hasattr(model, "after_init"):  # e.g. MISSRec freezes its transformer after pre-training
@@ -77,7 +86,7 @@ def finetune(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg
 def pretrain(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg: TrainConfig, run: Run) -> tuple:
     """Self-supervised pre-training with the model's `pretrain_loss`; keeps the last epoch's state."""
     torch.manual_seed(train_cfg.seed)
-    model = models.get(name).Model(model_cfg, ds.num_items, features)
+    model = models.get(name).Model(model_cfg, ds.num_items, features)  # no user tables: none is pre-trained
     result: FitResult = fit(
         model,
         batches_for(name, ds, model_cfg, train_cfg, stage="pretrain"),

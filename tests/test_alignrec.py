@@ -1,5 +1,5 @@
 """AlignRec: graphs against dense / brute-force references, losses against hand-computed values,
-batches, the lazily sized user table, the feature probe, and the CLI pretrain -> finetune -> eval."""
+batches, the user table sized from the dataset, shares of a batch (--nproc), the feature probe, and the CLI pretrain -> finetune -> eval."""
 
 from __future__ import annotations
 
@@ -146,10 +146,10 @@ def test_negatives_are_unseen_and_batches_are_reproducible():
 def test_model_trains_and_reloads(cfg):
     ds = tiny_ds()
     torch.manual_seed(0)
-    net = A.Model(cfg, N_ITEMS, tiny_features())
-    assert net.user_emb.shape == (0, 8)
+    net = A.Model(cfg, N_ITEMS, tiny_features(), num_users=ds.num_users)
+    assert net.user_emb.shape == (ds.num_users, 8)  # sized at construction, never by a batch
     batches = list(A.train_batches(ds, cfg, TrainConfig(batch_size=32), 0))
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)  # made before the user table is sized, as in train.fit
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     first = None
     for _ in range(30):
         for b in batches:
@@ -170,13 +170,56 @@ def test_model_trains_and_reloads(cfg):
     assert not any(k.startswith("feat_") for k in net.state_dict())
 
 
+def test_user_table_comes_from_the_dataset_not_the_batches():
+    from mmrec_cli import stages
+    from mmrec_cli.errors import MmrecError
+
+    ds, cfg = tiny_ds(), small(content="raw")
+    torch.manual_seed(0)
+    net = stages.recommender("alignrec", cfg, ds, tiny_features())  # what finetune builds
+    assert net.user_emb.shape == (ds.num_users, 8)
+    torch.manual_seed(0)
+    bare = A.Model(cfg, N_ITEMS, tiny_features())  # pre-training: no user table
+    assert bare.user_emb.shape == (0, 8)
+    # the user table is drawn last: the other layers start the same with or without users
+    assert all(torch.equal(v, bare.state_dict()[k]) for k, v in net.state_dict().items() if k != "user_emb")
+    b = next(A.train_batches(ds, cfg, TrainConfig(batch_size=64), 0))
+    with pytest.raises(MmrecError, match="built for 0 users but the training graph has 12") as err:
+        bare.loss(b)
+    assert err.value.code == 5
+    table = net.user_emb
+    net.loss(b)
+    assert net.user_emb is table and net.ui_users.numel() == len(G.train_pairs(ds)[0])
+
+
+@pytest.mark.parametrize("cfg", [small(content="raw"), small(content="raw", alpha=0.5, lam=0.5)])
+def test_shares_of_a_batch_add_up_to_the_batch(cfg):
+    """What --nproc relies on: each share's loss, weighted by its share of the rows, sums to the
+    global batch's loss, and so do the gradients, in-batch CCA and REG included (`in_batch`)."""
+    from mmrec_cli import distributed as Dist
+
+    ds = tiny_ds()
+    torch.manual_seed(0)
+    net = A.Model(cfg, N_ITEMS, tiny_features(), num_users=ds.num_users)
+    batch = next(A.train_batches(ds, cfg, TrainConfig(batch_size=7), 0))
+    whole = net.loss(batch)
+    want = torch.autograd.grad(whole, [net.user_emb, net.item_emb, net.mm_trs.weight])
+    parts = [next(Dist.shard([batch], r, 3)) for r in range(3)]
+    n = [Dist.count_targets(b) for b in parts]
+    assert n == [3, 2, 2] and all(b["in_batch"] is batch["in_batch"] for b in parts)
+    total = sum(net.loss(b) * k / sum(n) for b, k in zip(parts, n))
+    got = torch.autograd.grad(total, [net.user_emb, net.item_emb, net.mm_trs.weight])
+    assert total.item() == pytest.approx(whole.item(), abs=1e-6)
+    assert all(torch.allclose(g, w, atol=1e-7) for g, w in zip(got, want))
+
+
 def test_encoder_pretraining_and_the_unpretrained_error():
     from mmrec_cli.errors import MmrecError
 
     ds = tiny_ds()
     cfg = small()
     torch.manual_seed(0)
-    net = A.Model(cfg, N_ITEMS, tiny_features())
+    net = A.Model(cfg, N_ITEMS, tiny_features(), num_users=ds.num_users)
     b = next(A.train_batches(ds, cfg, TrainConfig(batch_size=64), 0))
     with pytest.raises(MmrecError, match="not pre-trained"):
         net.loss(b)

@@ -92,3 +92,93 @@ def test_two_processes_give_the_one_process_result(tmp_path):
         assert r.exit_code == 0, r.output
         res.append(json.loads((tmp_path / f"{m.stem}.json").read_text())["metrics"])
     assert res[0] == pytest.approx(res[1], abs=1e-6)
+
+
+def _run_two(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`mmrec ARGS --nproc 2` in a fresh interpreter (torchrun, gloo); asserts it succeeded."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    p = subprocess.run([sys.executable, "-m", "mmrec_cli", *args, "--nproc", "2"], cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stderr.count("wrote ") == 1  # rank 0 alone reports and writes
+    return p
+
+
+def _same_run(one: Path, two: Path, loss_tol: float, metric_tol: float, weight_tol: float) -> None:
+    """Two model artifacts of one training: same steps, losses, validation metrics, best epoch, weights."""
+    s1, m1 = model_file.load(str(one))
+    s2, m2 = model_file.load(str(two))
+    assert m1["best_epoch"] == m2["best_epoch"] and m1["history"]
+    for h1, h2 in zip(m1["history"], m2["history"], strict=True):
+        assert h1["steps"] == h2["steps"]
+        assert abs(h1["loss"] - h2["loss"]) < loss_tol
+        for k, v in h1["valid"].items():
+            assert abs(v - h2["valid"][k]) < metric_tol, k
+    assert s1.keys() == s2.keys()
+    for k, v in s1.items():
+        assert torch.allclose(v, s2[k], atol=weight_tol), k
+
+
+def _odd_prefix_batch(ds, max_len: int) -> int:
+    """A global batch size that leaves MISSRec (one example per train prefix) a last batch of one."""
+    from mmrec_cli.models.missrec import prefixes
+
+    n = len(prefixes(ds, max_len)[2])
+    return next(b for b in range(3, n) if n % b == 1)
+
+
+@pytest.mark.slow
+def test_transfer_with_two_processes_gives_the_one_process_result(tmp_path):
+    """`mmrec transfer PRE TARGET --mode inductive --nproc 2` = 1 process: a tiny MISSRec pre-trained
+    here, carried to a target domain with new items; dropout 0 so that neither run draws anything."""
+    from test_missrec import feats, tiny
+
+    from mmrec_cli.io import dataset as Dset
+    from mmrec_cli.io import features as FE
+
+    src, tgt = tiny(num_users=16), tiny(num_users=18, seed=7)
+    p = lambda name: str(tmp_path / name)  # noqa: E731
+    Dset.save(src, p("src.safetensors"), {"command": "test"}, {}, {})
+    Dset.save(tgt, p("tgt.safetensors"), {"command": "test"}, {}, {})
+    FE.save(p("f.safetensors"), feats(), src.item_ids, {"command": "test"}, {}, {}, {})
+    arch = ["--set", "model.hidden=16", "--set", "model.inner=8", "--set", "model.heads=2", "--set", "model.max_len=8"]
+    r = runner.invoke(app, ["pretrain", "missrec", p("src.safetensors"), "--features", p("f.safetensors"), "-o", p("pre.safetensors"), "--epochs", "1", "--batch-size", "8", *arch])
+    assert r.exit_code == 0, r.output
+    args = ["transfer", p("pre.safetensors"), p("tgt.safetensors"), "--features", p("f.safetensors"), "--mode", "inductive", "--epochs", "3", "--patience", "0"]
+    args += ["--batch-size", str(_odd_prefix_batch(tgt, 8)), "--seed", "5", "--set", "model.dropout=0"]
+    r = runner.invoke(app, [*args, "-o", p("one.safetensors")])
+    assert r.exit_code == 0, r.output
+    _run_two([*args, "-o", p("two.safetensors")], tmp_path)
+    assert not Path(p("two.safetensors.ckpt")).exists()
+    assert artifacts.read_meta(p("two.safetensors"), "model")["stage"] == "transfer"
+    _same_run(tmp_path / "one.safetensors", tmp_path / "two.safetensors", 1e-5, 1e-6, 1e-5)
+
+
+@pytest.mark.slow
+def test_alignrec_with_two_processes_gives_the_one_process_result(tmp_path):
+    """`mmrec finetune alignrec --nproc 2` = 1 process, in-batch losses (CCA, REG) switched on.
+
+    Nothing in AlignRec's full-graph propagation stands in the way: every process builds the user
+    table from the dataset (not from the users of its share), propagates over the whole TRAIN graph,
+    and the gradient is linear in the per-row losses of its share. The in-batch CCA and REG are
+    computed by every process over the global batch (`in_batch`), weighted by shares summing to one.
+    Only the order of float additions differs (the gradients are summed across processes)."""
+    from test_alignrec import tiny_ds, tiny_features
+
+    from mmrec_cli.graph import train_pairs
+    from mmrec_cli.io import dataset as Dset
+    from mmrec_cli.io import features as FE
+
+    ds = tiny_ds(num_users=16)
+    p = lambda name: str(tmp_path / name)  # noqa: E731
+    Dset.save(ds, p("ds.safetensors"), "test", {}, {})
+    FE.save(p("f.safetensors"), {k: v.numpy() for k, v in tiny_features().items()}, ds.item_ids, "test", {}, {}, {})
+    pairs = len(train_pairs(ds)[0])
+    batch = next(b for b in range(5, pairs) if pairs % b == 1)  # one process gets an empty share at the end
+    args = ["finetune", "alignrec", p("ds.safetensors"), "--features", p("f.safetensors"), "--epochs", "3", "--patience", "0", "--batch-size", str(batch), "--seed", "5", "--lr", "0.03"]
+    args += ["--set", "model.content=raw", "--set", "model.embedding=8", "--set", "model.knn_k=3", "--set", "model.alpha=0.5", "--set", "model.lam=0.5"]
+    r = runner.invoke(app, [*args, "-o", p("one.safetensors")])
+    assert r.exit_code == 0, r.output
+    _run_two([*args, "-o", p("two.safetensors")], tmp_path)
+    _same_run(tmp_path / "one.safetensors", tmp_path / "two.safetensors", 1e-5, 1e-6, 1e-5)
+    s, _ = model_file.load(p("two.safetensors"))
+    assert s["user_emb"].shape == (16, 8) and len(s["ui_users"]) == pairs

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from mmrec_cli.commands._common import CONFIG_HELP, SET_HELP, handle_errors, invocation, progress, say
+from mmrec_cli.commands.finetune import DEVICE_HELP, NPROC_HELP, PRECISION_HELP
 
 
 @handle_errors
@@ -27,36 +29,50 @@ def transfer(
     patience: Optional[int] = typer.Option(None, "--patience"),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint file (default: OUTPUT.ckpt)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint of an interrupted run."),
+    precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+    nproc: int = typer.Option(1, "--nproc", help=NPROC_HELP),
 ) -> None:
     """Fine-tune PRETRAINED on DATASET (best epoch by validation NDCG@10), keeping its architecture."""
-    from mmrec_cli import loading, models, stages
+    from mmrec_cli import distributed, loading, models, stages
     from mmrec_cli.errors import bad_input
     from mmrec_cli.io import dataset as D
     from mmrec_cli.io import model_file
 
     if mode not in ("inductive", "transductive"):
         raise typer.BadParameter("--mode must be inductive or transductive")
+    if nproc > 1 and not distributed.launched():
+        return distributed.launch(nproc)  # this command again, under torchrun
     state, meta = model_file.load(str(pretrained))
     name = meta.get("model")
     module = models.get(name)
     if "transfer" not in getattr(module, "STAGES", ()):
         raise bad_input(f"{pretrained}: model '{name}' has no transfer stage")
-    flags = {"model.ids": mode == "transductive", "model.full": True if full else None, "train.epochs": epochs, "train.lr": lr, "train.batch_size": batch_size, "train.seed": seed, "train.patience": patience}
+    flags = {"model.ids": mode == "transductive", "model.full": True if full else None, "train.epochs": epochs, "train.lr": lr, "train.batch_size": batch_size, "train.seed": seed, "train.patience": patience, "train.precision": precision}
     cfg = loading.resolve_stage(module, config, set_, flags)
-    source = meta.get("config", {}).get("model", {})
-    for key in getattr(module, "ARCHITECTURE", ()):  # the shapes the pre-trained weights have
-        if key in source and getattr(cfg.model, key) != source[key]:
-            say(f"model.{key} = {source[key]!r} as the pre-trained model (not {getattr(cfg.model, key)!r})")
-            setattr(cfg.model, key, source[key])
     ds = D.load(str(dataset))
     feats, feats_meta = loading.features_for(module, ds, features, name)
     ckpt = str(checkpoint or f"{output}.ckpt")
-    with progress(f"transfer {name}", None) as advance:
-        run = stages.Run(checkpoint=ckpt, resume=resume, log=say, progress=advance)
-        net, result = stages.transfer(name, ds, feats, cfg.model, cfg.train, run, state)
+    with distributed.session(device) as ctx:
+        log = say if ctx.main else (lambda s: None)
+        _as_pretrained(module, cfg, meta, log)
+        with progress(f"transfer {name}", None) if ctx.main else contextlib.nullcontext() as advance:
+            run = stages.Run(checkpoint=ckpt, resume=resume, log=log, progress=advance)
+            net, result = stages.transfer(name, ds, feats, cfg.model, cfg.train, run, state)
+    if not ctx.main:
+        return  # rank 0 alone writes
     extra = {"init": {"path": str(pretrained), "fingerprint": loading.fingerprint(str(pretrained))}, "mode": mode, "sources": meta.get("sources")}
     model_file.save(str(output), net, loading.artifact_meta(name, "transfer", cfg, ds, feats_meta, result, invocation(), **extra))
     Path(ckpt).unlink(missing_ok=True)
     metric = result.best_metrics.get(cfg.train.metric)
     how = "zero-shot (not fine-tuned)" if cfg.train.epochs == 0 else f"best epoch {result.best_epoch}"
     say(f"wrote {output}: {mode} transfer, {how}" + (f", valid {cfg.train.metric} {metric:.4f}" if metric is not None else ""))
+
+
+def _as_pretrained(module, cfg, meta: dict, log) -> None:
+    """Give cfg.model the architecture of the pre-trained model (the shapes its weights have)."""
+    source = meta.get("config", {}).get("model", {})
+    for key in getattr(module, "ARCHITECTURE", ()):
+        if key in source and getattr(cfg.model, key) != source[key]:
+            log(f"model.{key} = {source[key]!r} as the pre-trained model (not {getattr(cfg.model, key)!r})")
+            setattr(cfg.model, key, source[key])

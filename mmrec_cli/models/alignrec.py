@@ -35,11 +35,25 @@ example Scientific data (frozen CLIP ViT-B/32 features) that is the better h_enc
 probe and by validation Recall@20, so `examples/configs/alignrec.json` uses it;
 `bench/mmmlp_alignrec_quality.sh` reports both.
 
-The model needs the training graph, which the standard Model(cfg, num_items, features) call does
-not pass: `train_batches` carries the TRAIN (user, item) pairs in every batch, and the first batch
-sizes the user table (whose tensor is resized in place before the optimizer's first step, so the
-optimizer sees the same Parameter) and stores the pairs as buffers. A trained artifact thus holds
-its graph and scores `batch["user"]` with no dataset at hand.
+The model needs the user count and the training graph, which the standard Model(cfg, num_items,
+features) call does not pass. The count comes at construction: the module sets NUM_USERS = True and
+the recommendation stages (`stages.finetune`, `stages.transfer`) then build it with the extra
+keyword `num_users=ds.num_users` (other models are built as before); the user table is created
+there, once, at its final size, before any optimizer or DistributedDataParallel sees the parameters.
+Pre-training builds it without users (ICA needs no user table). The TRAIN (user, item) pairs come
+in every batch (`train_batches`, the same whole graph on every process) and are stored as buffers
+by the first loss; a graph of another user count is refused. A trained artifact thus holds its
+graph and user table and scores `batch["user"]` with no dataset at hand (`load_state_dict` sizes
+the table from the artifact's state).
+
+Several processes (`--nproc`): every process propagates over the whole graph and takes its share of
+each global batch. BPR, UIA and the L2 term are means over the batch's rows, so the shares' scaled
+losses add up to the global batch's. CCA and REG are *in-batch* losses (InfoNCE negatives and the
+pairwise similarity matrix range over the whole batch) that a share cannot compute; each batch
+therefore also carries the global batch's (users, positives) as `in_batch`, a tuple that
+`distributed.shard` leaves whole, and every process computes CCA and REG over the global batch. The
+per-process loss scaling weights these identical terms by shares that sum to one, so the gradient
+is the one of a single process on the global batch.
 """
 
 from __future__ import annotations
@@ -53,10 +67,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmrec_cli import graph as G
-from mmrec_cli.errors import MmrecError, bad_input
+from mmrec_cli.errors import MmrecError, bad_input, mismatch
 
 STAGES = {"pretrain", "finetune"}
 MODALITIES: tuple[str, ...] = ("text", "image")
+NUM_USERS = True  # stages.finetune builds Model(cfg, num_items, features, num_users=ds.num_users)
 
 
 @dataclass
@@ -81,7 +96,8 @@ class Config:
 
 
 class Model(nn.Module):
-    def __init__(self, cfg: Config, num_items: int, features: dict | None = None):
+    def __init__(self, cfg: Config, num_items: int, features: dict | None = None, num_users: int = 0):
+        """`num_users` sizes the user table (0: none, for pre-training or to load a state into)."""
         super().__init__()
         if cfg.content not in ("encoder", "raw"):
             raise bad_input(f"alignrec: model.content must be 'encoder' or 'raw', not {cfg.content!r}")
@@ -101,12 +117,14 @@ class Model(nn.Module):
         self.encoder = ItemEncoder(cfg, dims)
         self.register_buffer("encoder_trained", torch.zeros((), dtype=torch.uint8))
         self.item_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(num_items, cfg.embedding)))
-        self.user_emb = nn.Parameter(torch.empty(0, cfg.embedding))  # sized by the first training batch
         self.register_buffer("ui_users", torch.zeros(0, dtype=torch.long))
         self.register_buffer("ui_items", torch.zeros(0, dtype=torch.long))
         enc_dim = cfg.enc_hidden if cfg.content == "encoder" else sum(dims.values())
         self.mm_trs = nn.Linear(enc_dim, cfg.embedding)
         self.gate = nn.Sequential(nn.Linear(cfg.embedding, cfg.embedding), nn.Sigmoid())
+        # drawn last: the other layers' initial values do not depend on the number of users
+        users = torch.empty(num_users, cfg.embedding)
+        self.user_emb = nn.Parameter(nn.init.xavier_uniform_(users) if num_users else users)
         self._clear()
 
     # ----- state that is derived, not learned -----------------------------------------------------
@@ -132,19 +150,22 @@ class Model(nn.Module):
         return super().load_state_dict(state, strict=strict, assign=assign)
 
     def attach(self, users: np.ndarray, items: np.ndarray, num_users: int) -> None:
-        """Take the TRAIN graph: size (and initialise) the user table, store the pairs."""
-        if self.user_emb.shape[0] == num_users and self.ui_users.numel() == len(users):
+        """Take the TRAIN graph (once): store its pairs. The user table was sized at construction."""
+        if num_users != self.user_emb.shape[0]:
+            raise mismatch(
+                f"alignrec: the model was built for {self.user_emb.shape[0]} users but the training graph has {num_users}; "
+                "build it with Model(cfg, num_items, features, num_users=ds.num_users) (as `mmrec finetune` does)"
+            )
+        if self.ui_users.numel() == len(users):
             return
         dev = self.item_emb.device
-        with torch.no_grad():
-            self.user_emb.data = nn.init.xavier_uniform_(torch.empty(num_users, self.cfg.embedding, device=dev))
         self.ui_users = torch.as_tensor(users, dtype=torch.long, device=dev)
         self.ui_items = torch.as_tensor(items, dtype=torch.long, device=dev)
         self._graph = None
 
     def graph(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._graph is None:
-            if self.user_emb.shape[0] == 0:
+            if self.ui_users.numel() == 0:
                 raise MmrecError("alignrec: the model has no user-item graph yet; train it with `mmrec finetune alignrec`", 5)
             self._graph = G.normalized_adjacency(self.ui_users, self.ui_items, self.user_emb.shape[0], self.num_items)
         return self._graph
@@ -192,11 +213,12 @@ class Model(nn.Module):
         total = bpr_loss(hu, hp, hn) + cfg.emb_l2 * (hu.square().sum() + hp.square().sum() + hn.square().sum()) / (2 * len(u))
         if cfg.beta:
             total = total + cfg.beta * uia_loss(hu, hp)
+        gu, gp = batch.get("in_batch", (u, p))  # the global batch's rows, for the in-batch losses
         if cfg.multimodal and cfg.alpha:
-            cca = info_nce(r["mm_i"][p], r["id_i"][p], cfg.temperature) + info_nce(r["mm_u"][u], r["id_u"][u], cfg.temperature)
+            cca = info_nce(r["mm_i"][gp], r["id_i"][gp], cfg.temperature) + info_nce(r["mm_u"][gu], r["id_u"][gu], cfg.temperature)
             total = total + cfg.alpha * cca
         if cfg.multimodal and cfg.lam:
-            total = total + cfg.lam * similarity_reg(r["mm_i"][p], r["h_enc"][p])
+            total = total + cfg.lam * similarity_reg(r["mm_i"][gp], r["h_enc"][gp])
         return total
 
     def score(self, batch: dict, items: torch.Tensor) -> torch.Tensor:
@@ -316,7 +338,9 @@ def train_batches(ds, cfg: Config, train_cfg, epoch: int, stage: str = "finetune
     graph = (users, items, ds.num_users)
     for s in range(0, len(order), bs):
         idx = order[s : s + bs]
-        yield {"user": torch.from_numpy(users[idx]), "pos": torch.from_numpy(items[idx]), "neg": torch.from_numpy(neg[idx]), "graph": graph}
+        user, pos = torch.from_numpy(users[idx]), torch.from_numpy(items[idx])
+        # tuples are not per-row tensors: under --nproc every process gets them whole (see the module doc)
+        yield {"user": user, "pos": pos, "neg": torch.from_numpy(neg[idx]), "graph": graph, "in_batch": (user, pos)}
 
 
 def sample_negatives(users: np.ndarray, items: np.ndarray, num_items: int, rng, tries: int = 100) -> np.ndarray:
