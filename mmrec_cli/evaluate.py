@@ -71,9 +71,11 @@ def rank_batch(model, batch: dict, targets: list[np.ndarray], num_items: int, ch
             sel = (mask_items >= s) & (mask_items < e)
             sc[mask_rows[sel], mask_items[sel] - s] = -math.inf
         rows = sc[owner]  # (M, C)
-        above += (rows > t_scores[:, None]).sum(1) + (rows == t_scores[:, None]).sum(1)
-        inside = (flat >= s) & (flat < e)
-        above -= inside.long()  # the target equals itself: not above itself
+        ge = rows >= t_scores[:, None]  # ties count as above
+        inside = ((flat >= s) & (flat < e)).nonzero().squeeze(1)
+        # the target is not above itself, even when its two scores (two matmul shapes) differ in the last bit
+        ge[inside, flat[inside] - s] = False
+        above += ge.sum(1)
         if topk:
             top_v, top_i = _merge_top(top_v, top_i, sc, s, topk)
     ranks = [[] for _ in targets]

@@ -38,6 +38,21 @@ def test_ranks_are_exact_across_chunks_and_pessimistic_on_ties():
         assert ranks == [[2], [4]]  # user 0: 0.9 and the tied 0.5 are above; user 1: all ties -> last
 
 
+def test_a_target_is_never_above_itself():
+    """A model's score of the target can differ in the last bit between the call for the targets and
+    the call for a chunk (matmuls of two shapes): the rank must not move with it."""
+
+    class Jitter(Fixed):
+        def score(self, batch, items):  # the call for the (one) target scores a hair higher
+            s = super().score(batch, items)
+            return s + 1e-7 if len(items) == 1 else s
+
+    batch = {"user": torch.tensor([0])}
+    for chunk in (2, 5):
+        ranks, _ = rank_batch(Jitter([[0.1, 0.9, 0.5, 0.7, 0.3]]), batch, [np.array([2])], 5, chunk)
+        assert ranks == [[2]]  # 0.9 and 0.7 above, not the target itself
+
+
 def test_history_masking_keeps_the_target():
     model = Fixed([[0.9, 0.8, 0.7, 0.1]])
     batch = {"user": torch.tensor([0])}
