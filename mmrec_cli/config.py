@@ -54,7 +54,7 @@ def read_config_file(path: str) -> dict:
         if p.suffix == ".toml":
             return tomllib.loads(p.read_text(encoding="utf-8"))
         data = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+    except (ValueError, RecursionError) as err:  # JSON/TOML/UTF-8 errors are ValueErrors; so are 4300+ digit numbers
         raise bad_input(f"{path}: cannot parse config ({err}); use JSON or TOML") from err
     if not isinstance(data, dict):
         raise bad_input(f"{path}: a config file must hold an object of key/values")
@@ -67,7 +67,7 @@ def _parse_set(item: str) -> tuple[str, Any]:
     key, raw = item.split("=", 1)
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # also numbers over Python's 4300-digit limit and very deep nesting
         value = raw  # a bare string
     return key.strip(), value
 
@@ -129,6 +129,6 @@ def _scalar(tp, value, where: str):
             return float(value)
         if tp is str:
             return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer too large for a float
         raise bad_input(f"{where}: {value!r} is not a valid {tp.__name__}") from None
     return value

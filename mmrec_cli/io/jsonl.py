@@ -47,6 +47,8 @@ def read_jsonl(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
             raise bad_input(f"{path}:{lineno}: malformed JSON ({err.msg}); fix or remove the line") from err
+        except (ValueError, RecursionError) as err:  # numbers over Python's 4300-digit limit, very deep nesting
+            raise bad_input(f"{path}:{lineno}: unreadable JSON ({str(err).split(';')[0]}); fix or remove the line") from err
         if not isinstance(obj, dict):
             raise bad_input(f"{path}:{lineno}: expected a JSON object per line, got {type(obj).__name__}")
         yield lineno, obj

@@ -24,8 +24,8 @@ def build(
     if items is not None:
         _check_known(inters, items, where, items_where)
     by_user = _chronological(inters)
-    if kcore > 0:
-        by_user = _kcore(by_user, kcore)
+    if kcore > 0:  # users that --drop-short would drop leave the k-core too, so that their items are recounted
+        by_user = _kcore(by_user, kcore, max(kcore, 3) if drop_short else kcore)
     if max_history > 0:
         by_user = {u: s[-max_history:] for u, s in by_user.items()}
     if drop_short:
@@ -59,12 +59,12 @@ def _chronological(inters: list[Interaction]) -> dict[str, list[str]]:
     return out
 
 
-def _kcore(by_user: dict[str, list[str]], k: int) -> dict[str, list[str]]:
-    """Drop users and items with fewer than k interactions until none is left to drop."""
+def _kcore(by_user: dict[str, list[str]], k: int, k_user: int) -> dict[str, list[str]]:
+    """Drop items with fewer than k and users with fewer than k_user interactions until none is left to drop."""
     while True:
         counts = Counter(i for s in by_user.values() for i in s)
         kept = {u: [i for i in s if counts[i] >= k] for u, s in by_user.items()}
-        kept = {u: s for u, s in kept.items() if len(s) >= k}
+        kept = {u: s for u, s in kept.items() if len(s) >= k_user}
         if kept == by_user:
             return kept
         by_user = kept

@@ -48,15 +48,23 @@ def _read_delimited(path: str, delim: str):
         first_no, first = next(lines)
     except StopIteration:
         raise bad_input(f"{path}: no interactions found; the file is empty") from None
-    header = [h.strip() for h in next(csv.reader([first], delimiter=delim))]
+    header = [h.strip() for h in _split(path, first_no, first, delim)]
     for need in ("user_id", "item_id"):
         if need not in header:
             raise bad_input(f"{path}:{first_no}: header lacks '{need}'; the first line must name the columns user_id, item_id[, timestamp]")
     for lineno, line in lines:
-        values = next(csv.reader([line], delimiter=delim))
+        values = _split(path, lineno, line, delim)
         if len(values) != len(header):
             raise bad_input(f"{path}:{lineno}: expected {len(header)} fields, got {len(values)}; check the delimiter and quoting")
         yield lineno, dict(zip(header, (v.strip() for v in values)))
+
+
+def _split(path: str, lineno: int, line: str, delim: str) -> list[str]:
+    """One line's fields; the csv module's own errors (a bare CR, a field over its size limit) name the line."""
+    try:
+        return next(csv.reader([line], delimiter=delim), [])
+    except csv.Error as err:
+        raise bad_input(f"{path}:{lineno}: unreadable record ({err}); records must be one per line, with quoted fields") from None
 
 
 def _interaction(path: str, lineno: int, row: dict) -> Interaction:
@@ -72,7 +80,7 @@ def _time(path: str, lineno: int, value) -> float | None:
         return None
     try:
         t = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer too large for a float
         raise bad_input(f"{path}:{lineno}: timestamp {value!r} is not a number; use seconds since the epoch") from None
     if t != t or t in (float("inf"), float("-inf")):
         raise bad_input(f"{path}:{lineno}: timestamp {value!r} is not finite")

@@ -1,0 +1,224 @@
+"""Bad input for every subcommand, in one table: each case runs in-process (CliRunner) and must fail with its
+own exit code, exactly one line on stderr naming the problem, no traceback, nothing on stdout and no file left
+in the output folder (no output, temporary file, checkpoint or .partial folder).
+
+CASES rows are (command, case name, argv builder, expected exit code, expected fragment of the stderr line).
+A builder gets an `Fx`: the shared inputs (`fx.inp`), a scratch folder for case-specific inputs
+(`fx.write`) and the empty output folder (`fx.o(name)`). `scripts/bad_input_inventory.py` prints the
+number of cases per subcommand.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable
+
+import numpy as np
+import pytest
+
+# ---- shared inputs ------------------------------------------------------------------------------------------
+
+
+def build_inputs(folder: Path) -> SimpleNamespace:
+    """Tiny valid artifacts (dataset, features, a trained SASRec) and broken variants of them."""
+    from typer.testing import CliRunner
+
+    from conftest import tiny_sequences
+    from mmrec_cli.io import artifacts
+    from mmrec_cli.io import dataset as D
+    from mmrec_cli.io import features as FE
+    from mmrec_cli.main import app
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = [f"i{i}" for i in range(20)]
+    p = SimpleNamespace(**{k: str(folder / f"{k}.safetensors") for k in ("ds", "ds2", "feats", "nan_feats", "few_feats", "model", "bare", "truncated", "future")})
+    for path, seed in ((p.ds, 0), (p.ds2, 1)):
+        seqs = tiny_sequences(seed=seed)
+        D.save(D.from_sequences(seqs, ids, [f"u{u}" for u in range(len(seqs))]), path, {"command": "test"}, {}, {})
+    g = np.random.default_rng(0)
+    feats = {"text": g.standard_normal((20, 12)).astype("f4"), "image": g.standard_normal((20, 12)).astype("f4")}
+    encoders = {"text": {"source": "test"}, "image": {"source": "test-image"}}
+    FE.save(p.feats, feats, ids, "test", {}, {}, encoders)
+    FE.save(p.few_feats, {k: v[:10] for k, v in feats.items()}, ids[:10], "test", {}, {}, encoders)
+    nan = {k: v.copy() for k, v in feats.items()}
+    nan["text"][3, 5] = np.nan  # written past FE.save, which refuses NaN
+    artifacts.save(p.nan_feats, nan, "features", {"item_ids": ids, "item_fingerprint": artifacts.fingerprint_strings(ids), "encoders": encoders, "modalities": ["image", "text"]})
+    arch = ["--set", "model.hidden=8", "--set", "model.inner=16", "--set", "model.layers=1"]
+    r = CliRunner().invoke(app, ["finetune", "sasrec", p.ds, "-o", p.model, "--epochs", "1", *arch])
+    assert r.exit_code == 0, r.output
+    from safetensors.numpy import save_file
+
+    save_file({"x": np.zeros(3, dtype="f4")}, p.bare)  # a safetensors file without mmrec metadata
+    Path(p.truncated).write_bytes(Path(p.ds).read_bytes()[:40])
+    header = {"__metadata__": {"mmrec": json.dumps({"schema": 99, "kind": "dataset"})}}
+    raw = json.dumps(header).encode()
+    Path(p.future).write_bytes(struct.pack("<Q", len(raw)) + raw)
+    items = folder / "items.jsonl"
+    items.write_text("".join(json.dumps({"item_id": i, "text": f"steel screw {i}"}) + "\n" for i in ids))
+    p.items = str(items)
+    p.text = str(folder / "notes.txt")
+    Path(p.text).write_text("not an artifact\n")
+    p.missing = str(folder / "missing.safetensors")
+    return p
+
+
+@dataclass
+class Fx:
+    inp: SimpleNamespace
+    scratch: Path
+    out: Path
+
+    def write(self, name: str, data: str | bytes) -> str:
+        path = self.scratch / name
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+        return str(path)
+
+    def o(self, name: str = "out.safetensors") -> str:
+        return str(self.out / name)
+
+
+def inter(fx: Fx, text: str, name: str = "i.csv") -> str:
+    return fx.write(name, text)
+
+
+def blocked(fx: Fx, name: str = "out.safetensors") -> str:
+    """An output path whose folder is a file: it cannot be created or written."""
+    return fx.write("blocker", "a file, not a folder\n") + "/" + name
+
+
+GOOD_CSV = "user_id,item_id,timestamp\n" + "".join(f"u{u},i{i},{i}\n" for u in range(3) for i in range(4))
+IMAGE_ITEMS = lambda fx: fx.write("items.jsonl", '{"item_id": "a", "images": ["a.png"]}\n')  # noqa: E731
+HISTORIES = '{"user_id": "u0", "items": ["i1", "i2"]}\n'
+
+# ---- the table --------------------------------------------------------------------------------------------
+
+Argv = Callable[[Fx], list]
+CASES: list[tuple[str, str, Argv, int, str]] = [
+    # prepare
+    ("prepare", "missing interactions file", lambda fx: ["prepare", fx.inp.missing, "-o", fx.o()], 4, "missing.safetensors: no such file"),
+    ("prepare", "CSV header without item_id", lambda fx: ["prepare", inter(fx, "user_id,item\nu,a\n"), "-o", fx.o()], 3, "i.csv:1: header lacks 'item_id'"),
+    ("prepare", "malformed JSONL line", lambda fx: ["prepare", inter(fx, '{"user_id": "u", "item_id": "a"}\n{"user_id": \n', "i.jsonl"), "-o", fx.o()], 3, "i.jsonl:2: malformed JSON"),
+    ("prepare", "NaN timestamp", lambda fx: ["prepare", inter(fx, "user_id,item_id,timestamp\nu,a,1\nu,b,nan\n"), "-o", fx.o()], 3, "i.csv:3: timestamp 'nan' is not finite"),
+    ("prepare", "bare CR inside a CSV record", lambda fx: ["prepare", inter(fx, "user_id,item_id\nu\rv,a\n"), "-o", fx.o()], 3, "i.csv:2: unreadable record"),
+    ("prepare", "number beyond 4300 digits", lambda fx: ["prepare", inter(fx, '{"user_id": 1' + "0" * 5000 + ', "item_id": "a"}\n', "i.jsonl"), "-o", fx.o()], 3, "i.jsonl:1: unreadable JSON"),
+    ("prepare", "wrong --split value", lambda fx: ["prepare", inter(fx, GOOD_CSV), "--split", "random", "-o", fx.o()], 2, "--split must be loo or ratio"),
+    ("prepare", "item missing from --items", lambda fx: ["prepare", inter(fx, GOOD_CSV), "--items", fx.write("items.jsonl", '{"item_id": "i0"}\n'), "-o", fx.o()], 3, "i.csv:3: unknown item id 'i1'"),
+    ("prepare", "user too short for leave-one-out", lambda fx: ["prepare", inter(fx, GOOD_CSV + "u9,i0,1\n"), "-o", fx.o()], 3, "user 'u9' has 1 interaction(s)"),
+    ("prepare", "output folder is a file", lambda fx: ["prepare", inter(fx, GOOD_CSV), "-o", blocked(fx)], 6, "blocker/out.safetensors: Not a directory"),
+    ("prepare", "--kcore removes everything", lambda fx: ["prepare", inter(fx, GOOD_CSV), "--kcore", "9", "-o", fx.o()], 3, "no users left after filtering"),
+    # extract
+    ("extract", "missing items file", lambda fx: ["extract", fx.inp.missing, "--text", "bert", "-o", fx.o()], 4, "missing.safetensors: no such file"),
+    ("extract", "malformed items line", lambda fx: ["extract", fx.write("items.jsonl", '{"item_id": "a"}\n{"item_id": "b", "text": 3}\n'), "--text", "bert", "-o", fx.o()], 3, "items.jsonl:2: 'text' must be a string or a list of strings"),
+    ("extract", "wrong --text value", lambda fx: ["extract", fx.inp.items, "--text", "gpt", "-o", fx.o()], 3, "--text gpt: expected bert or clip"),
+    ("extract", "nothing to extract", lambda fx: ["extract", fx.inp.items, "-o", fx.o()], 3, "nothing to extract"),
+    ("extract", "--dataset is a features artifact", lambda fx: ["extract", fx.inp.items, "--text", "bert", "--dataset", fx.inp.feats, "-o", fx.o()], 5, "expected a dataset artifact, got a features artifact"),
+    ("extract", "--import of the wrong size", lambda fx: ["extract", fx.inp.items, "--import", fx.write("x.feat1CLS", np.zeros(7, "<f4").tobytes()), "-o", fx.o()], 3, "x.feat1CLS: 7 floats do not divide into 20 item rows"),
+    ("extract", "--merge with NaN features", lambda fx: ["extract", fx.inp.items, "--import", "text=" + fx.write("x.feat1CLS", np.zeros((20, 4), "<f4").tobytes()), "--merge", fx.inp.nan_feats, "-o", fx.o()], 3, "nan_feats.safetensors: feature 'text' holds NaN or inf (row 3)"),
+    # caption
+    ("caption", "missing items file", lambda fx: ["caption", fx.inp.missing, "-o", fx.o("c.jsonl")], 4, "missing.safetensors: no such file"),
+    ("caption", "malformed items line", lambda fx: ["caption", fx.write("items.jsonl", '{"item_id": "a", "images": 5}\n'), "-o", fx.o("c.jsonl")], 3, "items.jsonl:1: 'images' must be a path or a list of paths"),
+    ("caption", "wrong --top-n value", lambda fx: ["caption", IMAGE_ITEMS(fx), "--top-n", "0", "-o", fx.o("c.jsonl")], 3, "--top-n 0: must be at least 1"),
+    ("caption", "unknown --clip-model", lambda fx: ["caption", IMAGE_ITEMS(fx), "--clip-model", "NoSuchModel", "-o", fx.o("c.jsonl")], 4, "--clip-model NoSuchModel: unknown open_clip model"),
+    ("caption", "CLIP weights not available offline", lambda fx: ["caption", IMAGE_ITEMS(fx), "-o", fx.o("c.jsonl")], 4, "cannot be found offline"),
+    # cluster
+    ("cluster", "missing features", lambda fx: ["cluster", fx.inp.missing, fx.inp.ds, "-o", fx.o()], 4, "missing.safetensors: no such file"),
+    ("cluster", "dataset given as features", lambda fx: ["cluster", fx.inp.ds, fx.inp.ds, "-o", fx.o()], 5, "expected a features artifact, got a dataset artifact"),
+    ("cluster", "wrong --method value", lambda fx: ["cluster", fx.inp.feats, fx.inp.ds, "--method", "dbscan", "-o", fx.o()], 2, "--method must be dpc-knn or kmeans"),
+    ("cluster", "--ratio out of range", lambda fx: ["cluster", fx.inp.feats, fx.inp.ds, "--ratio", "0", "-o", fx.o()], 2, "--ratio and --knn-ratio must be in (0, 1]"),
+    ("cluster", "NaN feature", lambda fx: ["cluster", fx.inp.nan_feats, fx.inp.ds, "-o", fx.o()], 3, "feature 'text' holds NaN or inf (row 3)"),
+    ("cluster", "features lack some items", lambda fx: ["cluster", fx.inp.few_feats, fx.inp.ds, "-o", fx.o()], 5, "features lack 10 of the dataset's 20 items"),
+    # pretrain
+    ("pretrain", "model without pre-training", lambda fx: ["pretrain", "sasrec", fx.inp.ds, "-o", fx.o()], 3, "model 'sasrec' has no pre-training stage"),
+    ("pretrain", "unknown model", lambda fx: ["pretrain", "bert4rec", fx.inp.ds, "-o", fx.o()], 3, "unknown model 'bert4rec'"),
+    ("pretrain", "missing dataset", lambda fx: ["pretrain", "msm4sr", fx.inp.missing, "--features", fx.inp.feats, "-o", fx.o()], 4, "missing.safetensors: no such file"),
+    ("pretrain", "one --features for two datasets", lambda fx: ["pretrain", "msm4sr", fx.inp.ds, fx.inp.ds2, "--features", fx.inp.feats, "-o", fx.o()], 3, "give one --features per dataset"),
+    ("pretrain", "NaN feature", lambda fx: ["pretrain", "msm4sr", fx.inp.ds, "--features", fx.inp.nan_feats, "-o", fx.o()], 3, "holds NaN or inf"),
+    ("pretrain", "unknown --set key", lambda fx: ["pretrain", "msm4sr", fx.inp.ds, "--features", fx.inp.feats, "--set", "model.hiden=8", "-o", fx.o()], 3, "unknown key 'model.hiden'"),
+    # finetune
+    ("finetune", "missing dataset", lambda fx: ["finetune", "sasrec", fx.inp.missing, "-o", fx.o()], 4, "missing.safetensors: no such file"),
+    ("finetune", "features given as dataset", lambda fx: ["finetune", "sasrec", fx.inp.feats, "-o", fx.o()], 5, "expected a dataset artifact, got a features artifact"),
+    ("finetune", "truncated dataset", lambda fx: ["finetune", "sasrec", fx.inp.truncated, "-o", fx.o()], 5, "not a safetensors artifact"),
+    ("finetune", "malformed --config file", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--config", fx.write("c.json", '{"train": '), "-o", fx.o()], 3, "c.json: cannot parse config"),
+    ("finetune", "wrong --set value", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--set", "train.epochs=many", "-o", fx.o()], 3, "train.epochs: 'many' is not a valid int"),
+    ("finetune", "wrong --seeds value", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--seeds", "1,two", "-o", fx.o()], 2, "--seeds 1,two: expected integers"),
+    ("finetune", "NaN feature", lambda fx: ["finetune", "msm4sr", fx.inp.ds, "--features", fx.inp.nan_feats, "-o", fx.o()], 3, "holds NaN or inf"),
+    ("finetune", "multimodal model without --features", lambda fx: ["finetune", "msm4sr", fx.inp.ds, "-o", fx.o()], 3, "pass --features"),
+    ("finetune", "--init of another model", lambda fx: ["finetune", "msm4sr", fx.inp.ds, "--features", fx.inp.feats, "--init", fx.inp.model, "-o", fx.o()], 5, "a sasrec model cannot initialise msm4sr"),
+    # transfer
+    ("transfer", "missing pre-trained model", lambda fx: ["transfer", fx.inp.missing, fx.inp.ds, "-o", fx.o()], 4, "missing.safetensors: no such file"),
+    ("transfer", "dataset given as the model", lambda fx: ["transfer", fx.inp.ds, fx.inp.ds, "-o", fx.o()], 5, "expected a model artifact, got a dataset artifact"),
+    ("transfer", "wrong --mode value", lambda fx: ["transfer", fx.inp.model, fx.inp.ds, "--mode", "zero-shot", "-o", fx.o()], 2, "--mode must be inductive or transductive"),
+    ("transfer", "model without a transfer stage", lambda fx: ["transfer", fx.inp.model, fx.inp.ds, "-o", fx.o()], 3, "model 'sasrec' has no transfer stage"),
+    # eval
+    ("eval", "one argument", lambda fx: ["eval", fx.inp.model, "-o", fx.o("m.json")], 2, "expected MODEL DATASET, got 1 argument(s)"),
+    ("eval", "wrong --split value", lambda fx: ["eval", fx.inp.model, fx.inp.ds, "--split", "train", "-o", fx.o("m.json")], 2, "--split must be valid or test"),
+    ("eval", "missing dataset", lambda fx: ["eval", fx.inp.model, fx.inp.missing, "-o", fx.o("m.json")], 4, "missing.safetensors: no such file"),
+    ("eval", "model of another dataset", lambda fx: ["eval", fx.inp.model, fx.inp.ds2, "-o", fx.o("m.json")], 5, "the model was trained on dataset"),
+    ("eval", "output folder is a file", lambda fx: ["eval", fx.inp.model, fx.inp.ds, "-o", blocked(fx, "m.json")], 6, "blocker/m.json: Not a directory"),
+    ("eval", "dataset given as the model", lambda fx: ["eval", fx.inp.ds, fx.inp.ds, "-o", fx.o("m.json")], 5, "expected a model artifact, got a dataset artifact"),
+    ("eval", "--compare of a non-result file", lambda fx: ["eval", "--compare", fx.inp.text, fx.inp.text, "-o", fx.o("c.json")], 3, "notes.txt: not JSON"),
+    ("eval", "--probe with NaN feature", lambda fx: ["eval", "--probe", fx.inp.ds, "--features", fx.inp.nan_feats, "-o", fx.o("p.json")], 3, "holds NaN or inf"),
+    # recommend
+    ("recommend", "missing --input file", lambda fx: ["recommend", fx.inp.model, fx.inp.ds, "--input", fx.inp.missing, "-o", fx.o("r.jsonl")], 4, "missing.safetensors: no such file"),
+    ("recommend", "malformed history line", lambda fx: ["recommend", fx.inp.model, fx.inp.ds, "--input", fx.write("h.jsonl", HISTORIES + "{oops\n"), "-o", fx.o("r.jsonl")], 3, "h.jsonl:2: malformed JSON"),
+    ("recommend", "items not a list", lambda fx: ["recommend", fx.inp.model, fx.inp.ds, "--input", fx.write("h.jsonl", HISTORIES + '{"items": "i1"}\n'), "-o", fx.o("r.jsonl")], 3, 'h.jsonl:2: expected "items": a list'),
+    ("recommend", "unknown item with --strict", lambda fx: ["recommend", fx.inp.model, fx.inp.ds, "--strict", "--input", fx.write("h.jsonl", HISTORIES + '{"items": ["zz"]}\n'), "-o", fx.o("r.jsonl")], 3, "h.jsonl:2: unknown item id 'zz'"),
+    ("recommend", "output folder is a file", lambda fx: ["recommend", fx.inp.model, fx.inp.ds, "--input", fx.write("h.jsonl", HISTORIES), "-o", blocked(fx, "r.jsonl")], 6, "blocker/r.jsonl: Not a directory"),
+    ("recommend", "wrong --top-k value", lambda fx: ["recommend", fx.inp.model, fx.inp.ds, "--top-k", "0", "--input", fx.write("h.jsonl", HISTORIES), "-o", fx.o("r.jsonl")], 3, "--top-k, --batch-size and --chunk must be at least 1"),
+    ("recommend", "model of another dataset", lambda fx: ["recommend", fx.inp.model, fx.inp.ds2, "--input", fx.write("h.jsonl", HISTORIES), "-o", fx.o("r.jsonl")], 5, "the model was trained on dataset"),
+    # info
+    ("info", "missing file", lambda fx: ["info", fx.inp.missing], 4, "missing.safetensors: no such file"),
+    ("info", "a text file", lambda fx: ["info", fx.inp.text], 5, "notes.txt: not a safetensors artifact"),
+    ("info", "safetensors without mmrec metadata", lambda fx: ["info", fx.inp.bare], 5, "a safetensors file without mmrec metadata"),
+    ("info", "truncated artifact", lambda fx: ["info", fx.inp.truncated], 5, "not a safetensors artifact"),
+    ("info", "artifact of a newer schema", lambda fx: ["info", fx.inp.future], 5, "artifact schema 99 is not supported"),
+    # merge (joins `extract --shard I/N` outputs)
+    ("merge", "missing shard", lambda fx: ["merge", fx.inp.missing, "-o", fx.o()], 4, "missing.safetensors: no such file"),
+    ("merge", "a features artifact that is no shard", lambda fx: ["merge", fx.inp.feats, fx.inp.feats, "-o", fx.o()], 5, "not a shard"),
+    ("merge", "dataset given as a shard", lambda fx: ["merge", fx.inp.ds, "-o", fx.o()], 5, "expected a features artifact, got a dataset artifact"),
+]
+
+
+# ---- the test ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    return build_inputs(tmp_path_factory.mktemp("inputs"))
+
+
+def _id(case) -> str:
+    return f"{case[0]}: {case[1]}"
+
+
+@pytest.mark.parametrize("command,name,argv,code,fragment", CASES, ids=[_id(c) for c in CASES])
+def test_bad_input(command, name, argv, code, fragment, inputs, tmp_path):
+    from typer.testing import CliRunner
+
+    from mmrec_cli.main import app
+
+    (tmp_path / "scratch").mkdir(), (tmp_path / "out").mkdir()
+    fx = Fx(inputs, tmp_path / "scratch", tmp_path / "out")
+    args = [str(a) for a in argv(fx)]
+    assert args[0] == command
+    r = CliRunner().invoke(app, args)
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == code, r.output
+    assert isinstance(r.exception, SystemExit) and "Traceback" not in r.output, r.output
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], r.stderr
+    assert r.stdout == "" and sorted(p.name for p in fx.out.iterdir()) == []
+
+
+def test_every_subcommand_has_at_least_three_cases():
+    import typer.main
+
+    from mmrec_cli.main import app
+
+    commands = set(typer.main.get_command(app).commands)
+    counts = {c: sum(1 for case in CASES if case[0] == c) for c in commands}
+    assert {c: n for c, n in counts.items() if n < 3} == {}
+    assert {case[0] for case in CASES} <= commands
