@@ -110,6 +110,7 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("prepare", "user too short for leave-one-out", lambda fx: ["prepare", inter(fx, GOOD_CSV + "u9,i0,1\n"), "-o", fx.o()], 3, "user 'u9' has 1 interaction(s)"),
     ("prepare", "output folder is a file", lambda fx: ["prepare", inter(fx, GOOD_CSV), "-o", blocked(fx)], 6, "blocker/out.safetensors: Not a directory"),
     ("prepare", "--kcore removes everything", lambda fx: ["prepare", inter(fx, GOOD_CSV), "--kcore", "9", "-o", fx.o()], 3, "no users left after filtering"),
+    ("prepare", "output is a folder", lambda fx: ["prepare", inter(fx, GOOD_CSV), "-o", fx.scratch], 6, "scratch: Is a directory; give a file path to -o"),
     # extract
     ("extract", "missing items file", lambda fx: ["extract", fx.inp.missing, "--text", "bert", "-o", fx.o()], 4, "missing.safetensors: no such file"),
     ("extract", "malformed items line", lambda fx: ["extract", fx.write("items.jsonl", '{"item_id": "a"}\n{"item_id": "b", "text": 3}\n'), "--text", "bert", "-o", fx.o()], 3, "items.jsonl:2: 'text' must be a string or a list of strings"),
@@ -118,12 +119,17 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("extract", "--dataset is a features artifact", lambda fx: ["extract", fx.inp.items, "--text", "bert", "--dataset", fx.inp.feats, "-o", fx.o()], 5, "expected a dataset artifact, got a features artifact"),
     ("extract", "--import of the wrong size", lambda fx: ["extract", fx.inp.items, "--import", fx.write("x.feat1CLS", np.zeros(7, "<f4").tobytes()), "-o", fx.o()], 3, "x.feat1CLS: 7 floats do not divide into 20 item rows"),
     ("extract", "--merge with NaN features", lambda fx: ["extract", fx.inp.items, "--import", "text=" + fx.write("x.feat1CLS", np.zeros((20, 4), "<f4").tobytes()), "--merge", fx.inp.nan_feats, "-o", fx.o()], 3, "nan_feats.safetensors: feature 'text' holds NaN or inf (row 3)"),
+    ("extract", "output folder is a file", lambda fx: ["extract", fx.inp.items, "--text", "bert", "-o", blocked(fx, "f.safetensors")], 6, "blocker/f.safetensors: Not a directory"),
     # caption
     ("caption", "missing items file", lambda fx: ["caption", fx.inp.missing, "-o", fx.o("c.jsonl")], 4, "missing.safetensors: no such file"),
     ("caption", "malformed items line", lambda fx: ["caption", fx.write("items.jsonl", '{"item_id": "a", "images": 5}\n'), "-o", fx.o("c.jsonl")], 3, "items.jsonl:1: 'images' must be a path or a list of paths"),
     ("caption", "wrong --top-n value", lambda fx: ["caption", IMAGE_ITEMS(fx), "--top-n", "0", "-o", fx.o("c.jsonl")], 3, "--top-n 0: must be at least 1"),
     ("caption", "unknown --clip-model", lambda fx: ["caption", IMAGE_ITEMS(fx), "--clip-model", "NoSuchModel", "-o", fx.o("c.jsonl")], 4, "--clip-model NoSuchModel: unknown open_clip model"),
     ("caption", "CLIP weights not available offline", lambda fx: ["caption", IMAGE_ITEMS(fx), "-o", fx.o("c.jsonl")], 4, "cannot be found offline"),
+    ("caption", "items without images (no model loaded)", lambda fx: ["caption", fx.inp.items, "-o", fx.o("c.jsonl")], 3, "items.jsonl: no item lists an image ('images' field); nothing to caption"),
+    ("caption", "missing --image-root (no model loaded)", lambda fx: ["caption", IMAGE_ITEMS(fx), "--image-root", fx.inp.missing, "-o", fx.o("c.jsonl")], 3, "missing.safetensors: no such folder"),
+    ("caption", "output folder is a file", lambda fx: ["caption", IMAGE_ITEMS(fx), "-o", blocked(fx, "c.jsonl")], 6, "blocker/c.jsonl: Not a directory"),
+    ("caption", "--vocab-cache folder is a file", lambda fx: ["caption", IMAGE_ITEMS(fx), "--vocab-cache", blocked(fx, "v.safetensors"), "-o", fx.o("c.jsonl")], 6, "blocker is a file; give another --vocab-cache path"),
     # cluster
     ("cluster", "missing features", lambda fx: ["cluster", fx.inp.missing, fx.inp.ds, "-o", fx.o()], 4, "missing.safetensors: no such file"),
     ("cluster", "dataset given as features", lambda fx: ["cluster", fx.inp.ds, fx.inp.ds, "-o", fx.o()], 5, "expected a features artifact, got a dataset artifact"),
@@ -131,6 +137,7 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("cluster", "--ratio out of range", lambda fx: ["cluster", fx.inp.feats, fx.inp.ds, "--ratio", "0", "-o", fx.o()], 2, "--ratio and --knn-ratio must be in (0, 1]"),
     ("cluster", "NaN feature", lambda fx: ["cluster", fx.inp.nan_feats, fx.inp.ds, "-o", fx.o()], 3, "feature 'text' holds NaN or inf (row 3)"),
     ("cluster", "features lack some items", lambda fx: ["cluster", fx.inp.few_feats, fx.inp.ds, "-o", fx.o()], 5, "features lack 10 of the dataset's 20 items"),
+    ("cluster", "output folder is a file", lambda fx: ["cluster", fx.inp.feats, fx.inp.ds, "-o", blocked(fx)], 6, "blocker/out.safetensors: Not a directory"),
     # pretrain
     ("pretrain", "model without pre-training", lambda fx: ["pretrain", "sasrec", fx.inp.ds, "-o", fx.o()], 3, "model 'sasrec' has no pre-training stage"),
     ("pretrain", "unknown model", lambda fx: ["pretrain", "bert4rec", fx.inp.ds, "-o", fx.o()], 3, "unknown model 'bert4rec'"),
@@ -138,6 +145,8 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("pretrain", "one --features for two datasets", lambda fx: ["pretrain", "msm4sr", fx.inp.ds, fx.inp.ds2, "--features", fx.inp.feats, "-o", fx.o()], 3, "give one --features per dataset"),
     ("pretrain", "NaN feature", lambda fx: ["pretrain", "msm4sr", fx.inp.ds, "--features", fx.inp.nan_feats, "-o", fx.o()], 3, "holds NaN or inf"),
     ("pretrain", "unknown --set key", lambda fx: ["pretrain", "msm4sr", fx.inp.ds, "--features", fx.inp.feats, "--set", "model.hiden=8", "-o", fx.o()], 3, "unknown key 'model.hiden'"),
+    ("pretrain", "output folder is a file (before training)", lambda fx: ["pretrain", "msm4sr", fx.inp.ds, "--features", fx.inp.feats, "-o", blocked(fx)], 6, "blocker/out.safetensors: Not a directory"),
+    ("pretrain", "--checkpoint folder is a file", lambda fx: ["pretrain", "msm4sr", fx.inp.ds, "--features", fx.inp.feats, "--checkpoint", blocked(fx, "p.ckpt"), "-o", fx.o()], 6, "blocker is a file; give another --checkpoint path"),
     # finetune
     ("finetune", "missing dataset", lambda fx: ["finetune", "sasrec", fx.inp.missing, "-o", fx.o()], 4, "missing.safetensors: no such file"),
     ("finetune", "features given as dataset", lambda fx: ["finetune", "sasrec", fx.inp.feats, "-o", fx.o()], 5, "expected a dataset artifact, got a features artifact"),
@@ -148,17 +157,24 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("finetune", "NaN feature", lambda fx: ["finetune", "msm4sr", fx.inp.ds, "--features", fx.inp.nan_feats, "-o", fx.o()], 3, "holds NaN or inf"),
     ("finetune", "multimodal model without --features", lambda fx: ["finetune", "msm4sr", fx.inp.ds, "-o", fx.o()], 3, "pass --features"),
     ("finetune", "--init of another model", lambda fx: ["finetune", "msm4sr", fx.inp.ds, "--features", fx.inp.feats, "--init", fx.inp.model, "-o", fx.o()], 5, "a sasrec model cannot initialise msm4sr"),
+    ("finetune", "output folder is a file (before training)", lambda fx: ["finetune", "sasrec", fx.inp.ds, "-o", blocked(fx)], 6, "blocker/out.safetensors: Not a directory; "),
+    ("finetune", "--checkpoint folder is a file", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--checkpoint", blocked(fx, "f.ckpt"), "-o", fx.o()], 6, "blocker/f.ckpt: Not a directory"),
+    ("finetune", "output is a folder", lambda fx: ["finetune", "sasrec", fx.inp.ds, "-o", fx.scratch], 6, "scratch: Is a directory; give a file path to -o"),
     # transfer
     ("transfer", "missing pre-trained model", lambda fx: ["transfer", fx.inp.missing, fx.inp.ds, "-o", fx.o()], 4, "missing.safetensors: no such file"),
     ("transfer", "dataset given as the model", lambda fx: ["transfer", fx.inp.ds, fx.inp.ds, "-o", fx.o()], 5, "expected a model artifact, got a dataset artifact"),
     ("transfer", "wrong --mode value", lambda fx: ["transfer", fx.inp.model, fx.inp.ds, "--mode", "zero-shot", "-o", fx.o()], 2, "--mode must be inductive or transductive"),
     ("transfer", "model without a transfer stage", lambda fx: ["transfer", fx.inp.model, fx.inp.ds, "-o", fx.o()], 3, "model 'sasrec' has no transfer stage"),
+    ("transfer", "output folder is a file (before loading)", lambda fx: ["transfer", fx.inp.model, fx.inp.ds, "-o", blocked(fx)], 6, "blocker/out.safetensors: Not a directory"),
+    ("transfer", "--checkpoint folder is a file", lambda fx: ["transfer", fx.inp.model, fx.inp.ds, "--checkpoint", blocked(fx, "t.ckpt"), "-o", fx.o()], 6, "blocker is a file; give another --checkpoint path"),
     # eval
     ("eval", "one argument", lambda fx: ["eval", fx.inp.model, "-o", fx.o("m.json")], 2, "expected MODEL DATASET, got 1 argument(s)"),
     ("eval", "wrong --split value", lambda fx: ["eval", fx.inp.model, fx.inp.ds, "--split", "train", "-o", fx.o("m.json")], 2, "--split must be valid or test"),
     ("eval", "missing dataset", lambda fx: ["eval", fx.inp.model, fx.inp.missing, "-o", fx.o("m.json")], 4, "missing.safetensors: no such file"),
     ("eval", "model of another dataset", lambda fx: ["eval", fx.inp.model, fx.inp.ds2, "-o", fx.o("m.json")], 5, "the model was trained on dataset"),
     ("eval", "output folder is a file", lambda fx: ["eval", fx.inp.model, fx.inp.ds, "-o", blocked(fx, "m.json")], 6, "blocker/m.json: Not a directory"),
+    ("eval", "--rankings folder is a file", lambda fx: ["eval", fx.inp.model, fx.inp.ds, "--rankings", blocked(fx, "r.jsonl"), "-o", fx.o("m.json")], 6, "blocker is a file; give another --rankings path"),
+    ("eval", "--report folder is a file", lambda fx: ["eval", "--compare", fx.inp.text, fx.inp.text, "--report", blocked(fx, "r.html"), "-o", fx.o("c.json")], 6, "blocker is a file; give another --report path"),
     ("eval", "dataset given as the model", lambda fx: ["eval", fx.inp.ds, fx.inp.ds, "-o", fx.o("m.json")], 5, "expected a model artifact, got a dataset artifact"),
     ("eval", "--compare of a non-result file", lambda fx: ["eval", "--compare", fx.inp.text, fx.inp.text, "-o", fx.o("c.json")], 3, "notes.txt: not JSON"),
     ("eval", "--probe with NaN feature", lambda fx: ["eval", "--probe", fx.inp.ds, "--features", fx.inp.nan_feats, "-o", fx.o("p.json")], 3, "holds NaN or inf"),
@@ -180,6 +196,7 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("merge", "missing shard", lambda fx: ["merge", fx.inp.missing, "-o", fx.o()], 4, "missing.safetensors: no such file"),
     ("merge", "a features artifact that is no shard", lambda fx: ["merge", fx.inp.feats, fx.inp.feats, "-o", fx.o()], 5, "not a shard"),
     ("merge", "dataset given as a shard", lambda fx: ["merge", fx.inp.ds, "-o", fx.o()], 5, "expected a features artifact, got a dataset artifact"),
+    ("merge", "output folder is a file", lambda fx: ["merge", fx.inp.feats, "-o", blocked(fx)], 6, "blocker/out.safetensors: Not a directory"),
 ]
 
 
@@ -222,3 +239,33 @@ def test_every_subcommand_has_at_least_three_cases():
     counts = {c: sum(1 for case in CASES if case[0] == c) for c in commands}
     assert {c: n for c, n in counts.items() if n < 3} == {}
     assert {case[0] for case in CASES} <= commands
+
+
+# ---- the pieces the table reaches only through the preflight ----------------------------------------------
+
+
+def test_partial_folder_blocked_by_a_file_is_an_io_failure(tmp_path):
+    """`extract`/`caption` check -o first; OUTPUT.partial/ itself must still fail as an IO error, not a bug."""
+    from mmrec_cli.errors import IO_FAILURE, MmrecError
+    from mmrec_cli.features.partial import Partial
+
+    (tmp_path / "blocker").write_text("a file\n")
+    with pytest.raises(MmrecError) as err:
+        Partial(tmp_path / "blocker" / "f.safetensors", {}, False, print)
+    assert err.value.code == IO_FAILURE and str(err.value).startswith(f"cannot write {tmp_path}/blocker/f.safetensors.partial: Not a directory")
+
+
+def test_check_writable_creates_nothing_and_names_the_fix(tmp_path, monkeypatch):
+    import os
+
+    from mmrec_cli.errors import IO_FAILURE, MmrecError
+    from mmrec_cli.io.atomic import check_writable
+
+    for ok in (None, "-", tmp_path / "new" / "deeper" / "out.safetensors", tmp_path / "out.json"):
+        check_writable(ok)
+    assert list(tmp_path.iterdir()) == []  # the atomic write makes missing folders, the check does not
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # a read-only folder (root may write anywhere)
+    with pytest.raises(MmrecError) as err:
+        check_writable(tmp_path / "new" / "m.ckpt", "--checkpoint")
+    assert err.value.code == IO_FAILURE
+    assert str(err.value) == f"cannot write {tmp_path}/new/m.ckpt: Permission denied; make {tmp_path} writable or give another --checkpoint path"

@@ -115,3 +115,25 @@ def test_caption_rejects_bad_options(data, models):
     (data.dir / "empty.txt").write_text("\n\n")
     r = run("caption", data.items, *models.clip, "--vocab", data.dir / "empty.txt", "-o", data.dir / "c.jsonl")
     assert r.exit_code == 3 and r.stderr.strip() == f"error: {data.dir / 'empty.txt'}: no words found; give one word per line"
+
+
+def test_caption_checks_items_and_output_before_loading_clip(data, models, monkeypatch):
+    """A malformed items file, one without images, a missing image root or a blocked output fails at once."""
+    import mmrec_cli.features.clip as clip
+
+    monkeypatch.setattr(clip, "load_clip", lambda *a, **k: pytest.fail("CLIP loaded before the inputs were checked"))
+    opts = [*models.clip, "--vocab", data.vocab, "--vocab-cache", data.dir / "v.safetensors"]
+    bad = data.dir / "bad.jsonl"
+    bad.write_text('{"item_id": "a", "images": ["0.png"]}\n{"item_id": "b", "images": 5}\n')
+    no_images = write_items(data.dir / "texts.jsonl", [{"item_id": "a", "text": "red glue"}])
+    (data.dir / "blocker").write_text("a file\n")
+    cases = [
+        ((bad, "-o", data.dir / "c.jsonl"), 3, f"error: {bad}:2: 'images' must be a path or a list of paths"),
+        ((no_images, "-o", data.dir / "c.jsonl"), 3, f"error: {no_images}: no item lists an image ('images' field); nothing to caption"),
+        ((data.items, "--image-root", data.dir / "nowhere", "-o", data.dir / "c.jsonl"), 3, f"error: --image-root {data.dir / 'nowhere'}: no such folder"),
+        ((data.items, "-o", data.dir / "blocker" / "c.jsonl"), 6, f"error: cannot write {data.dir}/blocker/c.jsonl: Not a directory; {data.dir}/blocker is a file; give another -o path"),
+    ]
+    for args, code, line in cases:
+        r = run("caption", *args, *opts)
+        assert (r.exit_code, r.stderr.strip()) == (code, line)
+    assert not (data.dir / "c.jsonl").exists() and not (data.dir / "v.safetensors").exists()

@@ -44,6 +44,7 @@ def eval_(
 
     if split not in ("valid", "test"):
         raise typer.BadParameter("--split must be valid or test")
+    _check_outputs(output, rankings, report)
     cut = tuple(int(k) for k in ks.split(","))
     ds = D.load(str(dataset))
     _, net, meta = loading.load_trained(str(model), ds, features)
@@ -79,6 +80,14 @@ def eval_(
     say(_summary(metrics, split))
 
 
+def _check_outputs(output: Optional[str], rankings: Optional[str], report: Optional[str]) -> None:
+    """Fail before any model or dataset is loaded if an output could not be written."""
+    from mmrec_cli.io.atomic import check_writable
+
+    for path, option in ((output, "-o"), (rankings, "--rankings"), (report, "--report")):
+        check_writable(path, option)
+
+
 def _summary(metrics: dict, split: str) -> str:
     keys = [k for k in ("recall@10", "ndcg@10", "recall@50", "ndcg@50") if k in metrics]
     return f"{split} ({metrics['users']} users): " + "  ".join(f"{k} {metrics[k]:.4f}" for k in keys)
@@ -89,6 +98,7 @@ def _compare(paths: list[str], output: Optional[str], report: Optional[str]) -> 
     from mmrec_cli import stats
     from mmrec_cli.io.jsonl import write_json
 
+    _check_outputs(output, None, report)
     comparison = stats.compare_files(paths)
     write_json(output, comparison)
     for line in stats.text_table(comparison):
@@ -112,6 +122,7 @@ def _probe(paths: list[Path], features: Optional[str], split: str, mask_history:
         raise MmrecError("--probe takes one DATASET and --features FEATS.safetensors", USAGE)
     if split not in ("valid", "test"):
         raise bad_input("--split must be valid or test")
+    _check_outputs(output, None, None)
     ds = D.load(str(paths[0]))
     feats, meta = FE.align(features, ds.item_ids)
     mask = (ds.protocol == "ratio") if mask_history is None else mask_history

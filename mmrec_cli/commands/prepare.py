@@ -27,9 +27,12 @@ def prepare(
 ) -> None:
     """Build a dataset: id maps, chronological order, optional k-core, and the train/valid/test split."""
     from mmrec_cli.io import dataset as D
+    from mmrec_cli.io.atomic import check_writable
 
     if split not in ("loo", "ratio"):
         raise typer.BadParameter("--split must be loo or ratio")
+    for path, option in ((output, "-o"), (features_out, "--features-out"), (items_out, "--items-out")):
+        check_writable(path, option)
     is_unisrec = fmt == "unisrec" or (fmt == "auto" and _looks_unisrec(source))
     inv = invocation()
     if is_unisrec:

@@ -38,9 +38,12 @@ def transfer(
     from mmrec_cli.errors import bad_input
     from mmrec_cli.io import dataset as D
     from mmrec_cli.io import model_file
+    from mmrec_cli.io.atomic import check_writable
 
     if mode not in ("inductive", "transductive"):
         raise typer.BadParameter("--mode must be inductive or transductive")
+    check_writable(output)  # now, not after the first epoch; before torchrun starts its processes
+    check_writable(checkpoint, "--checkpoint")  # None: OUTPUT.ckpt, in OUTPUT's folder
     if nproc > 1 and not distributed.launched():
         return distributed.launch(nproc)  # this command again, under torchrun
     state, meta = model_file.load(str(pretrained))

@@ -46,19 +46,15 @@ def caption(items_path: str, output: str, opts: Options, command: dict | None = 
     """Write the captions JSONL; returns the number of captioned images."""
     from mmrec_cli.features.clip import load_clip
     from mmrec_cli.features.images import image_encoder
-    from mmrec_cli.features.items import read_source
 
     hooks = hooks or Hooks()
     _check(opts)
-    source = read_source(items_path)
-    if source.kind != "items":
-        raise bad_input(f"{items_path}: this is a captions file; give the items file (item_id, images)")
+    source, plan, problems = read_items(items_path, opts)  # before any model: a bad items file fails in seconds
+    words = read_vocabulary(opts.vocab) if opts.vocab else None
     device = runtime(opts.device, opts.threads)
     clip = load_clip(opts.clip_model, opts.clip_pretrained, device)
-    words = read_vocabulary(opts.vocab) if opts.vocab else default_vocabulary(clip.tokenizer)
+    words = words or default_vocabulary(clip.tokenizer)
     vocab = vocabulary_embeddings(clip, words, opts, command, hooks)
-    problems, root = Problems(), image_root(items_path, opts.image_root)
-    plan = image_plan(source, root, opts.allow_outside_root, opts.max_images, problems)
     encoder = image_encoder(clip, True, opts.max_pixels, _workers())
     partial = _partial(items_path, output, opts, source, clip.info, words, hooks)
     try:
@@ -83,6 +79,23 @@ def _check(opts: Options) -> None:
         raise bad_input(f"--top-n {opts.top_n}: must be at least 1")
     if opts.template.count("{}") != 1:
         raise bad_input(f"--template {opts.template!r}: must hold '{{}}' exactly once, e.g. 'a photo of {{}}'")
+    for name in ("batch_size", "max_images", "max_pixels", "threads", "max_batches"):  # as `extract` checks them
+        if getattr(opts, name) < 0 or (name in ("batch_size", "max_pixels") and getattr(opts, name) < 1):
+            raise bad_input(f"--{name.replace('_', '-')} {getattr(opts, name)}: out of range")
+
+
+def read_items(items_path: str, opts: Options):
+    """(source, image plan, problems) of the items file, every check that needs no model done."""
+    from mmrec_cli.features.items import read_source
+
+    source = read_source(items_path)
+    if source.kind != "items":
+        raise bad_input(f"{items_path}: this is a captions file; give the items file (item_id, images)")
+    if not any(source.images):  # the wording of `extract --image clip`
+        raise bad_input(f"{source.path}: no item lists an image ('images' field); nothing to caption")
+    problems = Problems()
+    plan = image_plan(source, image_root(items_path, opts.image_root), opts.allow_outside_root, opts.max_images, problems)
+    return source, plan, problems
 
 
 def _workers() -> int:

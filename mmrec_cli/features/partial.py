@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from mmrec_cli.errors import mismatch
-from mmrec_cli.io.atomic import atomic_path, write_text
+from mmrec_cli.io.atomic import atomic_path, io_error, write_text
 
 
 class Partial:
@@ -27,6 +27,12 @@ class Partial:
         self._buffer: dict[str, dict[int, tuple[dict, list]]] = {}
         self._last = time.monotonic()
         settings = json.loads(json.dumps(settings, sort_keys=True))
+        try:  # a file in the way or a folder without permission: an IO failure (exit 6), not a bug
+            self._open(settings, resume, note)
+        except OSError as err:
+            raise io_error(err, self.dir) from err
+
+    def _open(self, settings: dict, resume: bool, note: Callable[[str], None]) -> None:
         if self.dir.exists():
             self._reuse_or_clear(settings, resume, note)
         elif resume:

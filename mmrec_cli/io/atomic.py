@@ -1,6 +1,7 @@
 """Atomic output: write to a temporary file beside the target, fsync, rename.
 
-A reader never sees a half-written file, and a failed write leaves nothing behind.
+A reader never sees a half-written file, and a failed write leaves nothing behind. `check_writable` is the
+cheap preflight that commands run before any heavy work, so that a bad output path fails in seconds.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
     except OSError as err:
-        raise _io_error(err, target) from err
+        raise io_error(err, target) from err
     os.close(fd)
     try:
         yield Path(tmp)
@@ -32,7 +33,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, target)
     except OSError as err:
         _remove(tmp)
-        raise _io_error(err, target) from err
+        raise io_error(err, target) from err
     except BaseException:
         _remove(tmp)
         raise
@@ -57,7 +58,32 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
-def _io_error(err: OSError, target: Path) -> MmrecError:
+def check_writable(path: str | os.PathLike | None, option: str = "-o") -> None:
+    """Fail now (exit 6) if `path` could not be written later: a file in the way of its folder, a folder at
+    the path itself, or a folder without write permission. Creates nothing; None and '-' (stdout) pass."""
+    if path is None or str(path) == "-":
+        return
+    target = Path(path)
+    folder = _nearest_existing(target.parent)  # missing folders are made by the atomic write
+    if target.is_dir():
+        reason, fix = errno.EISDIR, f"give a file path to {option}"
+    elif not folder.is_dir():
+        reason, fix = errno.ENOTDIR, f"{folder} is a file; give another {option} path"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        reason, fix = errno.EACCES, f"make {folder} writable or give another {option} path"
+    else:
+        return
+    raise MmrecError(f"cannot write {target}: {os.strerror(reason)}; {fix}", IO_FAILURE)
+
+
+def _nearest_existing(folder: Path) -> Path:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def io_error(err: OSError, target: Path) -> MmrecError:
+    """The one line for a failed write of `target`: what, why, and what to do."""
     if err.errno == errno.ENOSPC:
         return MmrecError(f"cannot write {target}: no space left on device; free some space and run again", IO_FAILURE)
     return MmrecError(f"cannot write {target}: {err.strerror or err}; check the path and its permissions", IO_FAILURE)
