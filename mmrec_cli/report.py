@@ -22,6 +22,7 @@ h1 { font-size: 1.5em; margin-bottom: .2em; } h2 { font-size: 1.15em; margin-top
 table { border-collapse: collapse; margin: .6em 0; font-variant-numeric: tabular-nums; }
 th, td { border: 1px solid #ddd; padding: .3em .7em; text-align: right; } th { background: #f5f5f5; }
 td:first-child, th:first-child { text-align: left; }
+.wide { overflow-x: auto; max-width: 100%; margin: .6em 0; } .wide table { margin: 0; } tr.pooled td { background: #f7f7f7; font-weight: 600; }
 .best { font-weight: 700; } .sig { color: #1a7f37; } .ns { color: #888; }
 .charts { display: flex; flex-wrap: wrap; gap: 1em; } svg { background: #fff; border: 1px solid #eee; }
 dl { display: grid; grid-template-columns: max-content auto; gap: .2em 1em; } dt { color: #666; } dd { margin: 0; font-family: ui-monospace, monospace; font-size: .9em; }
@@ -65,8 +66,8 @@ def line_chart(series: dict[str, list[tuple[float, float]]], title: str, xlabel:
     if not pts:
         return f'<svg width="{width}" height="80" role="img"><text x="10" y="40" fill="#888">{esc(title)}: no data</text></svg>'
     left, right, top, bottom = 58, 16, 30, 44
-    legend_h = 18 * ((len(series) + 2) // 3) if len(series) > 1 else 0
-    h = height + legend_h
+    legend = legend_layout(list(series), width) if len(series) > 1 else []
+    h = height + (18 * (legend[-1][1] + 1) if legend else 0)
     pw, ph = width - left - right, height - top - bottom
     xs, ys = [p[0] for p in pts], [p[1] for p in pts]
     xt = nice_ticks(min(xs), max(xs), 6) if max(xs) > min(xs) else [min(xs) - 1, min(xs), min(xs) + 1]
@@ -106,15 +107,49 @@ def line_chart(series: dict[str, list[tuple[float, float]]], title: str, xlabel:
         if len(good) <= 60:
             for x, y in good:
                 out.append(f'<circle cx="{X(x):.1f}" cy="{Y(y):.1f}" r="2.6" fill="{color}"><title>{esc(name)} epoch {_fmt(x)}: {y:.4f}</title></circle>')
-        if len(series) > 1:
-            lx, ly = 10 + (i % 3) * (width - 20) / 3, height + 4 + 18 * (i // 3)
-            out.append(f'<rect x="{lx:.1f}" y="{ly}" width="12" height="4" fill="{color}"/><text x="{lx + 16:.1f}" y="{ly + 6}" fill="#333">{esc(_short(name, 26))}</text>')
+        if legend:
+            out.append(_legend_entry(name, color, legend[i], height, width))
     out.append("</svg>")
     return "\n".join(out)
 
 
-def _short(s: str, n: int) -> str:
-    return s if len(s) <= n else s[: n - 1] + "…"
+# Legend text is 11px. Estimating each label's width from its characters (generously: about the
+# widest common sans fonts) keeps entries apart without measuring them in a browser.
+SWATCH_W, GAP_W, ROW_H = 16, 14, 18
+
+
+def text_w(s: str) -> float:
+    """An upper bound on the width of 11px sans text: wide glyphs 11px, capitals 8px, others 6.5px."""
+    return sum(11.0 if c in "mwMW@%…" else 8.0 if c.isupper() else 6.5 for c in s)
+
+
+def _fit(s: str, max_w: float) -> str:
+    """s, cut short with an ellipsis until it is at most max_w wide."""
+    while len(s) > 1 and text_w(s) > max_w:
+        s = s[:-2] + "…"
+    return s
+
+
+def legend_layout(names: list[str], width: int) -> list[tuple[float, int]]:
+    """(x, row) of each legend entry: left to right, wrapping to a new row before one would overflow."""
+    out, x, row, right = [], 10.0, 0, width - 10
+    for name in names:
+        w = SWATCH_W + text_w(_legend_text(name, width))
+        if x > 10 and x + w > right:
+            x, row = 10.0, row + 1
+        out.append((x, row))
+        x += w + GAP_W
+    return out
+
+
+def _legend_text(name: str, width: int) -> str:
+    return _fit(name, width - 20 - SWATCH_W)
+
+
+def _legend_entry(name: str, color: str, at: tuple[float, int], height: int, width: int) -> str:
+    x, y = at[0], height + 4 + ROW_H * at[1]
+    label = html.escape(_legend_text(name, width))
+    return f'<g><title>{html.escape(name)}</title><rect x="{x:.1f}" y="{y}" width="12" height="4" fill="{color}"/><text x="{x + SWATCH_W:.1f}" y="{y + 6}" fill="#333">{label}</text></g>'
 
 
 def history_series(history: list[dict]) -> tuple[list[tuple[float, float]], dict[str, list[tuple[float, float]]]]:
@@ -165,21 +200,31 @@ def compare_table(columns: list[tuple[str, dict]], std: dict[str, dict] | None =
         rows.append(f"<tr><td>{html.escape(k)}</td>{''.join(cells)}</tr>")
     users = "".join(f"<td>{m.get('users', '–')}</td>" for _, m in columns)
     users = f"<tr><td>users</td>{users}</tr>" if any("users" in m for _, m in columns) else ""
-    return f"<table><tr><th>metric</th>{head}</tr>{''.join(rows)}{users}</table>"
+    return _wide(f"<table><tr><th>metric</th>{head}</tr>{''.join(rows)}{users}</table>")
 
 
 def significance_table(tests: list[dict], alpha: float = 0.05) -> str:
-    rows = []
-    for t in tests:
-        for metric, r in t["tests"].items():
-            cls = "sig" if r["wilcoxon_p"] < alpha and r["t_p"] < alpha else "ns"
-            rows.append(
-                f"<tr><td>{html.escape(t['b'])} vs {html.escape(t['a'])}</td><td>{html.escape(metric)}</td><td>{r['users']}</td>"
-                f"<td>{r['mean_a']:.4f}</td><td>{r['mean_b']:.4f}</td><td>{r['mean_diff']:+.4f}</td><td>{r['better']} / {r['worse']} / {r['ties']}</td>"
-                f'<td class="{cls}">{r["t_p"]:.3g}</td><td class="{cls}">{r["wilcoxon_p"]:.3g}</td></tr>'
-            )
+    rows = [_sig_row(t, metric, r, alpha) for t in tests for metric, r in t["tests"].items()]
     head = "<tr><th>comparison</th><th>metric</th><th>users</th><th>mean A</th><th>mean B</th><th>B − A</th><th>B better / worse / tied</th><th>paired t p</th><th>Wilcoxon p</th></tr>"
-    return f"<table>{head}{''.join(rows)}</table><p class='sub'>Two-sided p-values over per-user values; green where both tests give p &lt; {alpha}.</p>"
+    note = f"Two-sided p-values over per-user values; green where both tests give p &lt; {alpha}."
+    if any("seeds" in t for t in tests):
+        note += " Rows with a seed pair the runs of that seed; “mean over seeds” rows test each user's metric averaged over those seeds."
+    return _wide(f"<table>{head}{''.join(rows)}</table>") + f"<p class='sub'>{note}</p>"
+
+
+def _sig_row(t: dict, metric: str, r: dict, alpha: float) -> str:
+    cls = "sig" if r["wilcoxon_p"] < alpha and r["t_p"] < alpha else "ns"
+    tr = '<tr class="pooled">' if "seeds" in t else "<tr>"
+    return (
+        f"{tr}<td>{html.escape(t['label'])}</td><td>{html.escape(metric)}</td><td>{r['users']}</td>"
+        f"<td>{r['mean_a']:.4f}</td><td>{r['mean_b']:.4f}</td><td>{r['mean_diff']:+.4f}</td><td>{r['better']} / {r['worse']} / {r['ties']}</td>"
+        f'<td class="{cls}">{r["t_p"]:.3g}</td><td class="{cls}">{r["wilcoxon_p"]:.3g}</td></tr>'
+    )
+
+
+def _wide(table: str) -> str:
+    """A table in its own horizontally scrolling box, so many columns do not widen the page."""
+    return f"<div class='wide'>{table}</div>"
 
 
 def _dl(items: dict) -> str:

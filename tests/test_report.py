@@ -72,18 +72,109 @@ def test_seeds_eval_report_and_compare(tiny_dataset, tmp_path):
     res = json.loads((tmp_path / "r1.json").read_text())
     assert f"{res['metrics']['ndcg@10']:.4f}" in page and res["rankings"] == str(tmp_path / "r1.jsonl")
 
-    r = runner.invoke(app, ["eval", "--compare", str(tmp_path / "r1.json"), str(tmp_path / "r2.json"), "-o", str(tmp_path / "c.json"), "--report", str(tmp_path / "c.html")])
+    # a second "model": the same runs renamed, each seed given the other seed's rankings
+    for s, other in ((1, 2), (2, 1)):
+        res = json.loads((tmp_path / f"r{s}.json").read_text())
+        res["model"]["name"], res["rankings"] = "twin", f"r{other}.jsonl"
+        (tmp_path / f"t{s}.json").write_text(json.dumps(res))
+    files = [str(tmp_path / f) for f in ("r1.json", "r2.json", "t1.json", "t2.json")]
+    r = runner.invoke(app, ["eval", "--compare", *files, "-o", str(tmp_path / "c.json"), "--report", str(tmp_path / "c.html")])
     assert r.exit_code == 0, r.output
     c = json.loads((tmp_path / "c.json").read_text())
-    assert [x["label"] for x in c["results"]] == ["r1.json", "r2.json"]
+    assert [x["label"] for x in c["results"]] == ["r1.json", "r2.json", "t1.json", "t2.json"]
     assert c["seeds"][0]["seeds"] == [1, 2] and c["seeds"][0]["summary"]["ndcg@10"]["n"] == 2
-    t = c["tests"][0]["tests"]["ndcg@10"]
-    assert t["users"] == 12 and 0 <= t["t_p"] <= 1 and 0 <= t["wilcoxon_p"] <= 1
-    assert "r2.json vs r1.json ndcg@10" in r.stderr
+    assert [(t["a"], t["b"]) for t in c["tests"]] == [("r1.json", "t1.json"), ("r2.json", "t2.json"), ("sasrec · test", "twin · test")]
+    t = c["tests"][2]["tests"]["ndcg@10"]
+    assert t["users"] == 12 and t["mean_diff"] == pytest.approx(0.0, abs=1e-12) and 0 <= t["wilcoxon_p"] <= 1
+    assert "twin · test vs sasrec · test, seed 1, ndcg@10" in r.stderr and "mean over seeds 1, 2, recall@10" in r.stderr
     html = (tmp_path / "c.html").read_text()
-    assert "Over seeds" in html and "Paired significance" in html and html.count("<svg") == 2
+    assert "Over seeds" in html and "Paired significance" in html and html.count("<svg") == 2 and html.count('<tr class="pooled">') == 2
 
     r = runner.invoke(app, ["eval", "--compare", str(tmp_path / "r1.json"), str(ds_path)])
     assert r.exit_code == 3 and "not JSON" in r.stderr
     r = runner.invoke(app, ["eval", str(tmp_path / "r1.json")])
     assert r.exit_code == 2 and "expected MODEL DATASET" in r.stderr
+
+
+# ----------------------------------------------------------------------------- compare: which pairs are tested
+
+# ranks 0 (a hit at the top: NDCG@10 = Recall@10 = 1) and 20 (a miss: 0) keep per-user values hand-computable
+RUNS = {  # (model, seed): rank of users u0..u3
+    ("A", 1): [0, 0, 20, 20], ("A", 2): [0, 20, 20, 20],
+    ("B", 1): [0, 0, 0, 20], ("B", 2): [0, 0, 0, 0], ("B", 3): [20, 20, 20, 20],
+    ("C", 7): [0, 20, 0, 20],
+}
+
+
+def _run_files(tmp_path, runs):
+    """One eval result (+ its rankings file) per (model, seed), as `mmrec eval -o R --rankings R.jsonl` writes."""
+    paths = []
+    for model, seed in runs:
+        ranks = RUNS[(model, seed)]
+        name = f"{model}{seed}"
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"user_id": f"u{i}", "ranks": [r]}) + "\n" for i, r in enumerate(ranks)))
+        hit = sum(r == 0 for r in ranks) / len(ranks)
+        res = {"metrics": {"ndcg@10": hit, "recall@10": hit, "users": 4}, "split": "test", "seed": seed, "mask_history": False,
+               "model": {"name": model}, "dataset": {"fingerprint": "sha256:x"}, "rankings": f"{name}.jsonl"}
+        (tmp_path / f"{name}.json").write_text(json.dumps(res))
+        paths.append(str(tmp_path / f"{name}.json"))
+    return paths
+
+
+def test_compare_groups_seed_by_seed_and_pooled(tmp_path):
+    paths = _run_files(tmp_path, [("A", 1), ("A", 2), ("B", 1), ("B", 3), ("B", 2), ("C", 7)])
+    r = runner.invoke(app, ["eval", "--compare", *paths, "-o", str(tmp_path / "c.json")])
+    assert r.exit_code == 0, r.output
+    c = json.loads((tmp_path / "c.json").read_text())
+    # B against A on their shared seeds 1 and 2 (in A's order), then pooled; no A-vs-A or B-vs-B rows; C shares no seed
+    rows = [(t["a"], t["b"], t.get("seed"), t.get("seeds")) for t in c["tests"]]
+    assert rows == [("A1.json", "B1.json", 1, None), ("A2.json", "B2.json", 2, None), ("A · test", "B · test", None, [1, 2])]
+    assert [t["label"] for t in c["tests"]] == ["B · test vs A · test, seed 1", "B · test vs A · test, seed 2", "B · test vs A · test, mean over seeds 1, 2"]
+    assert any("no paired test of C · test vs A · test: no seed in common" in w for w in c["warnings"])
+    # seed 1: diffs (0, 0, 1, 0); seed 2: (0, 1, 1, 1); per-user means A (1, .5, 0, 0), B (1, 1, 1, .5): diffs (0, .5, 1, .5)
+    assert c["tests"][0]["tests"]["ndcg@10"]["mean_diff"] == pytest.approx(0.25)
+    assert c["tests"][1]["tests"]["ndcg@10"]["mean_diff"] == pytest.approx(0.75)
+    pooled = c["tests"][2]["tests"]["ndcg@10"]
+    assert (pooled["mean_a"], pooled["mean_b"], pooled["mean_diff"]) == pytest.approx((0.375, 0.875, 0.5))
+    assert (pooled["users"], pooled["better"], pooled["worse"], pooled["ties"]) == (4, 3, 0, 1)
+    t = sps.ttest_rel([1, 1, 1, 0.5], [1, 0.5, 0, 0])
+    assert pooled["t"] == pytest.approx(t.statistic) and pooled["t_p"] == pytest.approx(t.pvalue)
+    for t in c["tests"]:  # the same rows on stderr
+        assert f"{t['label']}, ndcg@10: {t['tests']['ndcg@10']['mean_diff']:+.4f} over 4 users" in r.stderr
+    assert "B · test vs A · test, mean over seeds 1, 2, recall@10: +0.5000" in r.stderr
+
+
+def test_compare_one_run_per_model_tests_each_against_the_first(tmp_path):
+    c = stats.compare_files(_run_files(tmp_path, [("A", 1), ("B", 3), ("C", 7)]))
+    assert [(t["a"], t["b"], t["label"]) for t in c["tests"]] == [("A1.json", "B3.json", "B3.json vs A1.json"), ("A1.json", "C7.json", "C7.json vs A1.json")]
+    assert c["tests"][1]["tests"]["recall@10"]["mean_diff"] == pytest.approx(0.0) and c["seeds"] == []
+
+
+def test_compare_one_model_many_seeds_has_no_seed_vs_seed_rows(tmp_path):
+    c = stats.compare_files(_run_files(tmp_path, [("B", 1), ("B", 2), ("B", 3)]))
+    assert c["tests"] == [] and c["seeds"][0]["seeds"] == [1, 2, 3]
+    assert any("all results are runs of B · test" in w for w in c["warnings"])
+
+
+def test_mean_per_user_keeps_users_every_run_has():
+    assert stats.mean_per_user([{"u": 1.0, "v": 0.0}, {"u": 0.0, "v": 1.0, "w": 1.0}]) == {"u": 0.5, "v": 0.5}
+
+
+def test_legend_entries_never_overlap_and_fit():
+    names = ["mmmlp.seed2020.test.json", "mmmlp.seed1.test.json", "W" * 15, "a", "/a/very/long/path/" * 6 + "r.json", "sasrec.seed2.test.json", "x"]
+    at = report.legend_layout(names, 470)
+    for (name, (x, row)), nxt in zip(zip(names, at), at[1:] + [(None, None)]):
+        w = report.SWATCH_W + report.text_w(report._legend_text(name, 470))
+        assert 10 <= x and x + w <= 460
+        if nxt[1] == row:
+            assert nxt[0] >= x + w  # the next entry starts after this one ends
+    assert [row for _, row in at] == sorted(row for _, row in at) and at[-1][1] >= 3
+    svg = report.line_chart({n: [(0, 1.0), (1, 0.5)] for n in names}, "T")
+    root = ET.fromstring(svg)
+    assert int(root.get("height")) == 300 + 18 * (at[-1][1] + 1) and "/a/very/long/path/" * 6 + "r.json" in svg  # full name in the tooltip
+
+
+def test_wide_tables_scroll_in_their_own_box():
+    cols = [(f"result-{i}.seed{i}.test.json", {"ndcg@10": i / 10}) for i in range(9)]
+    assert report.compare_table(cols).startswith("<div class='wide'><table>")
+    assert ".wide { overflow-x: auto;" in report.CSS
