@@ -8,8 +8,8 @@
 # test split is evaluated once per model, at the end). Every fine-tuning run keeps its best epoch by
 # validation NDCG@10 and stops after `patience` epochs without improvement. Steps whose output exists are
 # skipped, so an interrupted run continues where it stopped. Environment: MMREC (the mmrec command),
-# OMP_NUM_THREADS (default 1: the CPU is shared), SEED (default 2020), EXTRA_PRE / EXTRA_FT (more
-# arguments for every pretrain / finetune call, e.g. "--set model.lam=0.1").
+# OMP_NUM_THREADS (default 1: the CPU is shared), JOBS (runs at once, default 1), SEED (default 2020),
+# EXTRA_PRE / EXTRA_FT (more arguments for every pretrain / finetune call, e.g. "--set model.lam=0.1").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-examples/out/msm4sr_quality}
@@ -22,7 +22,13 @@ mkdir -p "$OUT"
 DS=$OUT/scientific.safetensors
 FE=$OUT/scientific_feats.safetensors   # text = CLIP ViT-B/32 text (feat1CLS), image = CLIP ViT-B/32 image (feat3CLS)
 
+JOBS=${JOBS:-1}
 run() { echo "+ $*" >&2; "$@"; }
+spawn() {  # run "$@" in the background, at most JOBS at once; a failure stops the script at the next `finish`
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || exit 1; done
+  "$@" &
+}
+finish() { while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || exit 1; done; }
 
 [ -f "$DS" ] || run $MMREC prepare examples/scientific/Scientific -o "$DS" --features-out "$FE"
 
@@ -32,10 +38,11 @@ pretrain() {  # name, extra args...
   [ -f "$OUT/pre_$name.safetensors" ] || run $MMREC pretrain msm4sr "$DS" --features "$FE" --config "$PRE_CFG" \
     --seed "$SEED" -o "$OUT/pre_$name.safetensors" ${EXTRA_PRE:-} "$@" 2> "$OUT/pre_$name.log"
 }
-pretrain full
-pretrain no_nip --set model.nip=false
-pretrain no_cmcl --set model.cmcl=false
-pretrain no_mixup --set model.mixup=false
+spawn pretrain full
+spawn pretrain no_nip --set model.nip=false
+spawn pretrain no_cmcl --set model.cmcl=false
+spawn pretrain no_mixup --set model.mixup=false
+finish
 
 # --- fine-tuning ----------------------------------------------------------------------------------------------
 finetune() {  # name, model, extra args...
@@ -49,15 +56,16 @@ finetune() {  # name, model, extra args...
   [ -f "$OUT/test_$name.json" ] || run $MMREC eval "$OUT/ft_$name.safetensors" "$DS" "${feats[@]}" --split test \
     -o "$OUT/test_$name.json" 2>> "$OUT/ft_$name.log"
 }
-finetune sasrec sasrec --patience 10
-finetune msm4sr msm4sr --init "$OUT/pre_full.safetensors"
-finetune no_nip msm4sr --init "$OUT/pre_no_nip.safetensors"
-finetune no_cmcl msm4sr --init "$OUT/pre_no_cmcl.safetensors"
-finetune no_mixup msm4sr --init "$OUT/pre_no_mixup.safetensors"
-finetune no_pretrain msm4sr
-finetune e2e msm4sr --set model.e2e=true
-finetune text_only msm4sr --init "$OUT/pre_full.safetensors" --set model.modalities=text
-finetune image_only msm4sr --init "$OUT/pre_full.safetensors" --set model.modalities=image
+spawn finetune sasrec sasrec --patience 10
+spawn finetune msm4sr msm4sr --init "$OUT/pre_full.safetensors"
+spawn finetune no_nip msm4sr --init "$OUT/pre_no_nip.safetensors"
+spawn finetune no_cmcl msm4sr --init "$OUT/pre_no_cmcl.safetensors"
+spawn finetune no_mixup msm4sr --init "$OUT/pre_no_mixup.safetensors"
+spawn finetune no_pretrain msm4sr
+spawn finetune e2e msm4sr --set model.e2e=true
+spawn finetune text_only msm4sr --init "$OUT/pre_full.safetensors" --set model.modalities=text
+spawn finetune image_only msm4sr --init "$OUT/pre_full.safetensors" --set model.modalities=image
+finish
 
 # --- the table ------------------------------------------------------------------------------------------------
 .venv/bin/python - "$OUT" <<'EOF'
