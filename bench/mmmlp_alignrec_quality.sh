@@ -48,6 +48,22 @@ model() {  # name, dataset, model, extra finetune args...
 model sasrec "$LOO" sasrec --config $CFG/sasrec.json
 model mmmlp "$LOO" mmmlp --config $CFG/mmmlp.json
 
+# more seeds for the sequential pair (the settings stay those chosen at seed 2020), then the comparison:
+# mean +- std over seeds and paired tests per seed and pooled (`eval --compare`, per-user ranks from --rankings)
+SEEDS=${SEEDS:-1,2}
+for net in sasrec mmmlp; do
+  feats=(); [ "$net" = mmmlp ] && feats=(--features "$FE")
+  [ -f "$OUT/seeds_$net.seed${SEEDS##*,}.safetensors" ] || run $MMREC finetune $net "$LOO" "${feats[@]}" --config $CFG/$net.json \
+    --seeds "$SEEDS" -o "$OUT/seeds_$net.safetensors" 2> "$OUT/seeds_$net.log"
+  for s in $SEED ${SEEDS//,/ }; do
+    m=$OUT/seeds_$net.seed$s.safetensors; [ "$s" = "$SEED" ] && m=$OUT/ft_$net.safetensors
+    [ -f "$OUT/seeds_$net.seed$s.test.json" ] || run $MMREC eval "$m" "$LOO" "${feats[@]}" --split test \
+      -o "$OUT/seeds_$net.seed$s.test.json" --rankings "$OUT/seeds_$net.seed$s.test.jsonl" 2>> "$OUT/seeds_$net.log"
+  done
+done
+run $MMREC eval --compare "$OUT"/seeds_mmmlp.seed*.test.json "$OUT"/seeds_sasrec.seed*.test.json \
+  -o "$OUT/seeds_compare.json" --report "$OUT/seeds_compare.html" 2> "$OUT/seeds_compare.txt"
+
 # --- 2. graph-based: probe, LightGCN, AlignRec and ablations ----------------------------------------------------
 for split in valid test; do
   [ -f "$OUT/probe_$split.json" ] || run $MMREC eval --probe "$RATIO" --features "$FE" --split $split -o "$OUT/probe_$split.json"
