@@ -31,3 +31,15 @@ def tiny_dataset(tmp_path):
     path = tmp_path / "ds.safetensors"
     D.save(ds, str(path), {"command": "test"}, {}, {})
     return path, D.load(str(path))
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    """The tiny random BERT and open_clip models of _tiny_models, built once for the whole session (~10 s)."""
+    from types import SimpleNamespace
+
+    from _tiny_models import tiny_bert, tiny_clip
+
+    d = tmp_path_factory.mktemp("models")
+    config, ckpt = tiny_clip(d / "clip")
+    return SimpleNamespace(bert=tiny_bert(d / "bert"), clip=["--clip-model", config, "--clip-pretrained", ckpt], config=config, ckpt=ckpt)

@@ -7,25 +7,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from _tiny_models import WORDS, make_image, tiny_bert, tiny_clip, write_items
+from _cli import run
+from _tiny_models import WORDS, make_image, write_items
 from mmrec_cli.io import artifacts
 from mmrec_cli.io import features as F
-from mmrec_cli.main import app
-
-cli = CliRunner()
 
 
-def run(*args):
-    return cli.invoke(app, [str(a) for a in args])
 
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    d = tmp_path_factory.mktemp("models")
-    config, ckpt = tiny_clip(d / "clip")
-    return SimpleNamespace(bert=tiny_bert(d / "bert"), clip=["--clip-model", config, "--clip-pretrained", ckpt], config=config, ckpt=ckpt)
 
 
 @pytest.fixture

@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 import os
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from _tiny_models import make_image, tiny_bert, tiny_clip, write_items
+from _cli import error_line, run
+from _tiny_models import make_image, write_items
 from mmrec_cli.io import artifacts
 from mmrec_cli.io import features as F
-from mmrec_cli.main import app
-
-cli = CliRunner()
 
 
-def run(*args):
-    return cli.invoke(app, [str(a) for a in args])
 
 
-def error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    return lines[0]
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    d = tmp_path_factory.mktemp("models")
-    config, ckpt = tiny_clip(d / "clip")
-    return SimpleNamespace(bert=tiny_bert(d / "bert"), clip=["--clip-model", config, "--clip-pretrained", ckpt])
 
 
 # shard 0/2 = a, b (one sentence each); shard 1/2 = c, d, e (up to three): the stacks are wider in shard 1
