@@ -2,24 +2,9 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
+from _cli import error_line, run
 from conftest import EXAMPLE
 from mmrec_cli.io import dataset as D
-from mmrec_cli.main import app
-
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def error_line(result) -> str:
-    """The command's stderr, which must be exactly one line and no traceback."""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    return lines[0]
 
 
 def write(path, text):
