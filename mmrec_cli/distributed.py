@@ -98,6 +98,10 @@ def session(device: str | None = "cpu"):
     previous, _CTX = _CTX, Context(rank, world, local, dev)
     try:
         yield _CTX
+        if joined:
+            # leave together: a rank that tears gloo down while rank 0 still writes the artifact
+            # can abort at exit ("terminate called without an active exception", seen under load)
+            dist.barrier()
     finally:
         _CTX = previous
         if joined:
