@@ -175,9 +175,18 @@ def count_targets(batch: dict) -> int:
 
 
 def to_device(batch: dict, device: str) -> dict:
+    """Tensors of the batch on `device`, also those inside tuples (AlignRec's `in_batch`)."""
     if device == "cpu":
         return batch
-    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+    return {k: _to(v, device) for k, v in batch.items()}
+
+
+def _to(v, device: str):
+    if torch.is_tensor(v):
+        return v.to(device, non_blocking=True)
+    if isinstance(v, tuple):
+        return tuple(_to(x, device) for x in v)
+    return v
 
 
 def autocast(device: str, precision: str):

@@ -29,11 +29,6 @@ class Run:
     extra: dict = field(default_factory=dict)
 
 
-def build(name: str, model_cfg, num_items: int, features: dict | None):
-    torch.manual_seed(getattr(model_cfg, "seed", 0) or 0)
-    return models.get(name).Model(model_cfg, num_items, features)
-
-
 def recommender(name: str, model_cfg, ds: Dataset, features: dict | None):
     """Model(cfg, num_items, features) for training on `ds`. A model with a per-user table says
     NUM_USERS = True and also gets `num_users=ds.num_users` (a keyword, so the protocol of the

@@ -84,12 +84,6 @@ def _wilcoxon(d: np.ndarray) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue)
 
 
-def compare_rankings(path_a: str, path_b: str, metrics=("ndcg@10", "recall@10")) -> dict:
-    """Paired tests of model B against model A on each metric, from two rankings files."""
-    ra, rb = read_rankings(path_a), read_rankings(path_b)
-    return {m: paired_test(per_user(ra, m), per_user(rb, m)) for m in metrics}
-
-
 def seed_summary(results: list[dict]) -> dict:
     """Mean and sample standard deviation of each metric over several runs (seeds) of one model."""
     keys = [k for k in results[0]["metrics"] if k != "users" and all(k in r["metrics"] for r in results)]

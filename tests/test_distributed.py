@@ -182,3 +182,14 @@ def test_alignrec_with_two_processes_gives_the_one_process_result(tmp_path):
     _same_run(tmp_path / "one.safetensors", tmp_path / "two.safetensors", 1e-5, 1e-6, 1e-5)
     s, _ = model_file.load(p("two.safetensors"))
     assert s["user_emb"].shape == (16, 8) and len(s["ui_users"]) == pairs
+
+
+def test_to_device_moves_tensors_inside_tuples_too():
+    """AlignRec's `in_batch` (a tuple of tensors) must follow the batch to the device ("meta" stands in for a GPU)."""
+    from mmrec_cli.distributed import to_device
+
+    arr = np.arange(3)
+    batch = {"user": torch.arange(3), "in_batch": (torch.arange(3), torch.arange(4)), "graph": (arr, arr, 5)}
+    out = to_device(batch, "meta")
+    assert out["user"].is_meta and all(t.is_meta for t in out["in_batch"])
+    assert out["graph"][0] is arr and out["graph"][2] == 5
