@@ -73,6 +73,7 @@ class Config:
     pool_relu: bool = False  # eq. 3 is linear; the official code puts a ReLU between W1 and W2
     temperature: float = 0.07  # tau of f(a, b) = exp(cos(a, b) / tau) in eq. 7-9
     finetune_temperature: float = 0.07  # tau of the fine-tuning logits (eq. 12)
+    score: str = "cosine"  # fine-tuning logits: cosine / finetune_temperature (official code) | dot (eq. 12 as printed)
     lam: float = 0.01  # lambda of eq. 11
     nip: bool = True  # modality-specific next-item prediction (eq. 7); false = "w/o NIP"
     cmcl: bool = True  # cross-modality contrastive learning (eq. 8-9); false = "w/o CMCL"
@@ -204,9 +205,8 @@ class Model(nn.Module):
         inputs, tables = self._finetune_inputs(items, full=True)
         logits = 0.0
         for m in self.cfg.modalities:
-            h = F.normalize(self.encode(inputs[m])[keep], dim=-1)  # (P, H)
-            logits = logits + h @ F.normalize(tables[m], dim=-1).T  # (P, N)
-        loss = F.cross_entropy(logits / self.cfg.finetune_temperature, targets[keep])
+            logits = logits + self._logits(self.encode(inputs[m])[keep], tables[m])  # (P, N)
+        loss = F.cross_entropy(logits, targets[keep])
         if self.cfg.e2e:
             loss = loss + self.pretrain_loss(batch)
         return loss
@@ -219,15 +219,21 @@ class Model(nn.Module):
         return {m: self.encode(x)[rows, last] for m, x in inputs.items()}
 
     def score(self, batch: dict, items: torch.Tensor) -> torch.Tensor:
-        """sum_m cos(h^m, F^m + E) for the 0-based `items` (n,): (B, n)."""
+        """The logits of eq. 12 for the 0-based `items` (n,): (B, n)."""
         users = self._cached_user(batch)
         out = 0.0
         for m, h in users.items():
             cand = self.item_repr(m, items)
             if self.cfg.id_embeddings:
                 cand = cand + self.item_emb.weight[items + 1]
-            out = out + F.normalize(h, dim=-1) @ F.normalize(cand, dim=-1).T
+            out = out + self._logits(h, cand)
         return out
+
+    def _logits(self, h: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+        """One modality's term of eq. 12: (P, H) x (n, H) -> (P, n)."""
+        if self.cfg.score == "dot":
+            return h @ cand.T
+        return F.normalize(h, dim=-1) @ F.normalize(cand, dim=-1).T / self.cfg.finetune_temperature
 
     def _cached_user(self, batch: dict) -> dict:
         """The evaluator scores one batch of users several times (targets, then item chunks): encode it once."""
@@ -420,5 +426,7 @@ def _check_config(cfg: Config) -> None:
         raise bad_input(f"model.hidden={cfg.hidden} is not divisible by model.heads={cfg.heads}")
     if not (cfg.nip or cfg.cmcl):
         raise bad_input("model.nip and model.cmcl are both off: pre-training would have no loss")
+    if cfg.score not in ("cosine", "dot"):
+        raise bad_input(f"model.score={cfg.score}: choose cosine or dot")
     if cfg.temperature <= 0 or cfg.finetune_temperature <= 0:
         raise bad_input("model.temperature and model.finetune_temperature must be positive")
