@@ -26,7 +26,9 @@ Pre-training loss (eq. 11):  L = NIP_t + NIP_v + lambda (CMCL_t + CMCL_v), with 
 Fine-tuning (eq. 12-13): no sequence dropout and no mixup; item ID embeddings E are added to the
 modality features of the input items and of the candidates, and
     y = softmax( sum_m cos(h^m, F^m + E) / tau_ft ),  cross-entropy over all items,
-as the official code does (cosine scores divided by a temperature). `modalities = text` / `image`
+as the official code does (cosine scores divided by a temperature). Deviation from the printed eq. 12,
+which has dot products and no temperature: that is `score = dot`, slower to learn on the example data
+(README). `modalities = text` / `image`
 keeps one term of eq. 12 (MSM4SR-T / MSM4SR-V; the paper pre-trains those on both modalities).
 
 Every position of a training window is one (prefix -> next item) instance, so a batch of B windows
