@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="timed training steps per stage")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    ap.add_argument("--layers", type=int, default=1, help="transformer layers (the example configs: 1; the official code: 2)")
     args = ap.parse_args()
     if args.dataset and not args.features:
         ap.error("--dataset needs --features")
@@ -84,10 +85,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     ds, feats = load(args)
-    cfg, tcfg = M.Config(), TrainConfig(batch_size=args.batch_size)
+    cfg, tcfg = M.Config(layers=args.layers), TrainConfig(batch_size=args.batch_size)
     net = M.Model(cfg, ds.num_items, feats)
     print(f"data: {ds.num_users} users, {ds.num_items} items; features " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in feats.items()))
-    print(f"model: {sum(p.numel() for p in net.parameters()):,} parameters; batch {args.batch_size}, {args.threads} thread(s), torch {torch.__version__}")
+    print(f"model: {sum(p.numel() for p in net.parameters()):,} parameters, {cfg.layers} layer(s); batch {args.batch_size}, {args.threads} thread(s), torch {torch.__version__}")
 
     pre, n_pre = throughput(net, lambda e: M.train_batches(ds, cfg, tcfg, e, "pretrain"), net.pretrain_loss, args.steps)
     print(f"pre-training:  {pre:8.1f} sequences/s  ({n_pre} sequences in {args.steps} steps)")
