@@ -165,6 +165,14 @@ def test_pretrain_loss_is_eq_11():
         assert part == pytest.approx(want - drop if flag == "nip" else drop, rel=1e-4)
 
 
+def eq_12_by_hand(net, items):
+    """F^t + E, F^v + E (N, H) of every item, and h^t, h^v (B, L, H) of the batch `items`, step by step."""
+    Ft = net.item_repr("text", torch.arange(N_ITEMS)) + net.item_emb.weight[1:]
+    Fv = net.item_repr("image", torch.arange(N_ITEMS)) + net.item_emb.weight[1:]
+    padT, padV = torch.cat([torch.zeros(1, 8), Ft]), torch.cat([torch.zeros(1, 8), Fv])
+    return Ft, Fv, net.encode(padT[items]), net.encode(padV[items])
+
+
 def test_finetune_loss_is_eq_12_13_and_score_matches():
     cfg = quiet(finetune_temperature=0.5)
     net = model(cfg)
@@ -174,10 +182,7 @@ def test_finetune_loss_is_eq_12_13_and_score_matches():
     items, targets = batch["items"], batch["targets"]
     with torch.no_grad():
         total, count = 0.0, 0
-        Ft = net.item_repr("text", torch.arange(N_ITEMS)) + net.item_emb.weight[1:]
-        Fv = net.item_repr("image", torch.arange(N_ITEMS)) + net.item_emb.weight[1:]
-        padT, padV = torch.cat([torch.zeros(1, 8), Ft]), torch.cat([torch.zeros(1, 8), Fv])
-        ht, hv = net.encode(padT[items]), net.encode(padV[items])
+        Ft, Fv, ht, hv = eq_12_by_hand(net, items)
         for b in range(items.shape[0]):
             for p in range(items.shape[1]):
                 if targets[b, p] < 0:
@@ -200,10 +205,7 @@ def test_dot_score_is_eq_12_as_printed():
     batch = tiny_batch()
     with torch.no_grad():
         net.item_emb.weight[1:].normal_()
-        Ft = net.item_repr("text", torch.arange(N_ITEMS)) + net.item_emb.weight[1:]
-        Fv = net.item_repr("image", torch.arange(N_ITEMS)) + net.item_emb.weight[1:]
-        padT, padV = torch.cat([torch.zeros(1, 8), Ft]), torch.cat([torch.zeros(1, 8), Fv])
-        ht, hv = net.encode(padT[batch["items"]]), net.encode(padV[batch["items"]])
+        Ft, Fv, ht, hv = eq_12_by_hand(net, batch["items"])
         keep = batch["targets"] >= 0
         logits = ht[keep] @ Ft.T + hv[keep] @ Fv.T  # h^t (F^t + E)^T + h^v (F^v + E)^T, no temperature
         assert net.loss(batch).item() == pytest.approx(F.cross_entropy(logits, batch["targets"][keep]).item(), rel=1e-5)

@@ -79,9 +79,7 @@ def _check(opts: Options) -> None:
         raise bad_input(f"--top-n {opts.top_n}: must be at least 1")
     if opts.template.count("{}") != 1:
         raise bad_input(f"--template {opts.template!r}: must hold '{{}}' exactly once, e.g. 'a photo of {{}}'")
-    for name in ("batch_size", "max_images", "max_pixels", "threads", "max_batches"):  # as `extract` checks them
-        if getattr(opts, name) < 0 or (name in ("batch_size", "max_pixels") and getattr(opts, name) < 1):
-            raise bad_input(f"--{name.replace('_', '-')} {getattr(opts, name)}: out of range")
+    runner.check_counts(opts, ("batch_size", "max_images", "max_pixels", "threads", "max_batches"))
 
 
 def read_items(items_path: str, opts: Options):

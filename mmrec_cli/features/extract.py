@@ -122,9 +122,7 @@ def check_options(opts: Options) -> None:
     for modality, _ in opts.imports:
         if not modality or "_" in modality or modality in produced:
             raise bad_input(f"--import {modality}=...: the modality name must be new and without '_'")
-    for name in ("batch_size", "max_length", "max_sentences", "max_images", "max_pixels", "threads", "max_batches"):
-        if getattr(opts, name) < 0 or (name in ("batch_size", "max_pixels") and getattr(opts, name) < 1):
-            raise bad_input(f"--{name.replace('_', '-')} {getattr(opts, name)}: out of range")
+    runner.check_counts(opts, ("batch_size", "max_length", "max_sentences", "max_images", "max_pixels", "threads", "max_batches"))
 
 
 def check_source(source: Source, opts: Options) -> None:

@@ -53,6 +53,17 @@ class NoPartial:
         pass
 
 
+POSITIVE = ("batch_size", "max_pixels")  # the counts that must be at least 1; every other may be 0 (= no limit)
+
+
+def check_counts(opts, names: tuple[str, ...]) -> None:
+    """The numeric options `names` of `opts` (extract's or caption's) are in range."""
+    for name in names:
+        value = getattr(opts, name)
+        if value < 0 or (name in POSITIVE and value < 1):
+            raise bad_input(f"--{name.replace('_', '-')} {value}: out of range")
+
+
 def batches_of(lengths: np.ndarray | None, count: int, batch_size: int) -> list[np.ndarray]:
     """Unit indices per batch: longest first (stable), so each batch pads little."""
     order = np.arange(count) if lengths is None else np.argsort(-lengths, kind="stable")
