@@ -72,3 +72,27 @@ def load_trained(path: str, ds: Dataset, features_path: str | None, check_datase
 
 def fingerprint(path: str) -> str:
     return artifacts.fingerprint_file(path)
+
+
+def setting(meta: dict) -> str:
+    """A fingerprint of how a model was made, its seed aside: runs that differ only by seed share it.
+
+    It covers the model, the stage, the resolved config (without train.seed), the data and features
+    fingerprints, and what the run started from (the init's own setting, so that fine-tuning runs of
+    several seeds from one pre-training, or from pre-trainings that differ only by seed, share it)."""
+    import json
+
+    config = json.loads(json.dumps(meta.get("config") or {}))
+    config.get("train", {}).pop("seed", None)
+    init = meta.get("init")
+    made = {
+        "model": meta.get("model"), "stage": meta.get("stage"), "config": config,
+        "dataset": (meta.get("dataset") or {}).get("fingerprint"), "features": (meta.get("features") or {}).get("fingerprint"),
+        "init": None if not init else init.get("setting") or init.get("fingerprint"),
+    }
+    return artifacts.fingerprint_strings([json.dumps(made, sort_keys=True)])
+
+
+def init_record(path: str, meta: dict) -> dict:
+    """What a fine-tuning or transfer artifact records of the model it started from."""
+    return {"path": path, "fingerprint": fingerprint(path), "setting": setting(meta)}

@@ -113,7 +113,9 @@ def compare_files(paths: list[str], metrics=("ndcg@10", "recall@10")) -> dict:
     """Several `mmrec eval -o` results side by side: their metrics, mean/std over runs that differ
     only by seed, and paired per-user tests where the results name rankings files.
 
-    Runs of one model (same name, split, dataset and history masking) form a group. When some model
+    Runs of one model (same name, setting, split, dataset and history masking) form a group; the
+    setting (`loading.setting`, in results of `mmrec eval` since it records one) tells a pre-trained
+    model from the same model trained from scratch, or two configs apart. When some model
     has several seeds, each other group is tested against the first group seed by seed (same seed,
     same users) and pooled over the shared seeds; otherwise each result against the first."""
     if len(paths) < 2:
@@ -147,7 +149,7 @@ def _load_result(p: str, label: str) -> dict:
         raise bad_input(f"{p}: not an eval result (no \"metrics\"); give files written by `mmrec eval -o`")
     model = r.get("model") or {}
     return {
-        "label": label, "path": p, "model": model.get("name"), "model_path": model.get("path"), "split": r.get("split"),
+        "label": label, "path": p, "model": model.get("name"), "setting": model.get("setting"), "model_path": model.get("path"), "split": r.get("split"),
         "seed": r.get("seed"), "dataset": (r.get("dataset") or {}).get("fingerprint"), "mask_history": r.get("mask_history"),
         "metrics": r["metrics"], "rankings": rankings_path(r, p), "best_epoch": model.get("best_epoch"),
     }
@@ -167,12 +169,12 @@ def _comparability(results: list[dict]) -> list[str]:
 
 
 def _groups(results: list[dict]) -> list[dict]:
-    """Runs of one model on one split, in the order their first result was given."""
+    """Runs of one model and setting on one split, in the order their first result was given."""
     by_key: dict[tuple, list[dict]] = {}
     for r in results:
-        by_key.setdefault((r["model"], r["split"], r["dataset"], r["mask_history"]), []).append(r)
-    labels = [f"{model} · {split}" for model, split, _, _ in by_key]
-    # the same model and split twice (another dataset or masking): name each by its first file
+        by_key.setdefault((r["model"], r["split"], r["setting"], r["dataset"], r["mask_history"]), []).append(r)
+    labels = [f"{model} · {split}" for model, split, *_ in by_key]
+    # the same model and split twice (another setting, dataset or masking): name each by its first file
     return [
         {"label": label if labels.count(label) == 1 else f"{label} ({members[0]['label']})", "members": members}
         for label, members in zip(labels, by_key.values())

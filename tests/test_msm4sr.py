@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mmrec_cli import loading
 from mmrec_cli.errors import MmrecError
 from mmrec_cli.io import batches as B
 from mmrec_cli.io import dataset as D
@@ -406,3 +407,21 @@ def test_cli_pretrain_finetune_eval(tmp_path):
         assert r.exit_code == 0, r.output
     r = run.invoke(app, ["finetune", "msm4sr", d, "--features", fs, "-o", str(tmp_path / "x.safetensors"), "--set", "model.modalities=audio"])
     assert r.exit_code == 3 and "MSM4SR-T" in r.output
+
+    # seeds of a pre-trained and of a from-scratch fine-tuning: two groups for `eval --compare`, tested seed by seed
+    results = []
+    for name, init in (("pt", ["--init", str(tmp_path / "pre.safetensors")]), ("sc", [])):
+        out = tmp_path / f"{name}.safetensors"
+        r = run.invoke(app, ["finetune", "msm4sr", d, "--features", fs, *init, "-o", str(out), "--epochs", "1", "--seeds", "1,2", *common])
+        assert r.exit_code == 0, r.output
+        for s in (1, 2):
+            res = str(tmp_path / f"{name}{s}.json")
+            r = run.invoke(app, ["eval", str(tmp_path / f"{name}.seed{s}.safetensors"), d, "--features", fs, "--split", "test", "-o", res, "--rankings", res + "l"])
+            assert r.exit_code == 0, r.output
+            results.append(res)
+    assert model_file.load(str(tmp_path / "pt.seed1.safetensors"))[1]["init"]["setting"] == loading.setting(meta)
+    r = run.invoke(app, ["eval", "--compare", *results, "-o", str(tmp_path / "c.json")])
+    assert r.exit_code == 0, r.output
+    c = json.loads((tmp_path / "c.json").read_text())
+    assert [t["label"] for t in c["tests"]][-1] == "msm4sr · test (sc1.json) vs msm4sr · test (pt1.json), mean over seeds 1, 2"
+    assert len(c["seeds"]) == 2 and len(c["tests"]) == 3

@@ -106,16 +106,18 @@ RUNS = {  # (model, seed): rank of users u0..u3
 }
 
 
-def _run_files(tmp_path, runs):
-    """One eval result (+ its rankings file) per (model, seed), as `mmrec eval -o R --rankings R.jsonl` writes."""
+def _run_files(tmp_path, runs, settings=None):
+    """One eval result (+ its rankings file) per (model, seed), as `mmrec eval -o R --rankings R.jsonl` writes;
+    `settings` (model -> (name, setting)) files some of them as another setting of a model."""
     paths = []
     for model, seed in runs:
         ranks = RUNS[(model, seed)]
-        name = f"{model}{seed}"
+        model, setting = (settings or {}).get(model, (model, None))
+        name = f"{model}{setting or ''}{seed}"
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"user_id": f"u{i}", "ranks": [r]}) + "\n" for i, r in enumerate(ranks)))
         hit = sum(r == 0 for r in ranks) / len(ranks)
         res = {"metrics": {"ndcg@10": hit, "recall@10": hit, "users": 4}, "split": "test", "seed": seed, "mask_history": False,
-               "model": {"name": model}, "dataset": {"fingerprint": "sha256:x"}, "rankings": f"{name}.jsonl"}
+               "model": {"name": model, "setting": setting}, "dataset": {"fingerprint": "sha256:x"}, "rankings": f"{name}.jsonl"}
         (tmp_path / f"{name}.json").write_text(json.dumps(res))
         paths.append(str(tmp_path / f"{name}.json"))
     return paths
@@ -142,6 +144,32 @@ def test_compare_groups_seed_by_seed_and_pooled(tmp_path):
     for t in c["tests"]:  # the same rows on stderr
         assert f"{t['label']}, ndcg@10: {t['tests']['ndcg@10']['mean_diff']:+.4f} over 4 users" in r.stderr
     assert "B · test vs A · test, mean over seeds 1, 2, recall@10: +0.5000" in r.stderr
+
+
+def test_compare_groups_by_setting_too(tmp_path):
+    # runs of one model in two settings (say pre-trained and from scratch) are two groups, tested seed by seed
+    settings = {"A": ("M", "pre"), "B": ("M", "scratch")}
+    c = stats.compare_files(_run_files(tmp_path, [("A", 1), ("A", 2), ("B", 1), ("B", 2)], settings))
+    assert [t["label"] for t in c["tests"]] == [
+        "M · test (Mscratch1.json) vs M · test (Mpre1.json), seed 1", "M · test (Mscratch1.json) vs M · test (Mpre1.json), seed 2",
+        "M · test (Mscratch1.json) vs M · test (Mpre1.json), mean over seeds 1, 2",
+    ]
+    assert c["tests"][2]["tests"]["ndcg@10"]["mean_diff"] == pytest.approx(0.5)  # as B vs A above
+    assert [row["seeds"] for row in c["seeds"]] == [[1, 2], [1, 2]]
+
+
+def test_setting_leaves_out_the_seed_and_follows_the_init():
+    from mmrec_cli.loading import setting
+
+    def meta(seed, lr=1e-3, init=None):
+        return {"model": "m", "stage": "finetune", "config": {"model": {"hidden": 8}, "train": {"lr": lr, "seed": seed}},
+                "dataset": {"fingerprint": "d"}, "features": None, "init": init, "seed": seed, "valid": {"ndcg@10": seed}}
+
+    assert setting(meta(1)) == setting(meta(2)) != setting(meta(1, lr=1e-4))
+    pre1, pre2 = ({"setting": setting({**meta(s), "stage": "pretrain"}), "fingerprint": f"f{s}"} for s in (1, 2))
+    assert setting(meta(1, init=pre1)) == setting(meta(2, init=pre2)) != setting(meta(1))  # pre-trained from other seeds: one setting
+    assert setting(meta(1, init={"fingerprint": "a"})) != setting(meta(1, init={"fingerprint": "b"}))  # older artifacts: the init file
+    assert setting(meta(1)).startswith("sha256:") and meta(1)["config"]["train"]["seed"] == 1  # the meta is left as it was
 
 
 def test_compare_one_run_per_model_tests_each_against_the_first(tmp_path):

@@ -60,7 +60,7 @@ def eval_(
         "split": split,
         "mask_history": mask,
         "protocol": ds.protocol,
-        "model": {"path": str(model), "name": meta["model"], "fingerprint": loading.fingerprint(str(model)), "best_epoch": meta.get("best_epoch")},
+        "model": {"path": str(model), "name": meta["model"], "fingerprint": loading.fingerprint(str(model)), "setting": loading.setting(meta), "best_epoch": meta.get("best_epoch")},
         "dataset": {"path": str(dataset), "fingerprint": ds.fingerprint()},
         "command": invocation(),
         "seed": meta.get("seed"),

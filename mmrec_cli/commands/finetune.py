@@ -58,7 +58,7 @@ def finetune(
     cfg = loading.resolve_stage(module, config, set_, flags)
     ds = D.load(str(dataset))
     feats, feats_meta = loading.features_for(module, ds, features, model)
-    init_state = _init_state(init, model)
+    init_state, init_meta = _init_state(init, model)
     with distributed.session(device) as ctx:
         log = say if ctx.main else (lambda s: None)
         for cfg, out, ckpt in seed_runs(cfg, output, checkpoint, seeds):
@@ -67,7 +67,7 @@ def finetune(
                 net, result = stages.finetune(model, ds, feats, cfg.model, cfg.train, run, init_state)
             if not ctx.main:
                 continue
-            extra = {"init": None if init is None else {"path": str(init), "fingerprint": loading.fingerprint(str(init))}}
+            extra = {"init": None if init is None else loading.init_record(str(init), init_meta)}
             model_file.save(str(out), net, loading.artifact_meta(model, "finetune", cfg, ds, feats_meta, result, invocation(), **extra))
             Path(ckpt).unlink(missing_ok=True)
             say(f"wrote {out}: best epoch {result.best_epoch}, valid {cfg.train.metric} {result.best_metrics.get(cfg.train.metric, float('nan')):.4f}")
@@ -75,14 +75,14 @@ def finetune(
 
 def _init_state(init: Optional[Path], model: str):
     if init is None:
-        return None
+        return None, None
     from mmrec_cli.errors import mismatch
     from mmrec_cli.io import model_file
 
     state, meta = model_file.load(str(init))
     if meta.get("model") != model:
         raise mismatch(f"{init}: a {meta.get('model')} model cannot initialise {model}; pass a `mmrec pretrain {model}` output")
-    return state
+    return state, meta
 
 
 def seed_runs(cfg, output: Path, checkpoint: Optional[Path], seeds: Optional[str]):

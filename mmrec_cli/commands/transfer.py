@@ -64,7 +64,7 @@ def transfer(
             net, result = stages.transfer(name, ds, feats, cfg.model, cfg.train, run, state)
     if not ctx.main:
         return  # rank 0 alone writes
-    extra = {"init": {"path": str(pretrained), "fingerprint": loading.fingerprint(str(pretrained))}, "mode": mode, "sources": meta.get("sources")}
+    extra = {"init": loading.init_record(str(pretrained), meta), "mode": mode, "sources": meta.get("sources")}
     model_file.save(str(output), net, loading.artifact_meta(name, "transfer", cfg, ds, feats_meta, result, invocation(), **extra))
     Path(ckpt).unlink(missing_ok=True)
     metric = result.best_metrics.get(cfg.train.metric)
