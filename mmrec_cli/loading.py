@@ -82,8 +82,9 @@ def setting(meta: dict) -> str:
     several seeds from one pre-training, or from pre-trainings that differ only by seed, share it)."""
     import json
 
-    config = json.loads(json.dumps(meta.get("config") or {}))
-    config.get("train", {}).pop("seed", None)
+    config = dict(meta.get("config") or {})
+    if "train" in config:
+        config["train"] = {k: v for k, v in config["train"].items() if k != "seed"}
     init = meta.get("init")
     made = {
         "model": meta.get("model"), "stage": meta.get("stage"), "config": config,

@@ -59,6 +59,7 @@ def finetune(
     ds = D.load(str(dataset))
     feats, feats_meta = loading.features_for(module, ds, features, model)
     init_state, init_meta = _init_state(init, model)
+    extra = {"init": None if init is None else loading.init_record(str(init), init_meta)}  # the same for every seed
     with distributed.session(device) as ctx:
         log = say if ctx.main else (lambda s: None)
         for cfg, out, ckpt in seed_runs(cfg, output, checkpoint, seeds):
@@ -67,7 +68,6 @@ def finetune(
                 net, result = stages.finetune(model, ds, feats, cfg.model, cfg.train, run, init_state)
             if not ctx.main:
                 continue
-            extra = {"init": None if init is None else loading.init_record(str(init), init_meta)}
             model_file.save(str(out), net, loading.artifact_meta(model, "finetune", cfg, ds, feats_meta, result, invocation(), **extra))
             Path(ckpt).unlink(missing_ok=True)
             say(f"wrote {out}: best epoch {result.best_epoch}, valid {cfg.train.metric} {result.best_metrics.get(cfg.train.metric, float('nan')):.4f}")
