@@ -14,9 +14,6 @@ from mmrec_cli.io import artifacts
 from mmrec_cli.io import features as F
 
 
-
-
-
 @pytest.fixture
 def data(tmp_path):
     for i in range(3):

@@ -6,16 +6,11 @@ import json
 import os
 
 import numpy as np
-import pytest
 
 from _cli import error_line, run
 from _tiny_models import make_image, write_items
 from mmrec_cli.io import artifacts
 from mmrec_cli.io import features as F
-
-
-
-
 
 
 TEXT_ITEMS = [

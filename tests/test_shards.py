@@ -13,10 +13,6 @@ from mmrec_cli.io import artifacts
 from mmrec_cli.io import features as F
 
 
-
-
-
-
 # shard 0/2 = a, b (one sentence each); shard 1/2 = c, d, e (up to three): the stacks are wider in shard 1
 RECORDS = [
     {"item_id": "a", "text": "red glue", "images": ["img/0.png"]},

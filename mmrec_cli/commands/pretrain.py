@@ -38,7 +38,6 @@ def pretrain(
     """Pre-train MODEL with its self-supervised losses on the train split of every DATASET."""
     from mmrec_cli import distributed, loading, models, stages
     from mmrec_cli.errors import bad_input
-    from mmrec_cli.io import dataset as D
     from mmrec_cli.io import model_file
     from mmrec_cli.io.atomic import check_writable
 
