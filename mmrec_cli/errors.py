@@ -34,3 +34,12 @@ def not_found(message: str) -> MmrecError:
 
 def mismatch(message: str) -> MmrecError:
     return MmrecError(message, MISMATCH)
+
+
+def usage(message: str) -> MmrecError:
+    return MmrecError(message, USAGE)
+
+
+def out_of_range(what: str, value, allowed: str) -> MmrecError:
+    """A number no run can use (a zero batch size, negative epochs): say which, and what would do."""
+    return MmrecError(f"{what}: {value!r} is out of range; use {allowed}", BAD_INPUT)

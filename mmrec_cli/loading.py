@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import field, make_dataclass
 
 from mmrec_cli import config as C
 from mmrec_cli import models
-from mmrec_cli.errors import bad_input
+from mmrec_cli.errors import bad_input, mismatch, out_of_range
 from mmrec_cli.io import artifacts, model_file
 from mmrec_cli.io.dataset import Dataset
 from mmrec_cli.train import TrainConfig
@@ -21,8 +22,26 @@ def stage_config_class(module):
     )
 
 
-def resolve_stage(module, config_file: str | None, sets: list[str], flags: dict):
-    return C.resolve(stage_config_class(module), config_file, sets, flags)
+def resolve_stage(module, config_file: str | None, sets: list[str], flags: dict, min_epochs: int = 1):
+    """The stage's config from its layers; `min_epochs` 0 where no training is meaningful (zero-shot transfer)."""
+    cfg = C.resolve(stage_config_class(module), config_file, sets, flags)
+    check_ranges(cfg, min_epochs)
+    return cfg
+
+
+# The lowest value each setting can take. Below it a run fails deep in torch (batch size 0), never ends
+# (max_len 0 cuts no window) or writes a model trained for no epoch, so it is refused before data is read.
+_LOWEST = {"train.batch_size": 1, "train.eval_every": 1, "train.patience": 0, "train.weight_decay": 0, "train.clip_grad": 0, "model.max_len": 1}
+
+
+def check_ranges(cfg, min_epochs: int = 1) -> None:
+    for key, low in {"train.epochs": min_epochs, **_LOWEST}.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name, None)  # models without max_len (AlignRec) skip it
+        if value is not None and not value >= low:  # `not >=` also refuses NaN
+            raise out_of_range(f"config: {key}", value, f"{low} or more")
+    if not (cfg.train.lr > 0 and math.isfinite(cfg.train.lr)):
+        raise out_of_range("config: train.lr", cfg.train.lr, "a positive number, e.g. 0.001")
 
 
 def features_for(module, ds: Dataset, path: str | None, name: str) -> tuple[dict | None, dict | None]:
@@ -65,7 +84,10 @@ def load_trained(path: str, ds: Dataset, features_path: str | None, check_datase
     model_file.check_features(meta, feats_meta, path)
     cfg = C.build(stage_config_class(module), meta["config"], where=f"{path} config")
     model = module.Model(cfg.model, ds.num_items, feats)
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:  # a tensor missing, extra or of another shape than the recorded config builds
+        raise mismatch(f"{path}: the weights do not fit the model's recorded config ({err}); the file was altered, recreate it") from None
     model.eval()
     return module, model, meta
 

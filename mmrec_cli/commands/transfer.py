@@ -38,12 +38,12 @@ def transfer(
     from mmrec_cli.errors import bad_input
     from mmrec_cli.io import dataset as D
     from mmrec_cli.io import model_file
-    from mmrec_cli.io.atomic import check_writable
+    from mmrec_cli.io.atomic import check_artifact_path
 
     if mode not in ("inductive", "transductive"):
         raise typer.BadParameter("--mode must be inductive or transductive")
-    check_writable(output)  # now, not after the first epoch; before torchrun starts its processes
-    check_writable(checkpoint, "--checkpoint")  # None: OUTPUT.ckpt, in OUTPUT's folder
+    check_artifact_path(output)  # now, not after the first epoch; before torchrun starts its processes
+    check_artifact_path(checkpoint, "--checkpoint")  # None: OUTPUT.ckpt, in OUTPUT's folder
     if nproc > 1 and not distributed.launched():
         return distributed.launch(nproc)  # this command again, under torchrun
     state, meta = model_file.load(str(pretrained))
@@ -52,7 +52,7 @@ def transfer(
     if "transfer" not in getattr(module, "STAGES", ()):
         raise bad_input(f"{pretrained}: model '{name}' has no transfer stage")
     flags = {"model.ids": mode == "transductive", "model.full": True if full else None, "train.epochs": epochs, "train.lr": lr, "train.batch_size": batch_size, "train.seed": seed, "train.patience": patience, "train.precision": precision}
-    cfg = loading.resolve_stage(module, config, set_, flags)
+    cfg = loading.resolve_stage(module, config, set_, flags, min_epochs=0)  # --epochs 0: zero-shot
     ds = D.load(str(dataset))
     feats, feats_meta = loading.features_for(module, ds, features, name)
     ckpt = str(checkpoint or f"{output}.ckpt")
