@@ -52,14 +52,25 @@ def load(path: str | os.PathLike, kind: str | None = None, torch: bool = True) -
 def read_meta(path: str | os.PathLike, kind: str | None = None) -> dict:
     """The metadata of an artifact, read from the header only (no tensor data is loaded)."""
     header = _read_header(path)
-    raw = (header.get("__metadata__") or {}).get(META_KEY)
+    metadata = header.get("__metadata__")
+    raw = metadata.get(META_KEY) if isinstance(metadata, dict) else None
     if raw is None:
         raise mismatch(f"{path}: a safetensors file without mmrec metadata; produce it with an mmrec command")
-    meta = json.loads(raw)
+    meta = _parse_meta(path, raw)
     if meta.get("schema") != SCHEMA:
         raise mismatch(f"{path}: artifact schema {meta.get('schema')} is not supported (this mmrec reads {SCHEMA}); recreate it with this version")
     if kind is not None and meta.get("kind") != kind:
         raise mismatch(f"{path}: expected a {kind} artifact, got a {meta.get('kind')} artifact")
+    return meta
+
+
+def _parse_meta(path, raw) -> dict:
+    try:
+        meta = json.loads(raw)
+    except (TypeError, ValueError, RecursionError) as err:  # not a string, not JSON, or too deep
+        raise mismatch(f"{path}: corrupt mmrec metadata ({err}); recreate the file with mmrec") from err
+    if not isinstance(meta, dict):
+        raise mismatch(f"{path}: corrupt mmrec metadata (a JSON {type(meta).__name__}, not an object); recreate the file with mmrec")
     return meta
 
 
@@ -78,8 +89,11 @@ def _read_header(path: str | os.PathLike) -> dict:
             (n,) = struct.unpack("<Q", f.read(8))
             if n > 100_000_000 or n > p.stat().st_size - 8:
                 raise ValueError("header length out of range")
-            return json.loads(f.read(n))
-    except (struct.error, ValueError, UnicodeDecodeError) as err:
+            header = json.loads(f.read(n))
+        if not isinstance(header, dict):  # safetensors headers are objects; a list or number is another file
+            raise ValueError(f"the header is a JSON {type(header).__name__}, not an object")
+        return header
+    except (struct.error, ValueError, UnicodeDecodeError, RecursionError) as err:
         raise mismatch(f"{path}: not a safetensors artifact ({err}); give a file written by mmrec") from err
 
 

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from mmrec_cli.errors import IO_FAILURE, MmrecError
+from mmrec_cli.errors import IO_FAILURE, MmrecError, usage
 
 
 @contextlib.contextmanager
@@ -74,6 +74,13 @@ def check_writable(path: str | os.PathLike | None, option: str = "-o") -> None:
     else:
         return
     raise MmrecError(f"cannot write {target}: {os.strerror(reason)}; {fix}", IO_FAILURE)
+
+
+def check_artifact_path(path: str | os.PathLike | None, option: str = "-o") -> None:
+    """check_writable for a safetensors output, which never goes to stdout: '-' would make a file named '-'."""
+    if path is not None and str(path) == "-":
+        raise usage(f"{option} -: an artifact is a file, not a stream; give a path, e.g. {option} out.safetensors")
+    check_writable(path, option)
 
 
 def _nearest_existing(folder: Path) -> Path:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mmrec_cli.errors import bad_input
+from mmrec_cli.errors import bad_input, mismatch
 from mmrec_cli.io import artifacts
 
 TRAIN, VALID, TEST = 0, 1, 2
@@ -112,8 +112,12 @@ def save(ds: Dataset, path: str, command: str, config: dict, inputs: dict) -> No
 
 def load(path: str) -> Dataset:
     tensors, meta = artifacts.load(path, kind="dataset", torch=False)
-    ds = Dataset(meta["item_ids"], meta["user_ids"], tensors["offsets"], tensors["items"], tensors["split"], meta["protocol"])
-    if ds.fingerprint() != meta["fingerprint"]:
+    try:
+        ds = Dataset(meta["item_ids"], meta["user_ids"], tensors["offsets"], tensors["items"], tensors["split"], meta["protocol"])
+        recorded = meta["fingerprint"]
+    except KeyError as err:  # a tensor or metadata key taken out of a file mmrec wrote
+        raise mismatch(f"{path}: the dataset artifact lacks {err}; recreate it with `mmrec prepare`") from None
+    if ds.fingerprint() != recorded:
         raise artifacts.MmrecError(f"{path}: contents do not match the recorded fingerprint; the file was altered, recreate it", 5)
     ds.meta = {k: meta[k] for k in ("command", "config", "inputs") if k in meta}
     ds.meta["path"] = str(path)

@@ -35,7 +35,12 @@ def save(path: str, tensors: dict, item_ids: list[str], command: str, config: di
 
 
 def load(path: str) -> tuple[dict, dict]:
-    return artifacts.load(path, kind="features", torch=False)
+    tensors, meta = artifacts.load(path, kind="features", torch=False)
+    n = len(meta.get("item_ids") or [])
+    for name, t in tensors.items():  # every tensor has one row per item; else rows would pair with wrong ids
+        if t.ndim == 0 or t.shape[0] != n:
+            raise mismatch(f"{path}: feature '{name}' has shape {tuple(t.shape)} for {n} item ids; the file was altered, recreate it")
+    return tensors, meta
 
 
 def align(path: str, item_ids: list[str]) -> tuple[dict, dict]:

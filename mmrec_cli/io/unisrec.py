@@ -129,6 +129,8 @@ def read_feature_file(path: Path, num_items: int) -> np.ndarray:
     if not path.is_file():
         raise not_found(f"{path}: no such feature file")
     raw = np.fromfile(path, dtype="<f4")
+    if raw.size == 0:  # 0 divides evenly: it would make features of dimension 0
+        raise bad_input(f"{path}: empty feature file; give the raw float32 features (UniSRec .feat1CLS)")
     if num_items == 0 or raw.size % num_items:
         raise bad_input(f"{path}: {raw.size} floats do not divide into {num_items} item rows; the feature file does not belong to this dataset")
     feats = raw.reshape(num_items, -1)
