@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import os
+import re
 from contextlib import contextmanager
 from typing import Callable
 
@@ -32,7 +33,7 @@ def handle_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except MmrecError as err:
-            typer.echo(f"error: {err}", err=True)
+            typer.echo(f"error: {_one_line(err)}", err=True)
             raise typer.Exit(err.code) from None
         except (typer.Exit, typer.Abort):
             raise
@@ -48,10 +49,16 @@ def handle_errors(fn: Callable) -> Callable:
         except Exception as err:  # an mmrec bug: say so in one line unless debugging
             if os.environ.get("MMREC_DEBUG"):
                 raise
-            typer.echo(f"internal error: {type(err).__name__}: {err} (set MMREC_DEBUG=1 for a traceback and report it)", err=True)
+            typer.echo(f"internal error: {type(err).__name__}: {_one_line(err)} (set MMREC_DEBUG=1 for a traceback and report it)", err=True)
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _one_line(err: BaseException) -> str:
+    """The message with its line breaks and tabs folded (spaces kept, as in paths): library errors, such as
+    torch's state-dict report, span lines, and the rule is one line on stderr."""
+    return re.sub(r"\s*[\r\n\t\v\f]+\s*", " ", str(err)).strip()
 
 
 def console():

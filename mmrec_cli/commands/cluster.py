@@ -37,7 +37,7 @@ def cluster(
     from mmrec_cli.io import artifacts
     from mmrec_cli.io import dataset as D
     from mmrec_cli.io import features as FE
-    from mmrec_cli.io.atomic import check_writable
+    from mmrec_cli.io.atomic import check_artifact_path
     from mmrec_cli.models.missrec import MODALITIES
 
     if method not in ("dpc-knn", "kmeans"):
@@ -46,7 +46,9 @@ def cluster(
         raise typer.BadParameter("--split must be valid or test")
     if not 0 < ratio <= 1 or not 0 < knn_ratio <= 1:
         raise typer.BadParameter("--ratio and --knn-ratio must be in (0, 1]")
-    check_writable(output)
+    if min(max_len, iters, batch_size) < 1:
+        raise typer.BadParameter("--max-len, --iters and --batch-size must be at least 1")
+    check_artifact_path(output)
     ds = D.load(str(dataset))
     feats, fmeta = FE.align(str(features), ds.item_ids)
     mods = [m for m in MODALITIES if m in feats]

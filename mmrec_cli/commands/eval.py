@@ -38,14 +38,17 @@ def eval_(
         raise MmrecError(f"expected MODEL DATASET, got {len(paths)} argument(s); to compare result files pass --compare", USAGE)
     model, dataset = paths
     from mmrec_cli import loading
+    from mmrec_cli.errors import bad_input
     from mmrec_cli.evaluate import EvalConfig, evaluate
     from mmrec_cli.io import dataset as D
     from mmrec_cli.io.jsonl import jsonl_writer, write_json
 
     if split not in ("valid", "test"):
         raise typer.BadParameter("--split must be valid or test")
+    if top_k < 1 or batch_size < 1 or chunk < 1:  # as `mmrec recommend`; a negative --chunk gave wrong metrics
+        raise bad_input("--top-k, --batch-size and --chunk must be at least 1")
+    cut = _cutoffs(ks)
     _check_outputs(output, rankings, report)
-    cut = tuple(int(k) for k in ks.split(","))
     ds = D.load(str(dataset))
     _, net, meta = loading.load_trained(str(model), ds, features)
     from mmrec_cli.distributed import resolve_device, scoring
@@ -78,6 +81,18 @@ def eval_(
 
         write_text(report, html_report.eval_report(result, meta.get("history")))
     say(_summary(metrics, split))
+
+
+def _cutoffs(ks: str) -> tuple[int, ...]:
+    from mmrec_cli.errors import bad_input
+
+    try:
+        cut = tuple(int(k) for k in ks.split(","))
+    except ValueError:
+        cut = ()
+    if not cut or min(cut) < 1:  # a cut-off of 0 would divide by zero in the metrics
+        raise bad_input(f"--ks {ks}: expected cut-offs of 1 or more separated by commas, e.g. --ks 5,10,20")
+    return cut
 
 
 def _check_outputs(output: Optional[str], rankings: Optional[str], report: Optional[str]) -> None:
@@ -126,7 +141,7 @@ def _probe(paths: list[Path], features: Optional[str], split: str, mask_history:
     ds = D.load(str(paths[0]))
     feats, meta = FE.align(features, ds.item_ids)
     mask = (ds.protocol == "ratio") if mask_history is None else mask_history
-    results = probe(ds, feats, split, tuple(int(k) for k in ks.split(",")), mask)
+    results = probe(ds, feats, split, _cutoffs(ks), mask)
     write_json(output, {"probe": results, "split": split, "mask_history": mask, "protocol": ds.protocol,
                         "dataset": {"path": str(paths[0]), "fingerprint": ds.fingerprint()},
                         "features": {"path": features, "fingerprint": meta["fingerprint"]}, "command": invocation()})

@@ -45,9 +45,9 @@ def extract(
     """Encode item text and images into a features artifact (resumable; progress and skipped inputs on stderr)."""
     from mmrec_cli.features.extract import Hooks, Options, extract as run
     from mmrec_cli.features.progress import bar
-    from mmrec_cli.io.atomic import check_writable
+    from mmrec_cli.io.atomic import check_artifact_path
 
-    check_writable(output)  # before any model is loaded (OUTPUT.partial/ lies in the same folder)
+    check_artifact_path(output)  # before any model is loaded (OUTPUT.partial/ lies in the same folder)
     opts = Options(
         text=text, image=image, text_model=text_model, pooling=pooling, normalize=normalize, max_length=max_length,
         per_sentence=per_sentence, max_sentences=max_sentences, text_as=as_, clip_model=clip_model,

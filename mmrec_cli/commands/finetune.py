@@ -47,10 +47,10 @@ def finetune(
     from mmrec_cli import distributed, loading, models, stages
     from mmrec_cli.io import dataset as D
     from mmrec_cli.io import model_file
-    from mmrec_cli.io.atomic import check_writable
+    from mmrec_cli.io.atomic import check_artifact_path
 
-    check_writable(output)  # now, not after the first epoch; before torchrun starts its processes
-    check_writable(checkpoint, "--checkpoint")  # None: OUTPUT.ckpt, in OUTPUT's folder
+    check_artifact_path(output)  # now, not after the first epoch; before torchrun starts its processes
+    check_artifact_path(checkpoint, "--checkpoint")  # None: OUTPUT.ckpt, in OUTPUT's folder
     if nproc > 1 and not distributed.launched():
         return distributed.launch(nproc)  # this command again, under torchrun
     module = models.get(model)
@@ -89,17 +89,25 @@ def seed_runs(cfg, output: Path, checkpoint: Optional[Path], seeds: Optional[str
     """(config, output, checkpoint) of each run: one without --seeds, else one per seed (OUTPUT.seedN.ext)."""
     import dataclasses
 
-    if not seeds:
+    if seeds is None:
         return [(cfg, output, str(checkpoint or f"{output}.ckpt"))]
-    try:
-        values = [int(s) for s in seeds.split(",") if s.strip()]
-    except ValueError:
-        from mmrec_cli.errors import USAGE, MmrecError
-
-        raise MmrecError(f"--seeds {seeds}: expected integers separated by commas, e.g. 1,2,3", USAGE) from None
+    values = _seed_list(seeds)
     runs = []
     for s in values:
         out = output.with_name(f"{output.stem}.seed{s}{output.suffix}")
         ckpt = f"{checkpoint}.seed{s}" if checkpoint else f"{out}.ckpt"
         runs.append((dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=s)), out, ckpt))
     return runs
+
+
+def _seed_list(seeds: str) -> list[int]:
+    """--seeds as distinct integers: an empty list would train nothing, a repeated seed overwrite its own run."""
+    from mmrec_cli.errors import usage
+
+    try:
+        values = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        values = []
+    if not values or len(set(values)) < len(values):
+        raise usage(f"--seeds {seeds}: expected integers separated by commas, each once, e.g. 1,2,3")
+    return values

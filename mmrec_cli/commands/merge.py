@@ -17,7 +17,7 @@ def merge(
     """Join extraction shards into the features artifact an unsharded `mmrec extract` writes (checks they are complete)."""
     from mmrec_cli.commands.extract import note
     from mmrec_cli.features.shards import merge as run
-    from mmrec_cli.io.atomic import check_writable
+    from mmrec_cli.io.atomic import check_artifact_path
 
-    check_writable(output)
+    check_artifact_path(output)
     run([str(s) for s in shards], str(output), invocation(), note)

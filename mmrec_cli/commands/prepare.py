@@ -27,12 +27,17 @@ def prepare(
 ) -> None:
     """Build a dataset: id maps, chronological order, optional k-core, and the train/valid/test split."""
     from mmrec_cli.io import dataset as D
-    from mmrec_cli.io.atomic import check_writable
+    from mmrec_cli.io.atomic import check_artifact_path, check_writable
 
     if split not in ("loo", "ratio"):
         raise typer.BadParameter("--split must be loo or ratio")
-    for path, option in ((output, "-o"), (features_out, "--features-out"), (items_out, "--items-out")):
-        check_writable(path, option)
+    if fmt not in ("auto", "interactions", "unisrec"):
+        raise typer.BadParameter("--format must be auto, interactions or unisrec")
+    if min(kcore, max_history, seed) < 0:  # a negative seed also fails numpy's generator of the ratio split
+        raise typer.BadParameter("--kcore, --max-history and --seed must be 0 or more")
+    for path, option in ((output, "-o"), (features_out, "--features-out")):
+        check_artifact_path(path, option)
+    check_writable(items_out, "--items-out")  # JSON lines: '-' is stdout
     is_unisrec = fmt == "unisrec" or (fmt == "auto" and _looks_unisrec(source))
     inv = invocation()
     if is_unisrec:
@@ -40,6 +45,8 @@ def prepare(
         if split == "ratio":
             ds.split, ds.protocol = D.ratio_labels(ds.offsets[1:] - ds.offsets[:-1], seed), "ratio"
     else:
+        if features_out or items_out:  # else they would be skipped, and a later step read a stale file
+            raise typer.BadParameter(f"--features-out and --items-out are for a UniSRec folder; {source} is an interactions file")
         ds, inputs = _from_records(source, items, kcore, max_history, split, seed, drop_short)
     config = {"split": split, "kcore": kcore, "max_history": max_history, "seed": seed, "format": "unisrec" if is_unisrec else "interactions"}
     D.save(ds, str(output), inv, config, inputs)

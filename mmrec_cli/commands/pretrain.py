@@ -39,10 +39,10 @@ def pretrain(
     from mmrec_cli import distributed, loading, models, stages
     from mmrec_cli.errors import bad_input
     from mmrec_cli.io import model_file
-    from mmrec_cli.io.atomic import check_writable
+    from mmrec_cli.io.atomic import check_artifact_path
 
-    check_writable(output)  # now, not after the first epoch; before torchrun starts its processes
-    check_writable(checkpoint, "--checkpoint")  # None: OUTPUT.ckpt, in OUTPUT's folder
+    check_artifact_path(output)  # now, not after the first epoch; before torchrun starts its processes
+    check_artifact_path(checkpoint, "--checkpoint")  # None: OUTPUT.ckpt, in OUTPUT's folder
     if nproc > 1 and not distributed.launched():
         return distributed.launch(nproc)  # this command again, under torchrun
     module = models.get(model)

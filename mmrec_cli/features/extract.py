@@ -122,6 +122,7 @@ def check_options(opts: Options) -> None:
     for modality, _ in opts.imports:
         if not modality or "_" in modality or modality in produced:
             raise bad_input(f"--import {modality}=...: the modality name must be new and without '_'")
+        produced.append(modality)  # a second --import of it would silently replace the first
     runner.check_counts(opts, ("batch_size", "max_length", "max_sentences", "max_images", "max_pixels", "threads", "max_batches"))
 
 
