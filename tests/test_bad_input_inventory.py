@@ -63,7 +63,28 @@ def build_inputs(folder: Path) -> SimpleNamespace:
     p.text = str(folder / "notes.txt")
     Path(p.text).write_text("not an artifact\n")
     p.missing = str(folder / "missing.safetensors")
+    _altered(folder, p)
     return p
+
+
+def _altered(folder: Path, p: SimpleNamespace) -> None:
+    """Artifacts changed after mmrec wrote them: a header or metadata that is no JSON object, a tensor taken out,
+    a features tensor with fewer rows than item ids."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    def resave(src: str, name: str, change) -> str:
+        with safe_open(src, "np") as f:
+            meta = f.metadata()
+        save_file(change(load_file(src)), str(folder / name), metadata=meta)
+        return str(folder / name)
+
+    p.no_split = resave(p.ds, "no_split.safetensors", lambda t: {k: v for k, v in t.items() if k != "split"})
+    p.short_rows = resave(p.feats, "short_rows.safetensors", lambda t: dict(t, text=t["text"][:5]))
+    p.no_weight = resave(p.model, "no_weight.safetensors", lambda t: {k: v for k, v in t.items() if k != "item_emb.weight"})
+    for name, header in (("header_list", b"[]"), ("bad_meta", json.dumps({"__metadata__": {"mmrec": "{oops"}}).encode())):
+        setattr(p, name, str(folder / f"{name}.safetensors"))
+        Path(getattr(p, name)).write_bytes(struct.pack("<Q", len(header)) + header)
 
 
 @dataclass
@@ -111,6 +132,10 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("prepare", "output folder is a file", lambda fx: ["prepare", inter(fx, GOOD_CSV), "-o", blocked(fx)], 6, "blocker/out.safetensors: Not a directory"),
     ("prepare", "--kcore removes everything", lambda fx: ["prepare", inter(fx, GOOD_CSV), "--kcore", "9", "-o", fx.o()], 3, "no users left after filtering"),
     ("prepare", "output is a folder", lambda fx: ["prepare", inter(fx, GOOD_CSV), "-o", fx.scratch], 6, "scratch: Is a directory; give a file path to -o"),
+    ("prepare", "-o - (an artifact to stdout)", lambda fx: ["prepare", inter(fx, GOOD_CSV), "-o", "-"], 2, "-o -: an artifact is a file, not a stream; give a path, e.g. -o out.safetensors"),
+    ("prepare", "unknown --format", lambda fx: ["prepare", inter(fx, GOOD_CSV), "--format", "parquet", "-o", fx.o()], 2, "--format must be auto, interactions or unisrec"),
+    ("prepare", "negative --seed of the ratio split", lambda fx: ["prepare", inter(fx, GOOD_CSV), "--split", "ratio", "--seed", "-1", "-o", fx.o()], 2, "--kcore, --max-history and --seed must be 0 or more"),
+    ("prepare", "--features-out for an interactions file", lambda fx: ["prepare", inter(fx, GOOD_CSV), "--features-out", fx.o("f.safetensors"), "-o", fx.o()], 2, "--features-out and --items-out are for a UniSRec folder; "),
     # extract
     ("extract", "missing items file", lambda fx: ["extract", fx.inp.missing, "--text", "bert", "-o", fx.o()], 4, "missing.safetensors: no such file"),
     ("extract", "malformed items line", lambda fx: ["extract", fx.write("items.jsonl", '{"item_id": "a"}\n{"item_id": "b", "text": 3}\n'), "--text", "bert", "-o", fx.o()], 3, "items.jsonl:2: 'text' must be a string or a list of strings"),
@@ -120,6 +145,8 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("extract", "--import of the wrong size", lambda fx: ["extract", fx.inp.items, "--import", fx.write("x.feat1CLS", np.zeros(7, "<f4").tobytes()), "-o", fx.o()], 3, "x.feat1CLS: 7 floats do not divide into 20 item rows"),
     ("extract", "--merge with NaN features", lambda fx: ["extract", fx.inp.items, "--import", "text=" + fx.write("x.feat1CLS", np.zeros((20, 4), "<f4").tobytes()), "--merge", fx.inp.nan_feats, "-o", fx.o()], 3, "nan_feats.safetensors: feature 'text' holds NaN or inf (row 3)"),
     ("extract", "output folder is a file", lambda fx: ["extract", fx.inp.items, "--text", "bert", "-o", blocked(fx, "f.safetensors")], 6, "blocker/f.safetensors: Not a directory"),
+    ("extract", "--import of an empty file", lambda fx: ["extract", fx.inp.items, "--import", "text=" + fx.write("x.feat1CLS", b""), "-o", fx.o()], 3, "x.feat1CLS: empty feature file; give the raw float32 features"),
+    ("extract", "--import of one modality twice", lambda fx: ["extract", fx.inp.items, "--import", "text=" + fx.write("a.feat", np.zeros((20, 4), "<f4").tobytes()), "--import", "text=" + fx.write("b.feat", np.ones((20, 4), "<f4").tobytes()), "-o", fx.o()], 3, "--import text=...: the modality name must be new"),
     # caption
     ("caption", "missing items file", lambda fx: ["caption", fx.inp.missing, "-o", fx.o("c.jsonl")], 4, "missing.safetensors: no such file"),
     ("caption", "malformed items line", lambda fx: ["caption", fx.write("items.jsonl", '{"item_id": "a", "images": 5}\n'), "-o", fx.o("c.jsonl")], 3, "items.jsonl:1: 'images' must be a path or a list of paths"),
@@ -138,6 +165,8 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("cluster", "NaN feature", lambda fx: ["cluster", fx.inp.nan_feats, fx.inp.ds, "-o", fx.o()], 3, "feature 'text' holds NaN or inf (row 3)"),
     ("cluster", "features lack some items", lambda fx: ["cluster", fx.inp.few_feats, fx.inp.ds, "-o", fx.o()], 5, "features lack 10 of the dataset's 20 items"),
     ("cluster", "output folder is a file", lambda fx: ["cluster", fx.inp.feats, fx.inp.ds, "-o", blocked(fx)], 6, "blocker/out.safetensors: Not a directory"),
+    ("cluster", "features with fewer rows than item ids", lambda fx: ["cluster", fx.inp.short_rows, fx.inp.ds, "-o", fx.o()], 5, "short_rows.safetensors: feature 'text' has shape (5, 12) for 20 item ids; the file was altered"),
+    ("cluster", "--batch-size 0", lambda fx: ["cluster", fx.inp.feats, fx.inp.ds, "--batch-size", "0", "-o", fx.o()], 2, "--max-len, --iters and --batch-size must be at least 1"),
     # pretrain
     ("pretrain", "model without pre-training", lambda fx: ["pretrain", "sasrec", fx.inp.ds, "-o", fx.o()], 3, "model 'sasrec' has no pre-training stage"),
     ("pretrain", "unknown model", lambda fx: ["pretrain", "bert4rec", fx.inp.ds, "-o", fx.o()], 3, "unknown model 'bert4rec'"),
@@ -147,6 +176,7 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("pretrain", "unknown --set key", lambda fx: ["pretrain", "msm4sr", fx.inp.ds, "--features", fx.inp.feats, "--set", "model.hiden=8", "-o", fx.o()], 3, "unknown key 'model.hiden'"),
     ("pretrain", "output folder is a file (before training)", lambda fx: ["pretrain", "msm4sr", fx.inp.ds, "--features", fx.inp.feats, "-o", blocked(fx)], 6, "blocker/out.safetensors: Not a directory"),
     ("pretrain", "--checkpoint folder is a file", lambda fx: ["pretrain", "msm4sr", fx.inp.ds, "--features", fx.inp.feats, "--checkpoint", blocked(fx, "p.ckpt"), "-o", fx.o()], 6, "blocker is a file; give another --checkpoint path"),
+    ("pretrain", "--max-len 0 (looped forever)", lambda fx: ["pretrain", "msm4sr", fx.inp.ds, "--features", fx.inp.feats, "--max-len", "0", "-o", fx.o()], 3, "config: model.max_len: 0 is out of range; use 1 or more"),
     # finetune
     ("finetune", "missing dataset", lambda fx: ["finetune", "sasrec", fx.inp.missing, "-o", fx.o()], 4, "missing.safetensors: no such file"),
     ("finetune", "features given as dataset", lambda fx: ["finetune", "sasrec", fx.inp.feats, "-o", fx.o()], 5, "expected a dataset artifact, got a features artifact"),
@@ -160,6 +190,15 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("finetune", "output folder is a file (before training)", lambda fx: ["finetune", "sasrec", fx.inp.ds, "-o", blocked(fx)], 6, "blocker/out.safetensors: Not a directory; "),
     ("finetune", "--checkpoint folder is a file", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--checkpoint", blocked(fx, "f.ckpt"), "-o", fx.o()], 6, "blocker/f.ckpt: Not a directory"),
     ("finetune", "output is a folder", lambda fx: ["finetune", "sasrec", fx.inp.ds, "-o", fx.scratch], 6, "scratch: Is a directory; give a file path to -o"),
+    ("finetune", "-o - (an artifact to stdout)", lambda fx: ["finetune", "sasrec", fx.inp.ds, "-o", "-"], 2, "-o -: an artifact is a file, not a stream"),
+    ("finetune", "dataset header not a JSON object", lambda fx: ["finetune", "sasrec", fx.inp.header_list, "-o", fx.o()], 5, "header_list.safetensors: not a safetensors artifact (the header is a JSON list, not an object)"),
+    ("finetune", "dataset with corrupt mmrec metadata", lambda fx: ["finetune", "sasrec", fx.inp.bad_meta, "-o", fx.o()], 5, "bad_meta.safetensors: corrupt mmrec metadata (Expecting property name"),
+    ("finetune", "dataset without its split tensor", lambda fx: ["finetune", "sasrec", fx.inp.no_split, "-o", fx.o()], 5, "no_split.safetensors: the dataset artifact lacks 'split'; recreate it with `mmrec prepare`"),
+    ("finetune", "--epochs 0", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--epochs", "0", "-o", fx.o()], 3, "config: train.epochs: 0 is out of range; use 1 or more"),
+    ("finetune", "--batch-size 0", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--batch-size", "0", "-o", fx.o()], 3, "config: train.batch_size: 0 is out of range; use 1 or more"),
+    ("finetune", "--lr nan", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--lr", "nan", "-o", fx.o()], 3, "config: train.lr: nan is out of range; use a positive number"),
+    ("finetune", "empty --seeds list", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--seeds", ",", "-o", fx.o()], 2, "--seeds ,: expected integers separated by commas, each once"),
+    ("finetune", "repeated seed", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--seeds", "1,1", "-o", fx.o()], 2, "--seeds 1,1: expected integers separated by commas, each once"),
     # transfer
     ("transfer", "missing pre-trained model", lambda fx: ["transfer", fx.inp.missing, fx.inp.ds, "-o", fx.o()], 4, "missing.safetensors: no such file"),
     ("transfer", "dataset given as the model", lambda fx: ["transfer", fx.inp.ds, fx.inp.ds, "-o", fx.o()], 5, "expected a model artifact, got a dataset artifact"),
@@ -178,6 +217,10 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("eval", "dataset given as the model", lambda fx: ["eval", fx.inp.ds, fx.inp.ds, "-o", fx.o("m.json")], 5, "expected a model artifact, got a dataset artifact"),
     ("eval", "--compare of a non-result file", lambda fx: ["eval", "--compare", fx.inp.text, fx.inp.text, "-o", fx.o("c.json")], 3, "notes.txt: not JSON"),
     ("eval", "--probe with NaN feature", lambda fx: ["eval", "--probe", fx.inp.ds, "--features", fx.inp.nan_feats, "-o", fx.o("p.json")], 3, "holds NaN or inf"),
+    ("eval", "model missing a weight tensor", lambda fx: ["eval", fx.inp.no_weight, fx.inp.ds, "-o", fx.o("m.json")], 5, "no_weight.safetensors: the weights do not fit the model's recorded config (Error(s) in loading state_dict for Model: Missing key(s)"),
+    ("eval", "--ks 0", lambda fx: ["eval", fx.inp.model, fx.inp.ds, "--ks", "0", "-o", fx.o("m.json")], 3, "--ks 0: expected cut-offs of 1 or more separated by commas"),
+    ("eval", "negative --chunk (gave wrong metrics)", lambda fx: ["eval", fx.inp.model, fx.inp.ds, "--chunk", "-1", "-o", fx.o("m.json")], 3, "--top-k, --batch-size and --chunk must be at least 1"),
+    ("eval", "--probe features with fewer rows than ids", lambda fx: ["eval", "--probe", fx.inp.ds, "--features", fx.inp.short_rows, "-o", fx.o("p.json")], 5, "feature 'text' has shape (5, 12) for 20 item ids"),
     # recommend
     ("recommend", "missing --input file", lambda fx: ["recommend", fx.inp.model, fx.inp.ds, "--input", fx.inp.missing, "-o", fx.o("r.jsonl")], 4, "missing.safetensors: no such file"),
     ("recommend", "malformed history line", lambda fx: ["recommend", fx.inp.model, fx.inp.ds, "--input", fx.write("h.jsonl", HISTORIES + "{oops\n"), "-o", fx.o("r.jsonl")], 3, "h.jsonl:2: malformed JSON"),
@@ -192,6 +235,7 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("info", "safetensors without mmrec metadata", lambda fx: ["info", fx.inp.bare], 5, "a safetensors file without mmrec metadata"),
     ("info", "truncated artifact", lambda fx: ["info", fx.inp.truncated], 5, "not a safetensors artifact"),
     ("info", "artifact of a newer schema", lambda fx: ["info", fx.inp.future], 5, "artifact schema 99 is not supported"),
+    ("info", "mmrec metadata not JSON", lambda fx: ["info", fx.inp.bad_meta], 5, "bad_meta.safetensors: corrupt mmrec metadata ("),
     # merge (joins `extract --shard I/N` outputs)
     ("merge", "missing shard", lambda fx: ["merge", fx.inp.missing, "-o", fx.o()], 4, "missing.safetensors: no such file"),
     ("merge", "a features artifact that is no shard", lambda fx: ["merge", fx.inp.feats, fx.inp.feats, "-o", fx.o()], 5, "not a shard"),
