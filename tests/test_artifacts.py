@@ -1,4 +1,5 @@
 import json
+import os
 import struct
 
 import numpy as np
@@ -57,6 +58,16 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
             tmp.write_bytes(b"half")
             raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_outputs_follow_the_umask_not_mkstemp(tmp_path, mask, mode):
+    old = os.umask(mask)
+    try:
+        atomic.write_text(tmp_path / "out.json", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.json").stat().st_mode & 0o777 == mode
 
 
 def test_disk_full_is_one_clear_error(tmp_path, monkeypatch):

@@ -30,6 +30,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield Path(tmp)
         _fsync(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a finished output gets the mode `open` would give
         os.replace(tmp, target)
     except OSError as err:
         _remove(tmp)
@@ -51,6 +52,12 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def _fsync(path: str) -> None:
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def _remove(path: str) -> None:
