@@ -42,6 +42,21 @@ def check_ranges(cfg, min_epochs: int = 1) -> None:
             raise out_of_range(f"config: {key}", value, f"{low} or more")
     if not (cfg.train.lr > 0 and math.isfinite(cfg.train.lr)):
         raise out_of_range("config: train.lr", cfg.train.lr, "a positive number, e.g. 0.001")
+    check_shape(cfg.model)
+
+
+def check_shape(model_cfg) -> None:
+    """Widths, heads and dropouts, by name across the models: a bad one failed deep in torch (internal error).
+    Layer counts are left alone: 0 graph or decoder layers is a meaningful ablation."""
+    for name, value in vars(model_cfg).items():
+        if name.endswith(("hidden", "heads")) and isinstance(value, int) and value < 1:
+            raise out_of_range(f"config: model.{name}", value, "1 or more")
+        if name.endswith("dropout") and isinstance(value, float) and not 0 <= value < 1:
+            raise out_of_range(f"config: model.{name}", value, "a rate in [0, 1)")
+    for hidden, heads in (("hidden", "heads"), ("enc_hidden", "enc_heads")):
+        h, n = getattr(model_cfg, hidden, None), getattr(model_cfg, heads, None)
+        if h is not None and n is not None and h % n:
+            raise bad_input(f"config: model.{hidden}={h} is not divisible by model.{heads}={n}; change one of them")
 
 
 def features_for(module, ds: Dataset, path: str | None, name: str) -> tuple[dict | None, dict | None]:

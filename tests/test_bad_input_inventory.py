@@ -197,6 +197,8 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("finetune", "--epochs 0", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--epochs", "0", "-o", fx.o()], 3, "config: train.epochs: 0 is out of range; use 1 or more"),
     ("finetune", "--batch-size 0", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--batch-size", "0", "-o", fx.o()], 3, "config: train.batch_size: 0 is out of range; use 1 or more"),
     ("finetune", "--lr nan", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--lr", "nan", "-o", fx.o()], 3, "config: train.lr: nan is out of range; use a positive number"),
+    ("finetune", "hidden not divisible by heads", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--set", "model.hidden=7", "-o", fx.o()], 3, "config: model.hidden=7 is not divisible by model.heads=2; change one of them"),
+    ("finetune", "dropout of 2", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--set", "model.dropout=2", "-o", fx.o()], 3, "config: model.dropout: 2.0 is out of range; use a rate in [0, 1)"),
     ("finetune", "empty --seeds list", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--seeds", ",", "-o", fx.o()], 2, "--seeds ,: expected integers separated by commas, each once"),
     ("finetune", "repeated seed", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--seeds", "1,1", "-o", fx.o()], 2, "--seeds 1,1: expected integers separated by commas, each once"),
     # transfer
