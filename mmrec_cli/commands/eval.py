@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from mmrec_cli.commands._common import handle_errors, invocation, progress, say
+from mmrec_cli.errors import USAGE, MmrecError, bad_input  # light: _common has loaded it already
 
 
 @handle_errors
@@ -33,12 +34,9 @@ def eval_(
     if probe:
         return _probe(paths, features, split, mask_history, ks, output)
     if len(paths) != 2:
-        from mmrec_cli.errors import USAGE, MmrecError
-
         raise MmrecError(f"expected MODEL DATASET, got {len(paths)} argument(s); to compare result files pass --compare", USAGE)
     model, dataset = paths
     from mmrec_cli import loading
-    from mmrec_cli.errors import bad_input
     from mmrec_cli.evaluate import EvalConfig, evaluate
     from mmrec_cli.io import dataset as D
     from mmrec_cli.io.jsonl import jsonl_writer, write_json
@@ -84,8 +82,6 @@ def eval_(
 
 
 def _cutoffs(ks: str) -> tuple[int, ...]:
-    from mmrec_cli.errors import bad_input
-
     try:
         cut = tuple(int(k) for k in ks.split(","))
     except ValueError:
@@ -127,7 +123,6 @@ def _compare(paths: list[str], output: Optional[str], report: Optional[str]) -> 
 
 def _probe(paths: list[Path], features: Optional[str], split: str, mask_history: Optional[bool], ks: str, output: Optional[str]) -> None:
     """eval --probe DATASET --features F: how well the features alone recommend (AlignRec's intermediate protocol)."""
-    from mmrec_cli.errors import USAGE, MmrecError, bad_input
     from mmrec_cli.io import dataset as D
     from mmrec_cli.io import features as FE
     from mmrec_cli.io.jsonl import write_json
