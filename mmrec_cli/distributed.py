@@ -114,12 +114,12 @@ def launch(nproc: int, argv: list[str] | None = None) -> None:
     The children see WORLD_SIZE and so do not launch again; they say what they do (rank 0) and what
     went wrong (any rank). A failure raises MmrecError with the failed process's exit code.
     """
+    if nproc < 1:
+        raise bad_input(f"--nproc {nproc}: give at least 1 process")
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if nproc < 1:
-        raise bad_input(f"--nproc {nproc}: give at least 1 process")
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "--module", "mmrec_cli"])
     args.training_script_args = argv  # not through argparse: it would take `--nproc` for its own option

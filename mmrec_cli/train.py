@@ -75,6 +75,8 @@ def fit(
     if resume and checkpoint and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint, model, opt, ctx.rank)
         log(f"resumed from {checkpoint} after epoch {state.epoch}")
+    elif resume:  # not an error: `--resume` on every call of a Makefile rule is the usual idiom
+        log(f"--resume: no checkpoint at {checkpoint}; starting from the first epoch")
     while state.epoch < cfg.epochs and not state.stopped:
         epoch = state.epoch
         model.train()

@@ -200,10 +200,12 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("finetune", "hidden not divisible by heads", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--set", "model.hidden=7", "-o", fx.o()], 3, "config: model.hidden=7 is not divisible by model.heads=2; change one of them"),
     ("finetune", "dropout of 2", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--set", "model.dropout=2", "-o", fx.o()], 3, "config: model.dropout: 2.0 is out of range; use a rate in [0, 1)"),
     ("finetune", "empty --seeds list", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--seeds", ",", "-o", fx.o()], 2, "--seeds ,: expected integers separated by commas, each once"),
+    ("finetune", "negative --nproc", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--nproc", "-2", "-o", fx.o()], 3, "--nproc -2: give at least 1 process"),
     ("finetune", "repeated seed", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--seeds", "1,1", "-o", fx.o()], 2, "--seeds 1,1: expected integers separated by commas, each once"),
     # transfer
     ("transfer", "missing pre-trained model", lambda fx: ["transfer", fx.inp.missing, fx.inp.ds, "-o", fx.o()], 4, "missing.safetensors: no such file"),
     ("transfer", "dataset given as the model", lambda fx: ["transfer", fx.inp.ds, fx.inp.ds, "-o", fx.o()], 5, "expected a model artifact, got a dataset artifact"),
+    ("transfer", "no processes (--nproc 0)", lambda fx: ["transfer", fx.inp.model, fx.inp.ds, "--nproc", "0", "-o", fx.o()], 3, "--nproc 0: give at least 1 process"),
     ("transfer", "wrong --mode value", lambda fx: ["transfer", fx.inp.model, fx.inp.ds, "--mode", "zero-shot", "-o", fx.o()], 2, "--mode must be inductive or transductive"),
     ("transfer", "model without a transfer stage", lambda fx: ["transfer", fx.inp.model, fx.inp.ds, "-o", fx.o()], 3, "model 'sasrec' has no transfer stage"),
     ("transfer", "output folder is a file (before loading)", lambda fx: ["transfer", fx.inp.model, fx.inp.ds, "-o", blocked(fx)], 6, "blocker/out.safetensors: Not a directory"),

@@ -265,6 +265,9 @@ def test_cli_cluster_pretrain_finetune_transfer_eval(tmp_path):
         r = runner.invoke(app, args)
         assert r.exit_code == 0, (args[0], r.output)
     assert json.loads((tmp_path / "ind.json").read_text())["metrics"]["users"] == 12
+    # a config that disagrees with the pre-trained shapes: the pre-trained ones are kept, said after the result
+    r = runner.invoke(app, ["transfer", p("pre.safetensors"), p("tgt.safetensors"), "--features", p("f.safetensors"), "-o", p("ind2.safetensors"), "--config", str(conf), "--set", "model.inner=12"])
+    assert r.exit_code == 0 and r.stderr.splitlines()[-1] == "kept the pre-trained model's architecture: model.inner = 8 (not 12)", r.stderr
     # an interests artifact of another dataset is refused
     r = runner.invoke(app, ["finetune", "missrec", p("tgt.safetensors"), "--features", p("f.safetensors"), "-o", p("x.safetensors"), "--config", str(conf), "--set", f"model.interests={p('dpc.safetensors')}"])
     assert r.exit_code == 5 and "run `mmrec cluster` on this dataset" in r.output

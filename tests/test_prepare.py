@@ -81,6 +81,23 @@ def test_bad_interactions(tmp_path, name, content, expected):
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".ds")]
 
 
+def test_stdin_is_json_lines_and_a_csv_there_says_so(tmp_path):
+    from _cli import cli
+    from mmrec_cli.main import app
+
+    out = tmp_path / "ds.safetensors"
+    jsonl = "".join(json.dumps({"user_id": "u", "item_id": i, "timestamp": t}) + "\n" for t, i in enumerate("abc"))
+    r = cli.invoke(app, ["prepare", "-", "-o", str(out)], input=jsonl)
+    assert r.exit_code == 0 and D.load(str(out)).num_items == 3, r.output
+    out.unlink()
+    r = cli.invoke(app, ["prepare", "-", "-o", str(out)], input="user_id,item_id\nu,a\n")
+    assert r.exit_code == 3 and error_line(r) == (
+        "error: -:1: malformed JSON (Expecting value); fix or remove the line; "
+        "standard input ('-') is read as JSON lines: pass CSV/TSV as a file ending .csv/.tsv"
+    )
+    assert not out.exists()
+
+
 def test_bad_items(tmp_path):
     inter = write(tmp_path / "i.csv", "user_id,item_id\nu,a\nu,b\nu,c\n")
     dup = write(tmp_path / "dup.jsonl", '{"item_id": "a"}\n{"item_id": "b"}\n{"item_id": "a"}\n')

@@ -29,6 +29,15 @@ def test_resume_is_bit_identical(tiny_dataset, tmp_path):
     assert r_full.best_epoch == r_res.best_epoch
 
 
+def test_resume_without_a_checkpoint_says_it_starts_over(tiny_dataset, tmp_path):
+    _, ds = tiny_dataset
+    said = []
+    run = stages.Run(checkpoint=str(tmp_path / "none.ckpt"), resume=True, log=said.append)
+    _, r = stages.finetune("sasrec", ds, None, CFG, TrainConfig(epochs=1, batch_size=4, patience=0, seed=7), run)
+    assert said[0] == f"--resume: no checkpoint at {tmp_path / 'none.ckpt'}; starting from the first epoch"
+    assert [h["epoch"] for h in r.history] == [0]
+
+
 def test_same_seed_same_numbers(tiny_dataset, tmp_path):
     _, ds = tiny_dataset
     _, a = train(ds, tmp_path, 2, name="a")

@@ -12,7 +12,7 @@ from mmrec_cli.commands._common import handle_errors, invocation, say
 
 @handle_errors
 def prepare(
-    source: str = typer.Argument(..., help="Interactions file (CSV/TSV with header, or JSONL; '-' = stdin), or a UniSRec folder / <folder>/<name> prefix."),
+    source: str = typer.Argument(..., help="Interactions file (.csv/.tsv with a header, or JSON lines; '-' = stdin, read as JSON lines), or a UniSRec folder / <folder>/<name> prefix."),
     output: Path = typer.Option(..., "-o", "--output", help="Dataset artifact to write (.safetensors)."),
     items: Optional[str] = typer.Option(None, "--items", help="Items JSONL (item_id, text, images); every interacted item must be in it."),
     fmt: str = typer.Option("auto", "--format", help="auto | interactions | unisrec."),

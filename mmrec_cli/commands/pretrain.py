@@ -43,7 +43,7 @@ def pretrain(
 
     check_artifact_path(output)  # now, not after the first epoch; before torchrun starts its processes
     check_artifact_path(checkpoint, "--checkpoint")  # None: OUTPUT.ckpt, in OUTPUT's folder
-    if nproc > 1 and not distributed.launched():
+    if nproc != 1 and not distributed.launched():  # launch refuses 0 and below
         return distributed.launch(nproc)  # this command again, under torchrun
     module = models.get(model)
     if "pretrain" not in getattr(module, "STAGES", ()):

@@ -44,7 +44,7 @@ def transfer(
         raise typer.BadParameter("--mode must be inductive or transductive")
     check_artifact_path(output)  # now, not after the first epoch; before torchrun starts its processes
     check_artifact_path(checkpoint, "--checkpoint")  # None: OUTPUT.ckpt, in OUTPUT's folder
-    if nproc > 1 and not distributed.launched():
+    if nproc != 1 and not distributed.launched():  # launch refuses 0 and below
         return distributed.launch(nproc)  # this command again, under torchrun
     state, meta = model_file.load(str(pretrained))
     name = meta.get("model")
@@ -58,7 +58,7 @@ def transfer(
     ckpt = str(checkpoint or f"{output}.ckpt")
     with distributed.session(device) as ctx:
         log = say if ctx.main else (lambda s: None)
-        _as_pretrained(module, cfg, meta, log)
+        kept = _as_pretrained(module, cfg, meta)  # said with the result: an error before it stays one line
         with progress(f"transfer {name}", None) if ctx.main else contextlib.nullcontext() as advance:
             run = stages.Run(checkpoint=ckpt, resume=resume, log=log, progress=advance)
             net, result = stages.transfer(name, ds, feats, cfg.model, cfg.train, run, state)
@@ -70,12 +70,15 @@ def transfer(
     metric = result.best_metrics.get(cfg.train.metric)
     how = "zero-shot (not fine-tuned)" if cfg.train.epochs == 0 else f"best epoch {result.best_epoch}"
     say(f"wrote {output}: {mode} transfer, {how}" + (f", valid {cfg.train.metric} {metric:.4f}" if metric is not None else ""))
+    if kept:
+        say(f"kept the pre-trained model's architecture: {'; '.join(kept)}")
 
 
-def _as_pretrained(module, cfg, meta: dict, log) -> None:
-    """Give cfg.model the architecture of the pre-trained model (the shapes its weights have)."""
-    source = meta.get("config", {}).get("model", {})
+def _as_pretrained(module, cfg, meta: dict) -> list[str]:
+    """Give cfg.model the architecture of the pre-trained model (the shapes its weights have); say what changed."""
+    source, kept = meta.get("config", {}).get("model", {}), []
     for key in getattr(module, "ARCHITECTURE", ()):
         if key in source and getattr(cfg.model, key) != source[key]:
-            log(f"model.{key} = {source[key]!r} as the pre-trained model (not {getattr(cfg.model, key)!r})")
+            kept.append(f"model.{key} = {source[key]!r} (not {getattr(cfg.model, key)!r})")
             setattr(cfg.model, key, source[key])
+    return kept

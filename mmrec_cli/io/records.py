@@ -9,7 +9,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmrec_cli.errors import bad_input
+from mmrec_cli.errors import MmrecError, bad_input
 from mmrec_cli.io.jsonl import read_jsonl, read_lines
 
 
@@ -35,11 +35,23 @@ def read_interactions(path: str) -> list[Interaction]:
     if suffix in (".csv", ".tsv"):
         rows = _read_delimited(path, "," if suffix == ".csv" else "\t")
     else:
-        rows = ((lineno, obj) for lineno, obj in read_jsonl(path))
+        rows = read_jsonl(path) if path != "-" else _stdin_jsonl(read_jsonl(path))
     out = [_interaction(path, lineno, row) for lineno, row in rows]
     if not out:
         raise bad_input(f"{path}: no interactions found; the file is empty")
     return out
+
+
+def _stdin_jsonl(rows):
+    """Standard input has no extension to tell its format: it is JSON lines, and an error on its first line
+    (a CSV header, say) says so."""
+    try:
+        yield next(rows)
+    except StopIteration:
+        return
+    except MmrecError as err:
+        raise bad_input(f"{err}; standard input ('-') is read as JSON lines: pass CSV/TSV as a file ending .csv/.tsv") from None
+    yield from rows
 
 
 def _read_delimited(path: str, delim: str):
