@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from mmrec_cli.commands._common import handle_errors, invocation, progress, say
-from mmrec_cli.errors import USAGE, MmrecError, bad_input  # light: _common has loaded it already
+from mmrec_cli.errors import bad_input, usage  # light: _common has loaded it already
 
 
 @handle_errors
@@ -34,7 +34,7 @@ def eval_(
     if probe:
         return _probe(paths, features, split, mask_history, ks, output)
     if len(paths) != 2:
-        raise MmrecError(f"expected MODEL DATASET, got {len(paths)} argument(s); to compare result files pass --compare", USAGE)
+        raise usage(f"expected MODEL DATASET, got {len(paths)} argument(s); to compare result files pass --compare")
     model, dataset = paths
     from mmrec_cli import loading
     from mmrec_cli.evaluate import EvalConfig, evaluate
@@ -129,7 +129,7 @@ def _probe(paths: list[Path], features: Optional[str], split: str, mask_history:
     from mmrec_cli.models.alignrec import probe
 
     if len(paths) != 1 or features is None:
-        raise MmrecError("--probe takes one DATASET and --features FEATS.safetensors", USAGE)
+        raise usage("--probe takes one DATASET and --features FEATS.safetensors")
     if split not in ("valid", "test"):
         raise bad_input("--split must be valid or test")
     _check_outputs(output, None, None)

@@ -118,7 +118,7 @@ def load(path: str) -> Dataset:
     except KeyError as err:  # a tensor or metadata key taken out of a file mmrec wrote
         raise mismatch(f"{path}: the dataset artifact lacks {err}; recreate it with `mmrec prepare`") from None
     if ds.fingerprint() != recorded:
-        raise artifacts.MmrecError(f"{path}: contents do not match the recorded fingerprint; the file was altered, recreate it", 5)
+        raise mismatch(f"{path}: contents do not match the recorded fingerprint; the file was altered, recreate it")
     ds.meta = {k: meta[k] for k in ("command", "config", "inputs") if k in meta}
     ds.meta["path"] = str(path)
     return ds
