@@ -50,6 +50,7 @@ def main() -> None:
     import torch
 
     from mmrec_cli import cluster as CL
+    from mmrec_cli.io import batches as B
     from mmrec_cli.io import unisrec
     from mmrec_cli.models import missrec as MR
     from mmrec_cli.train import TrainConfig
@@ -130,7 +131,7 @@ def main() -> None:
                 times.append(time.perf_counter() - t0)
                 seqs += len(b["target"])
         out[f"{name}_seq_per_s"] = round(seqs / sum(times), 1)
-    epoch_examples = len(MR.prefixes(ds, 50)[1])
+    epoch_examples = len(B.prefixes(ds, 50)[1])
     out["train_examples_per_epoch"] = int(epoch_examples)
     print(json.dumps(out, indent=1))
 

@@ -120,7 +120,7 @@ def _same_run(one: Path, two: Path, loss_tol: float, metric_tol: float, weight_t
 
 def _odd_prefix_batch(ds, max_len: int) -> int:
     """A global batch size that leaves MISSRec (one example per train prefix) a last batch of one."""
-    from mmrec_cli.models.missrec import prefixes
+    from mmrec_cli.io.batches import prefixes
 
     n = len(prefixes(ds, max_len)[2])
     return next(b for b in range(3, n) if n % b == 1)

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from mmrec_cli import cluster as CL
 from mmrec_cli import stages
+from mmrec_cli.io import batches as B
 from mmrec_cli.io import dataset as D
 from mmrec_cli.models import missrec as MR
 from mmrec_cli.train import TrainConfig
@@ -181,10 +182,10 @@ def test_item_drop_keeps_order_and_first_item():
 
 def test_prefix_examples():
     ds = D.from_sequences([[0, 1, 2, 3, 4], [5, 6, 7]], [f"i{i}" for i in range(8)], ["a", "b"])  # train: 0 1 2 | 5
-    flat, start, end, user = MR.prefixes(ds, max_len=2)
+    flat, start, end, user = B.prefixes(ds, max_len=2)
     got = [(flat[s:e].tolist(), int(flat[e]), int(u)) for s, e, u in zip(start, end, user)]
     assert got == [([0], 1, 0), ([0, 1], 2, 0)]
-    batch = MR.collate(flat, start, end, user)
+    batch = B.collate_prefixes(flat, start, end, user)
     assert batch["items"].tolist() == [[1, 0], [1, 2]] and batch["target"].tolist() == [1, 2]
 
 

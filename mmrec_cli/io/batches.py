@@ -60,6 +60,51 @@ def train_batches(ds: Dataset, max_len: int, batch_size: int, seed: int, epoch: 
             yield collate_train([windows[i] for i in idx], users[idx])
 
 
+def prefixes(ds, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every prefix of each user's train sequence -> next item: (flat train items, start, end, user).
+
+    Example e's history is flat[start[e]:end[e]] (at most max_len items), its target flat[end[e]].
+    """
+    train = ds.split == TRAIN
+    flat = ds.items[train]
+    owner = np.repeat(np.arange(ds.num_users), np.diff(ds.offsets))
+    counts = np.bincount(owner[train], minlength=ds.num_users)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    user = np.repeat(np.arange(ds.num_users), counts)
+    end = np.arange(len(flat))
+    ok = end > first[user]  # not the first item of its user
+    end, user = end[ok], user[ok]
+    start = np.maximum(first[user], end - max_len)
+    return flat, start, end, user
+
+
+def collate_prefixes(flat: np.ndarray, start: np.ndarray, end: np.ndarray, user: np.ndarray) -> dict:
+    lengths = end - start
+    items = torch.zeros(len(start), int(lengths.max()), dtype=torch.long)
+    for b in range(len(start)):
+        items[b, : lengths[b]] = torch.from_numpy(flat[start[b] : end[b]] + 1)
+    return {"items": items, "lengths": torch.from_numpy(lengths), "user": torch.from_numpy(user), "target": torch.from_numpy(flat[end])}
+
+
+def prefix_batches(ds: Dataset, max_len: int, batch_size: int, seed: int, epoch: int, bucket: int = 0):
+    """Shuffled batches of `prefixes` (RecBole's instances); the order depends only on (seed, epoch).
+
+    With bucket > 1, every run of `bucket` batches is sorted by length before it is cut into batches,
+    and the batches are shuffled: the same instances per epoch with a fraction of the padding.
+    """
+    flat, start, end, user = prefixes(ds, max_len)
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(len(end), generator=g).numpy()
+    if bucket > 1 and len(order):
+        run = bucket * batch_size
+        order = np.concatenate([o[np.argsort((end - start)[o], kind="stable")] for o in (order[s : s + run] for s in range(0, len(order), run))])
+    cuts = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    if bucket > 1:
+        cuts = [cuts[i] for i in torch.randperm(len(cuts), generator=g).tolist()]
+    for idx in cuts:
+        yield collate_prefixes(flat, start[idx], end[idx], user[idx])
+
+
 def eval_rows(ds: Dataset, split: str, max_len: int) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """For each user with targets in `split`: (input history, targets, history to mask).
 

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from mmrec_cli import cluster as CL
 from mmrec_cli.errors import bad_input, mismatch
+from mmrec_cli.io import batches as B
 
 STAGES = {"pretrain", "finetune", "transfer"}
 MODALITIES: tuple[str, ...] = ("text", "image")
@@ -381,34 +382,6 @@ def _read_interests(path: str, mods: list[str]) -> tuple[dict, dict]:
 # ----- training data --------------------------------------------------------------------------
 
 
-def prefixes(ds, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Every prefix of each user's train sequence -> next item: (flat train items, start, end, user).
-
-    Example e's history is flat[start[e]:end[e]] (at most max_len items), its target flat[end[e]].
-    """
-    from mmrec_cli.io.dataset import TRAIN
-
-    train = ds.split == TRAIN
-    flat = ds.items[train]
-    owner = np.repeat(np.arange(ds.num_users), np.diff(ds.offsets))
-    counts = np.bincount(owner[train], minlength=ds.num_users)
-    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    user = np.repeat(np.arange(ds.num_users), counts)
-    end = np.arange(len(flat))
-    ok = end > first[user]  # not the first item of its user
-    end, user = end[ok], user[ok]
-    start = np.maximum(first[user], end - max_len)
-    return flat, start, end, user
-
-
-def collate(flat: np.ndarray, start: np.ndarray, end: np.ndarray, user: np.ndarray) -> dict:
-    lengths = end - start
-    items = torch.zeros(len(start), int(lengths.max()), dtype=torch.long)
-    for b in range(len(start)):
-        items[b, : lengths[b]] = torch.from_numpy(flat[start[b] : end[b]] + 1)
-    return {"items": items, "lengths": torch.from_numpy(lengths), "user": torch.from_numpy(user), "target": torch.from_numpy(flat[end])}
-
-
 def train_batches(ds, cfg: Config, train_cfg, epoch: int, stage: str = "finetune"):
     """Shuffled prefix batches; the order depends only on (seed, epoch). Each batch carries its epoch.
 
@@ -416,18 +389,8 @@ def train_batches(ds, cfg: Config, train_cfg, epoch: int, stage: str = "finetune
     the batches are shuffled: the same examples per epoch with a fraction of the padding.
     """
     check_interests(cfg, ds)
-    flat, start, end, user = prefixes(ds, cfg.max_len)
-    g = torch.Generator().manual_seed(train_cfg.seed * 1_000_003 + epoch)
-    order = torch.randperm(len(end), generator=g).numpy()
-    bs = train_cfg.batch_size
-    cuts = [order[s : s + bs] for s in range(0, len(order), bs)]
-    if cfg.bucket:
-        run = 64 * bs
-        sorted_ = np.concatenate([o[np.argsort((end - start)[o], kind="stable")] for o in (order[s : s + run] for s in range(0, len(order), run))]) if len(order) else order
-        cuts = [sorted_[s : s + bs] for s in range(0, len(order), bs)]
-        cuts = [cuts[i] for i in torch.randperm(len(cuts), generator=g).tolist()]
-    for idx in cuts:
-        yield collate(flat, start[idx], end[idx], user[idx]) | {"epoch": epoch}
+    for batch in B.prefix_batches(ds, cfg.max_len, train_cfg.batch_size, train_cfg.seed, epoch, bucket=64 if cfg.bucket else 0):
+        yield batch | {"epoch": epoch}
 
 
 def check_interests(cfg: Config, ds) -> None:
