@@ -46,11 +46,10 @@ def main() -> None:
     ap.add_argument("--synthetic", type=int, default=4096, help="synthetic sequences of 50 items for DPC-KNN")
     args = ap.parse_args()
 
-    import numpy as np
     import torch
 
     from mmrec_cli import cluster as CL
-    from mmrec_cli.io import batches as B
+    from mmrec_cli.io.batches import prefixes
     from mmrec_cli.io import unisrec
     from mmrec_cli.models import missrec as MR
     from mmrec_cli.train import TrainConfig
@@ -131,7 +130,7 @@ def main() -> None:
                 times.append(time.perf_counter() - t0)
                 seqs += len(b["target"])
         out[f"{name}_seq_per_s"] = round(seqs / sum(times), 1)
-    epoch_examples = len(B.prefixes(ds, 50)[1])
+    epoch_examples = len(prefixes(ds, 50)[1])
     out["train_examples_per_epoch"] = int(epoch_examples)
     print(json.dumps(out, indent=1))
 

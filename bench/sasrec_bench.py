@@ -15,7 +15,6 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -57,7 +56,6 @@ def example(epochs: int) -> dict:
 def million(users: int) -> dict:
     """Score `users` random histories against 1,000,000 items, chunked, and report time and peak memory."""
     import numpy as np
-    import torch
 
     from mmrec_cli.evaluate import EvalConfig, evaluate
     from mmrec_cli.io import dataset as D

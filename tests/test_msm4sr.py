@@ -257,6 +257,37 @@ def test_seq_random_dropout_keeps_order_first_item_and_targets():
         assert (new_i[b, n:] == 0).all() and (new_t[b, n:] == M.IGNORE).all()  # right-padded again
 
 
+def test_prefix_dropout_moves_the_one_target_to_the_new_last_position():
+    items = torch.tensor([[3, 4, 5, 6], [7, 8, 0, 0]])
+    targets = torch.tensor([[-100, -100, -100, 9], [-100, 2, -100, -100]])
+    torch.manual_seed(0)
+    new_i, new_t = M.prefix_random_dropout(items, targets, 0.9)
+    for b, target in enumerate((9, 2)):
+        n = int((new_i[b] > 0).sum())
+        kept = new_i[b, :n].tolist()
+        assert kept[0] == items[b, 0] and all(k in items[b].tolist() for k in kept)  # first item stays, order kept
+        assert new_t[b].tolist() == [-100] * (n - 1) + [target] + [-100] * (4 - n)
+    assert (new_i > 0).sum() < (items > 0).sum()  # something was dropped
+
+
+def test_prefix_instances_give_one_target_per_row_and_cover_every_prefix():
+    from conftest import tiny_sequences
+    from mmrec_cli.train import TrainConfig
+
+    seqs = tiny_sequences(num_users=12, num_items=N_ITEMS, seed=3)
+    ds = D.from_sequences(seqs, [f"i{i}" for i in range(N_ITEMS)], [f"u{u}" for u in range(len(seqs))])
+    batches = list(M.train_batches(ds, M.Config(max_len=10, instances="prefixes"), TrainConfig(batch_size=4, seed=7), 0))
+    for x in batches:
+        assert ((x["targets"] >= 0).sum(1) == 1).all()
+        assert torch.equal(x["targets"][torch.arange(len(x["items"])), x["lengths"] - 1], x["target"])
+    got = sorted((int(u), tuple(r[r > 0].tolist())) for x in batches for u, r in zip(x["user"], x["items"]))
+    windows = [(int(x["user"][b]), x["items"][b], x["targets"][b]) for x in B.train_batches(ds, 10, 4, 7, 0) for b in range(len(x["items"]))]
+    want = sorted((u, tuple(r[: k + 1].tolist())) for u, r, t in windows for k in range(len(r)) if t[k] >= 0)
+    assert got == want  # each (prefix -> next item) of the windows, once, as its own row
+    net = model(quiet(instances="prefixes"))
+    assert net.pretrain_loss(batches[0]).isfinite() and net.loss(batches[0]).isfinite()
+
+
 def test_complementary_mixup_swaps_position_wise():
     torch.manual_seed(0)
     zt, zv = torch.randn(4, 6, 3), torch.randn(4, 6, 3)
@@ -345,7 +376,7 @@ def test_a_few_steps_overfit_one_batch(stage):
 
 def test_config_is_validated():
     feats = tiny_features()
-    for bad in (dict(modalities=("audio",)), dict(mixup_max=0.7), dict(nip=False, cmcl=False), dict(hidden=9, heads=2), dict(score="l2")):
+    for bad in (dict(modalities=("audio",)), dict(mixup_max=0.7), dict(nip=False, cmcl=False), dict(hidden=9, heads=2), dict(score="l2"), dict(instances="users")):
         with pytest.raises(MmrecError):
             M.Model(quiet(**bad), N_ITEMS, feats)
     with pytest.raises(MmrecError, match="lack modality 'image'"):

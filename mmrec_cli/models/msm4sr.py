@@ -31,8 +31,11 @@ which has dot products and no temperature: that is `score = dot`, slower to lear
 (README). `modalities = text` / `image`
 keeps one term of eq. 12 (MSM4SR-T / MSM4SR-V; the paper pre-trains those on both modalities).
 
-Every position of a training window is one (prefix -> next item) instance, so a batch of B windows
-gives the in-batch negatives of all its positions; this is the per-prefix supervision of RecBole.
+Training instances (`instances`): `windows` (default) makes every position of a user's window one
+(prefix -> next item) instance, so a batch of B windows gives the in-batch negatives of all its
+positions, the same user's other positions among them; `prefixes` makes each prefix its own row,
+shuffled across users, as RecBole (the official code's base) does: a batch's negatives then come
+from other users' sequences, and sequence dropout moves the one target to the new last position.
 
 Ablations (paper Table: w/o NIP, w/o CMCL, w/o mixup, w/o pre-train, E2E) are Config fields:
 `nip=false`, `cmcl=false`, `mixup=false`, no `--init`, `e2e=true` (fine-tuning loss + pre-training loss).
@@ -90,6 +93,7 @@ class Config:
     image_source: str = "clip-image"  # what `image` holds: clip-image (image vectors) | clip-words (top-N words, text-encoded)
     image_words: int = 15  # N of the paper's top-N image words (for clip-words features)
     init_std: float = 0.02
+    instances: str = "windows"  # windows: a loss at every position of a user's window | prefixes: each prefix its own instance (RecBole, the official code)
     bucket: int = 8  # training batches: windows sorted by length within groups of bucket x batch_size (less padding); 1 = plain
 
 
@@ -101,6 +105,10 @@ def train_batches(ds, cfg: Config, train_cfg, epoch: int, stage: str = "finetune
     is seen once per epoch, and a resumed run repeats the order.
     """
     bs = train_cfg.batch_size
+    if cfg.instances == "prefixes":
+        for batch in B.prefix_batches(ds, cfg.max_len, bs, train_cfg.seed, epoch, cfg.bucket):
+            yield batch | {"targets": last_targets(batch)}
+        return
     if cfg.bucket <= 1:
         yield from B.train_batches(ds, cfg.max_len, bs, train_cfg.seed, epoch)
         return
@@ -259,7 +267,8 @@ class Model(nn.Module):
                 raise bad_input(f"msm4sr pre-training needs both text and image features; '{m}' is missing")
         items, targets = batch["items"], batch["targets"]
         if self.training and cfg.seq_dropout > 0:
-            items, targets = seq_random_dropout(items, targets, cfg.seq_dropout)
+            drop = prefix_random_dropout if cfg.instances == "prefixes" else seq_random_dropout
+            items, targets = drop(items, targets, cfg.seq_dropout)
         keep = targets >= 0
         tgt = targets[keep]  # (P,) next item of each instance
         z = self._tables(MODALITIES, items, tgt)
@@ -362,6 +371,24 @@ def seq_random_dropout(items: torch.Tensor, targets: torch.Tensor, max_rate: flo
     return new_items, new_targets
 
 
+def prefix_random_dropout(items: torch.Tensor, targets: torch.Tensor, max_rate: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """`seq_random_dropout` for prefix instances (one target, at the last real position): the prefix
+    loses items and its target moves to the new last position, "this sub-sequence -> the true next item"."""
+    target = targets.max(dim=1).values  # (B,) the one target of each row (the rest is IGNORE)
+    new_items, _ = seq_random_dropout(items, targets, max_rate)
+    new_targets = torch.full_like(targets, IGNORE)
+    rows = torch.arange(items.shape[0], device=items.device)
+    new_targets[rows, (new_items > 0).sum(1) - 1] = target
+    return new_items, new_targets
+
+
+def last_targets(batch: dict) -> torch.Tensor:
+    """(B, L) targets of a prefix batch: its `target` at the last real position, IGNORE elsewhere."""
+    targets = torch.full_like(batch["items"], IGNORE)
+    targets[torch.arange(len(targets)), batch["lengths"] - 1] = batch["target"]
+    return targets
+
+
 def complementary_mixup(zt: torch.Tensor, zv: torch.Tensor, real: torch.Tensor, max_p: float) -> tuple[torch.Tensor, torch.Tensor]:
     """M^t, M^v: each real position swaps its text and image vectors with probability p ~ U(0, max_p)."""
     p = torch.rand(zt.shape[0], 1, device=zt.device) * max_p
@@ -422,6 +449,8 @@ def _check_config(cfg: Config) -> None:
         raise bad_input(f"model.modalities={','.join(cfg.modalities)}: choose text,image (MSM4SR), text (MSM4SR-T) or image (MSM4SR-V)")
     if not 0 <= cfg.mixup_max <= 0.5:
         raise bad_input(f"model.mixup_max={cfg.mixup_max}: the paper's mixup probability is at most 0.5")
+    if cfg.instances not in ("windows", "prefixes"):
+        raise bad_input(f"model.instances={cfg.instances}: choose windows or prefixes")
     if not 0 <= cfg.seq_dropout < 1:
         raise bad_input(f"model.seq_dropout={cfg.seq_dropout}: must be in [0, 1)")
     if cfg.hidden % cfg.heads:
