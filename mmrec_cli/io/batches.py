@@ -86,22 +86,33 @@ def collate_prefixes(flat: np.ndarray, start: np.ndarray, end: np.ndarray, user:
     return {"items": items, "lengths": torch.from_numpy(lengths), "user": torch.from_numpy(user), "target": torch.from_numpy(flat[end])}
 
 
-def prefix_batches(ds: Dataset, max_len: int, batch_size: int, seed: int, epoch: int, bucket: int = 0):
-    """Shuffled batches of `prefixes` (RecBole's instances); the order depends only on (seed, epoch).
-
-    With bucket > 1, every run of `bucket` batches is sorted by length before it is cut into batches,
-    and the batches are shuffled: the same instances per epoch with a fraction of the padding.
-    """
-    flat, start, end, user = prefixes(ds, max_len)
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    order = torch.randperm(len(end), generator=g).numpy()
+def bucketed(order: np.ndarray, lengths: np.ndarray, batch_size: int, bucket: int, g: torch.Generator) -> list[np.ndarray]:
+    """Cut a shuffled `order` into batches; with bucket > 1, sort every run of `bucket` batches by
+    length first and shuffle the batches (by `g`): the same rows per epoch with a fraction of the padding."""
     if bucket > 1 and len(order):
         run = bucket * batch_size
-        order = np.concatenate([o[np.argsort((end - start)[o], kind="stable")] for o in (order[s : s + run] for s in range(0, len(order), run))])
+        order = np.concatenate([o[np.argsort(lengths[o], kind="stable")] for o in (order[s : s + run] for s in range(0, len(order), run))])
     cuts = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     if bucket > 1:
         cuts = [cuts[i] for i in torch.randperm(len(cuts), generator=g).tolist()]
-    for idx in cuts:
+    return cuts
+
+
+def window_batches(ds: Dataset, max_len: int, batch_size: int, seed: int, epoch: int, bucket: int):
+    """`train_windows` in shuffled, length-`bucketed` batches; the order depends only on (seed, epoch)."""
+    windows, users = train_windows(ds, max_len)
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(len(windows), generator=g).numpy()
+    for idx in bucketed(order, np.array([len(w) for w in windows]), batch_size, bucket, g):
+        yield collate_train([windows[j] for j in idx], users[idx])
+
+
+def prefix_batches(ds: Dataset, max_len: int, batch_size: int, seed: int, epoch: int, bucket: int = 0):
+    """`prefixes` (RecBole's instances) in shuffled, length-`bucketed` batches; the order depends only on (seed, epoch)."""
+    flat, start, end, user = prefixes(ds, max_len)
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(len(end), generator=g).numpy()
+    for idx in bucketed(order, end - start, batch_size, bucket, g):
         yield collate_prefixes(flat, start[idx], end[idx], user[idx])
 
 

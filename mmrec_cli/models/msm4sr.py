@@ -50,7 +50,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -98,31 +97,16 @@ class Config:
 
 
 def train_batches(ds, cfg: Config, train_cfg, epoch: int, stage: str = "finetune"):
-    """The standard training windows (every position a target), batched with little padding.
-
-    Each epoch shuffles the windows by (seed, epoch), cuts them into groups of `bucket` batches,
-    sorts each group by length, splits it into batches and shuffles the batch order: every window
-    is seen once per epoch, and a resumed run repeats the order.
-    """
-    bs = train_cfg.batch_size
+    """Training batches of `cfg.instances`, length-bucketed (io/batches.py `bucketed`): each instance
+    once per epoch, in an order fixed by (seed, epoch), so a resumed run repeats it."""
+    bs, seed = train_cfg.batch_size, train_cfg.seed
     if cfg.instances == "prefixes":
-        for batch in B.prefix_batches(ds, cfg.max_len, bs, train_cfg.seed, epoch, cfg.bucket):
+        for batch in B.prefix_batches(ds, cfg.max_len, bs, seed, epoch, cfg.bucket):
             yield batch | {"targets": last_targets(batch)}
-        return
-    if cfg.bucket <= 1:
-        yield from B.train_batches(ds, cfg.max_len, bs, train_cfg.seed, epoch)
-        return
-    windows, users = B.train_windows(ds, cfg.max_len)
-    g = torch.Generator().manual_seed(train_cfg.seed * 1_000_003 + epoch)
-    order = torch.randperm(len(windows), generator=g).numpy()
-    lengths = np.array([len(w) for w in windows])
-    groups = []
-    for start in range(0, len(order), bs * cfg.bucket):
-        part = order[start : start + bs * cfg.bucket]
-        part = part[np.argsort(lengths[part], kind="stable")]
-        groups += [part[k : k + bs] for k in range(0, len(part), bs)]
-    for i in torch.randperm(len(groups), generator=g).tolist():
-        yield B.collate_train([windows[j] for j in groups[i]], users[groups[i]])
+    elif cfg.bucket <= 1:
+        yield from B.train_batches(ds, cfg.max_len, bs, seed, epoch)
+    else:
+        yield from B.window_batches(ds, cfg.max_len, bs, seed, epoch, cfg.bucket)
 
 
 class Model(nn.Module):
