@@ -288,6 +288,21 @@ def test_prefix_instances_give_one_target_per_row_and_cover_every_prefix():
     assert net.pretrain_loss(batches[0]).isfinite() and net.loss(batches[0]).isfinite()
 
 
+def test_finetune_loss_on_prefix_rows_equals_the_windows_loss():
+    """A causal model sees the same prefix before each target either way: with no dropout, the mean
+    fine-tuning loss (eq. 13) over all prefix rows equals the mean over all window positions."""
+    from conftest import tiny_sequences
+    from mmrec_cli.train import TrainConfig
+
+    seqs = tiny_sequences(num_users=12, num_items=N_ITEMS, seed=3)
+    ds = D.from_sequences(seqs, [f"i{i}" for i in range(N_ITEMS)], [f"u{u}" for u in range(len(seqs))])
+    net = model(quiet(instances="prefixes"))
+    rows = list(M.train_batches(ds, net.cfg, TrainConfig(batch_size=1000, seed=7), 0))
+    windows = next(B.train_batches(ds, 10, 1000, 7, 0))
+    assert len(rows) == 1 and len(rows[0]["items"]) == int((windows["targets"] >= 0).sum())
+    assert torch.allclose(net.loss(rows[0]), net.loss(windows), atol=1e-6)
+
+
 def test_complementary_mixup_swaps_position_wise():
     torch.manual_seed(0)
     zt, zv = torch.randn(4, 6, 3), torch.randn(4, 6, 3)
