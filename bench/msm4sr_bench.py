@@ -3,9 +3,12 @@ and peak memory (resource.getrusage ru_maxrss).
 
     python bench/msm4sr_bench.py                      # the example Scientific data (CLIP text + image)
     python bench/msm4sr_bench.py --dataset D --features F --steps 20 --batch-size 256 --threads 1
+    python bench/msm4sr_bench.py --instances prefixes --batch-size 1024   # as examples/configs/msm4sr_finetune.json
 
-A "sequence" is one training window (a user's train sequence, up to max_len + 1 items, with a
-target at every position); each step is forward + backward + Adam on one batch, in training mode
+A "sequence" is one batch row: with `--instances windows` (the default) a user's train window (up to
+max_len + 1 items, a target at every position), with `--instances prefixes` one prefix and its next
+item (RecBole's instances, the example fine-tuning config); "instances" counts the (prefix -> next
+item) targets, which compares the two batchings. Each step is forward + backward + Adam on one batch, in training mode
 (dropout, sequence dropout and mixup on for pre-training). Batches come from the model's own
 length-bucketed batcher, as in `mmrec pretrain/finetune`. Peak memory is that of the whole process
 (features, model, optimizer and the largest batch).
@@ -43,12 +46,12 @@ def load(args):
     return ds, feats
 
 
-def throughput(net, batches, loss_fn, steps: int, warmup: int = 2) -> tuple[float, int]:
+def throughput(net, batches, loss_fn, steps: int, warmup: int = 2) -> tuple[float, float, int]:
     import torch
 
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
     net.train()
-    seqs, elapsed, done = 0, 0.0, 0
+    seqs, targets, elapsed, done = 0, 0, 0.0, 0
     while done < steps + warmup:
         for batch in batches(done):
             t0 = time.perf_counter()
@@ -58,10 +61,11 @@ def throughput(net, batches, loss_fn, steps: int, warmup: int = 2) -> tuple[floa
             if done >= warmup:
                 elapsed += time.perf_counter() - t0
                 seqs += batch["items"].shape[0]
+                targets += int((batch["targets"] >= 0).sum())
             done += 1
             if done >= steps + warmup:
                 break
-    return seqs / elapsed, seqs
+    return seqs / elapsed, targets / elapsed, seqs
 
 
 def main() -> None:
@@ -71,6 +75,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="timed training steps per stage")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    ap.add_argument("--instances", choices=("windows", "prefixes"), default="windows", help="training rows: user windows or RecBole's prefixes")
     ap.add_argument("--layers", type=int, default=1, help="transformer layers (the example configs: 1; the official code: 2)")
     args = ap.parse_args()
     if args.dataset and not args.features:
@@ -85,15 +90,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     ds, feats = load(args)
-    cfg, tcfg = M.Config(layers=args.layers), TrainConfig(batch_size=args.batch_size)
+    cfg, tcfg = M.Config(layers=args.layers, instances=args.instances), TrainConfig(batch_size=args.batch_size)
     net = M.Model(cfg, ds.num_items, feats)
     print(f"data: {ds.num_users} users, {ds.num_items} items; features " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in feats.items()))
-    print(f"model: {sum(p.numel() for p in net.parameters()):,} parameters, {cfg.layers} layer(s); batch {args.batch_size}, {args.threads} thread(s), torch {torch.__version__}")
+    print(f"model: {sum(p.numel() for p in net.parameters()):,} parameters, {cfg.layers} layer(s); batch {args.batch_size} {args.instances}, {args.threads} thread(s), torch {torch.__version__}")
 
-    pre, n_pre = throughput(net, lambda e: M.train_batches(ds, cfg, tcfg, e, "pretrain"), net.pretrain_loss, args.steps)
-    print(f"pre-training:  {pre:8.1f} sequences/s  ({n_pre} sequences in {args.steps} steps)")
-    ft, n_ft = throughput(net, lambda e: M.train_batches(ds, cfg, tcfg, e, "finetune"), net.loss, args.steps)
-    print(f"fine-tuning:   {ft:8.1f} sequences/s  ({n_ft} sequences in {args.steps} steps)")
+    pre, pre_i, n_pre = throughput(net, lambda e: M.train_batches(ds, cfg, tcfg, e, "pretrain"), net.pretrain_loss, args.steps)
+    print(f"pre-training:  {pre:8.1f} sequences/s  {pre_i:8.1f} instances/s  ({n_pre} sequences in {args.steps} steps)")
+    ft, ft_i, n_ft = throughput(net, lambda e: M.train_batches(ds, cfg, tcfg, e, "finetune"), net.loss, args.steps)
+    print(f"fine-tuning:   {ft:8.1f} sequences/s  {ft_i:8.1f} instances/s  ({n_ft} sequences in {args.steps} steps)")
     t0 = time.perf_counter()
     metrics, _ = evaluate(net, ds, EvalConfig(split="valid", max_len=cfg.max_len))
     dt = time.perf_counter() - t0
