@@ -8,8 +8,8 @@ and peak memory (resource.getrusage ru_maxrss).
 A "sequence" is one batch row: with `--instances windows` (the default) a user's train window (up to
 max_len + 1 items, a target at every position), with `--instances prefixes` one prefix and its next
 item (RecBole's instances, the example fine-tuning config); "instances" counts the (prefix -> next
-item) targets, which compares the two batchings. Each step is forward + backward + Adam on one batch, in training mode
-(dropout, sequence dropout and mixup on for pre-training). Batches come from the model's own
+item) targets, which compares the two batchings. Each step is forward + backward + Adam on one
+batch, in training mode (dropout, sequence dropout and mixup on for pre-training). Batches come from the model's own
 length-bucketed batcher, as in `mmrec pretrain/finetune`. Peak memory is that of the whole process
 (features, model, optimizer and the largest batch).
 """

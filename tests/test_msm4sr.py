@@ -39,12 +39,15 @@ def quiet(**kw) -> M.Config:
     return M.Config(**(base | kw))
 
 
-def tiny_batch(seed: int = 0, num_items: int = N_ITEMS) -> dict:
+def tiny_dataset(num_users: int, seed: int = 0, num_items: int = N_ITEMS) -> D.Dataset:
     from conftest import tiny_sequences
 
-    seqs = tiny_sequences(num_users=6, num_items=num_items, seed=seed)
-    ds = D.from_sequences(seqs, [f"i{i}" for i in range(num_items)], [f"u{u}" for u in range(len(seqs))])
-    return next(B.train_batches(ds, 10, 64, 0, 0))
+    seqs = tiny_sequences(num_users=num_users, num_items=num_items, seed=seed)
+    return D.from_sequences(seqs, [f"i{i}" for i in range(num_items)], [f"u{u}" for u in range(len(seqs))])
+
+
+def tiny_batch(seed: int = 0, num_items: int = N_ITEMS) -> dict:
+    return next(B.train_batches(tiny_dataset(6, seed, num_items), 10, 64, 0, 0))
 
 
 def model(cfg=None, feats=None, seed: int = 0) -> M.Model:
@@ -271,11 +274,9 @@ def test_prefix_dropout_moves_the_one_target_to_the_new_last_position():
 
 
 def test_prefix_instances_give_one_target_per_row_and_cover_every_prefix():
-    from conftest import tiny_sequences
     from mmrec_cli.train import TrainConfig
 
-    seqs = tiny_sequences(num_users=12, num_items=N_ITEMS, seed=3)
-    ds = D.from_sequences(seqs, [f"i{i}" for i in range(N_ITEMS)], [f"u{u}" for u in range(len(seqs))])
+    ds = tiny_dataset(12, seed=3)
     batches = list(M.train_batches(ds, M.Config(max_len=10, instances="prefixes"), TrainConfig(batch_size=4, seed=7), 0))
     for x in batches:
         assert ((x["targets"] >= 0).sum(1) == 1).all()
@@ -291,11 +292,9 @@ def test_prefix_instances_give_one_target_per_row_and_cover_every_prefix():
 def test_finetune_loss_on_prefix_rows_equals_the_windows_loss():
     """A causal model sees the same prefix before each target either way: with no dropout, the mean
     fine-tuning loss (eq. 13) over all prefix rows equals the mean over all window positions."""
-    from conftest import tiny_sequences
     from mmrec_cli.train import TrainConfig
 
-    seqs = tiny_sequences(num_users=12, num_items=N_ITEMS, seed=3)
-    ds = D.from_sequences(seqs, [f"i{i}" for i in range(N_ITEMS)], [f"u{u}" for u in range(len(seqs))])
+    ds = tiny_dataset(12, seed=3)
     net = model(quiet(instances="prefixes"))
     rows = list(M.train_batches(ds, net.cfg, TrainConfig(batch_size=1000, seed=7), 0))
     windows = next(B.train_batches(ds, 10, 1000, 7, 0))
@@ -318,11 +317,9 @@ def test_complementary_mixup_swaps_position_wise():
 
 
 def test_length_bucketed_batches_cover_every_window_once_and_repeat():
-    from conftest import tiny_sequences
     from mmrec_cli.train import TrainConfig
 
-    seqs = tiny_sequences(num_users=40, num_items=N_ITEMS, seed=3)
-    ds = D.from_sequences(seqs, [f"i{i}" for i in range(N_ITEMS)], [f"u{u}" for u in range(len(seqs))])
+    ds = tiny_dataset(40, seed=3)
     tc = TrainConfig(batch_size=4, seed=7)
     plain = list(B.train_batches(ds, 10, 4, 7, 0))
     for bucket in (1, 3):
