@@ -35,7 +35,7 @@ def peak_gb() -> float:
 def synthetic(items: int, users: int, per_user: int, seed: int = 0):
     import numpy as np
 
-    from mmrec_cli.io import dataset as D
+    from mmrec_cli.data import dataset as D
 
     rng = np.random.default_rng(seed)
     # popularity-skewed (Zipf-like, exponent 0.8) distinct items per user, as in real catalogues
@@ -51,9 +51,9 @@ def synthetic(items: int, users: int, per_user: int, seed: int = 0):
 def main() -> None:
     import torch
 
-    from mmrec_cli.evaluate import EvalConfig, evaluate
+    from mmrec_cli.evaluation.ranking import EvalConfig, evaluate
     from mmrec_cli.models import alignrec as A
-    from mmrec_cli.train import TrainConfig
+    from mmrec_cli.training.loop import TrainConfig
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=100_000)

@@ -36,7 +36,7 @@ def mmrec_round(items: str, out: str, texts: list[str], batch_size: int) -> tupl
     from mmrec_cli.features import runner
     from mmrec_cli.features.extract import Hooks, Options, extract
     from mmrec_cli.features.text import load_bert
-    from mmrec_cli.io import features
+    from mmrec_cli.io import feature_file as features
 
     t0 = time.perf_counter()
     extract(items, out, Options(text="bert", batch_size=batch_size), hooks=Hooks(note=lambda msg: None))

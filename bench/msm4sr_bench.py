@@ -30,11 +30,11 @@ sys.path.insert(0, str(ROOT))
 def load(args):
     import torch
 
-    from mmrec_cli.io import dataset as D
+    from mmrec_cli.data import dataset as D
     from mmrec_cli.io import unisrec
 
     if args.dataset:
-        from mmrec_cli import loading
+        from mmrec_cli.training import loading
         from mmrec_cli.models import msm4sr
 
         ds = D.load(args.dataset)
@@ -83,9 +83,9 @@ def main() -> None:
 
     import torch
 
-    from mmrec_cli.evaluate import EvalConfig, evaluate
+    from mmrec_cli.evaluation.ranking import EvalConfig, evaluate
     from mmrec_cli.models import msm4sr as M
-    from mmrec_cli.train import TrainConfig
+    from mmrec_cli.training.loop import TrainConfig
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

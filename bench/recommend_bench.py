@@ -39,8 +39,8 @@ def write_histories(path: str, n: int, num_items: int, seed: int = 0) -> None:
 def run_one(n: int, num_items: int, device: str, batch: int) -> dict:
     import torch
 
-    from mmrec_cli import recommend as R
-    from mmrec_cli.distributed import resolve_device
+    from mmrec_cli.evaluation import recommend as R
+    from mmrec_cli.training.distributed import resolve_device
     from mmrec_cli.models import sasrec
 
     torch.set_num_threads(os.cpu_count() or 1)

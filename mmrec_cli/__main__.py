@@ -1,3 +1,3 @@
-from mmrec_cli.main import main
+from mmrec_cli.cli.app import main
 
 main()

@@ -1,6 +1,6 @@
 """One exception type for every user-facing failure, with a distinct exit code per kind.
 
-Library code raises `MmrecError`; `mmrec_cli.main` prints its one line on stderr and exits with
+Library code raises `MmrecError`; `mmrec_cli.cli.app` prints its one line on stderr and exits with
 its code. Nothing else in the package decides how a failure looks to the user.
 """
 

@@ -17,7 +17,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 def main(argv: list[str]) -> int:
     import typer.main
 
-    from mmrec_cli.main import app
+    from mmrec_cli.cli.app import app
     from test_bad_input_inventory import CASES
 
     commands = list(typer.main.get_command(app).commands)

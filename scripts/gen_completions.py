@@ -52,7 +52,7 @@ def tree() -> tuple[list[Opt], list[Cmd]]:
     sys.path.insert(0, str(ROOT))
     import typer.main
 
-    from mmrec_cli.main import app
+    from mmrec_cli.cli.app import app
 
     group = typer.main.get_command(app)
     help_opt = Opt(["--help"], "Show this message and exit.", None)

@@ -2,7 +2,7 @@
 
 from typer.testing import CliRunner
 
-from mmrec_cli.main import app
+from mmrec_cli.cli.app import app
 
 cli = CliRunner()
 

@@ -24,7 +24,7 @@ def tiny_sequences(num_users: int = 12, num_items: int = 20, seed: int = 0) -> l
 @pytest.fixture
 def tiny_dataset(tmp_path):
     """A saved 12-user, 20-item leave-one-out dataset; returns (path, Dataset)."""
-    from mmrec_cli.io import dataset as D
+    from mmrec_cli.data import dataset as D
 
     seqs = tiny_sequences()
     ds = D.from_sequences(seqs, [f"i{i}" for i in range(20)], [f"u{u}" for u in range(len(seqs))])

@@ -11,11 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmrec_cli import graph as G
-from mmrec_cli.io import dataset as D
-from mmrec_cli.io import features as FE
+from mmrec_cli.models import alignrec_graph as G
+from mmrec_cli.data import dataset as D
+from mmrec_cli.io import feature_file as FE
 from mmrec_cli.models import alignrec as A
-from mmrec_cli.train import TrainConfig
+from mmrec_cli.training.loop import TrainConfig
 
 N_ITEMS = 20
 
@@ -171,7 +171,7 @@ def test_model_trains_and_reloads(cfg):
 
 
 def test_user_table_comes_from_the_dataset_not_the_batches():
-    from mmrec_cli import stages
+    from mmrec_cli.training import stages
     from mmrec_cli.errors import MmrecError
 
     ds, cfg = tiny_ds(), small(content="raw")
@@ -196,7 +196,7 @@ def test_user_table_comes_from_the_dataset_not_the_batches():
 def test_shares_of_a_batch_add_up_to_the_batch(cfg):
     """What --nproc relies on: each share's loss, weighted by its share of the rows, sums to the
     global batch's loss, and so do the gradients, in-batch CCA and REG included (`in_batch`)."""
-    from mmrec_cli import distributed as Dist
+    from mmrec_cli.training import distributed as Dist
 
     ds = tiny_ds()
     torch.manual_seed(0)
@@ -254,7 +254,7 @@ def test_feature_probe_by_hand():
 def test_cli_pretrain_finetune_eval_probe(tmp_path):
     from typer.testing import CliRunner
 
-    from mmrec_cli.main import app
+    from mmrec_cli.cli.app import app
 
     ds = tiny_ds()
     D.save(ds, str(tmp_path / "ds.safetensors"), "test", {}, {})

@@ -29,9 +29,9 @@ def build_inputs(folder: Path) -> SimpleNamespace:
 
     from conftest import tiny_sequences
     from mmrec_cli.io import artifacts
-    from mmrec_cli.io import dataset as D
-    from mmrec_cli.io import features as FE
-    from mmrec_cli.main import app
+    from mmrec_cli.data import dataset as D
+    from mmrec_cli.io import feature_file as FE
+    from mmrec_cli.cli.app import app
 
     folder.mkdir(parents=True, exist_ok=True)
     ids = [f"i{i}" for i in range(20)]
@@ -264,7 +264,7 @@ def _id(case) -> str:
 def test_bad_input(command, name, argv, code, fragment, inputs, tmp_path):
     from typer.testing import CliRunner
 
-    from mmrec_cli.main import app
+    from mmrec_cli.cli.app import app
 
     (tmp_path / "scratch").mkdir(), (tmp_path / "out").mkdir()
     fx = Fx(inputs, tmp_path / "scratch", tmp_path / "out")
@@ -281,7 +281,7 @@ def test_bad_input(command, name, argv, code, fragment, inputs, tmp_path):
 def test_every_subcommand_has_at_least_three_cases():
     import typer.main
 
-    from mmrec_cli.main import app
+    from mmrec_cli.cli.app import app
 
     commands = set(typer.main.get_command(app).commands)
     counts = {c: sum(1 for case in CASES if case[0] == c) for c in commands}

@@ -11,7 +11,7 @@ import pytest
 from _cli import run
 from _tiny_models import WORDS, make_image, write_items
 from mmrec_cli.io import artifacts
-from mmrec_cli.io import features as F
+from mmrec_cli.io import feature_file as F
 
 
 @pytest.fixture

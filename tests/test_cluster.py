@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmrec_cli import cluster as CL
+from mmrec_cli.models import missrec_interests as CL
 
 
 def reference_dpc_knn(x: np.ndarray, n_centres: int, k: int):

@@ -23,7 +23,7 @@ def test_committed_completions_match_the_command_tree():
 
 
 def test_a_new_command_or_option_changes_the_render(monkeypatch):
-    from mmrec_cli import main
+    from mmrec_cli.cli import app as main
 
     before = gen.render()
     app = typer.Typer()

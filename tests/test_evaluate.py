@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmrec_cli.evaluate import EvalConfig, evaluate, metrics, rank_batch, user_metrics
-from mmrec_cli.io import dataset as D
+from mmrec_cli.evaluation.ranking import EvalConfig, evaluate, metrics, rank_batch, user_metrics
+from mmrec_cli.data import dataset as D
 
 
 class Fixed(torch.nn.Module):

@@ -10,7 +10,7 @@ import numpy as np
 from _cli import error_line, run
 from _tiny_models import make_image, write_items
 from mmrec_cli.io import artifacts
-from mmrec_cli.io import features as F
+from mmrec_cli.io import feature_file as F
 
 
 TEXT_ITEMS = [

@@ -22,9 +22,9 @@ import pytest
 from typer.testing import CliRunner
 
 from _tiny_models import WORDS, tiny_bert, write_items
-from mmrec_cli.io import dataset as D
-from mmrec_cli.io import features as FE
-from mmrec_cli.main import app
+from mmrec_cli.data import dataset as D
+from mmrec_cli.io import feature_file as FE
+from mmrec_cli.cli.app import app
 from test_reliability import env
 
 cli = CliRunner()
@@ -39,7 +39,7 @@ def _eager(self, *args, **kwargs):
     _init(self, *args, **kwargs)
     self.flush_seconds = 0.0
 partial.Partial.__init__ = _eager
-from mmrec_cli.main import app
+from mmrec_cli.cli.app import app
 sys.argv[0] = "mmrec"
 app()
 """

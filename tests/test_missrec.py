@@ -5,12 +5,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmrec_cli import cluster as CL
-from mmrec_cli import stages
-from mmrec_cli.io import batches as B
-from mmrec_cli.io import dataset as D
+from mmrec_cli.models import missrec_interests as CL
+from mmrec_cli.training import stages
+from mmrec_cli.data import batches as B
+from mmrec_cli.data import dataset as D
 from mmrec_cli.models import missrec as MR
-from mmrec_cli.train import TrainConfig
+from mmrec_cli.training.loop import TrainConfig
 
 N_ITEMS, DIM = 24, 8
 
@@ -222,7 +222,7 @@ def test_inductive_transfer_scores_items_without_id_embeddings():
     model, _ = stages.transfer("missrec", tgt, f_tgt, cfg(ids=False), TrainConfig(epochs=1, batch_size=8, seed=0), stages.Run(), init)
     assert model.item_emb is None
     assert all(not k.startswith("item_emb") for k in model.state_dict())
-    from mmrec_cli.io.batches import collate_eval, eval_rows
+    from mmrec_cli.data.batches import collate_eval, eval_rows
 
     hist, _, users = eval_rows(tgt, "test", 50)
     cold = torch.arange(N_ITEMS, n)  # never interacted with
@@ -239,8 +239,8 @@ def test_cli_cluster_pretrain_finetune_transfer_eval(tmp_path):
 
     from typer.testing import CliRunner
 
-    from mmrec_cli.io import features as FE
-    from mmrec_cli.main import app
+    from mmrec_cli.io import feature_file as FE
+    from mmrec_cli.cli.app import app
 
     ds, f = tiny(num_users=16), feats()
     D.save(ds, str(tmp_path / "ds.safetensors"), {"command": "test"}, {}, {})

@@ -7,9 +7,9 @@ import json
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mmrec_cli.io import batches as B
-from mmrec_cli.io import dataset as D
-from mmrec_cli.io import features as FE
+from mmrec_cli.data import batches as B
+from mmrec_cli.data import dataset as D
+from mmrec_cli.io import feature_file as FE
 from mmrec_cli.models import mmmlp as M
 
 N_ITEMS = 20
@@ -119,7 +119,7 @@ def test_cli_finetune_and_eval(tmp_path):
     from typer.testing import CliRunner
 
     from conftest import tiny_sequences
-    from mmrec_cli.main import app
+    from mmrec_cli.cli.app import app
 
     seqs = tiny_sequences(num_users=12, num_items=N_ITEMS)
     ids = [f"i{i}" for i in range(N_ITEMS)]

@@ -10,11 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmrec_cli import loading
+from mmrec_cli.training import loading
 from mmrec_cli.errors import MmrecError
-from mmrec_cli.io import batches as B
-from mmrec_cli.io import dataset as D
-from mmrec_cli.io import features as FE
+from mmrec_cli.data import batches as B
+from mmrec_cli.data import dataset as D
+from mmrec_cli.io import feature_file as FE
 from mmrec_cli.models import msm4sr as M
 
 N_ITEMS, S, DIM = 20, 3, 12
@@ -274,7 +274,7 @@ def test_prefix_dropout_moves_the_one_target_to_the_new_last_position():
 
 
 def test_prefix_instances_give_one_target_per_row_and_cover_every_prefix():
-    from mmrec_cli.train import TrainConfig
+    from mmrec_cli.training.loop import TrainConfig
 
     ds = tiny_dataset(12, seed=3)
     batches = list(M.train_batches(ds, M.Config(max_len=10, instances="prefixes"), TrainConfig(batch_size=4, seed=7), 0))
@@ -292,7 +292,7 @@ def test_prefix_instances_give_one_target_per_row_and_cover_every_prefix():
 def test_finetune_loss_on_prefix_rows_equals_the_windows_loss():
     """A causal model sees the same prefix before each target either way: with no dropout, the mean
     fine-tuning loss (eq. 13) over all prefix rows equals the mean over all window positions."""
-    from mmrec_cli.train import TrainConfig
+    from mmrec_cli.training.loop import TrainConfig
 
     ds = tiny_dataset(12, seed=3)
     net = model(quiet(instances="prefixes"))
@@ -317,7 +317,7 @@ def test_complementary_mixup_swaps_position_wise():
 
 
 def test_length_bucketed_batches_cover_every_window_once_and_repeat():
-    from mmrec_cli.train import TrainConfig
+    from mmrec_cli.training.loop import TrainConfig
 
     ds = tiny_dataset(40, seed=3)
     tc = TrainConfig(batch_size=4, seed=7)
@@ -413,7 +413,7 @@ def test_cli_pretrain_finetune_eval(tmp_path):
 
     from conftest import tiny_sequences
     from mmrec_cli.io import model_file
-    from mmrec_cli.main import app
+    from mmrec_cli.cli.app import app
 
     seqs = tiny_sequences(num_users=12, num_items=N_ITEMS)
     ids = [f"i{i}" for i in range(N_ITEMS)]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from _cli import error_line, run
 from conftest import EXAMPLE
-from mmrec_cli.io import dataset as D
+from mmrec_cli.data import dataset as D
 
 
 def write(path, text):
@@ -83,7 +83,7 @@ def test_bad_interactions(tmp_path, name, content, expected):
 
 def test_stdin_is_json_lines_and_a_csv_there_says_so(tmp_path):
     from _cli import cli
-    from mmrec_cli.main import app
+    from mmrec_cli.cli.app import app
 
     out = tmp_path / "ds.safetensors"
     jsonl = "".join(json.dumps({"user_id": "u", "item_id": i, "timestamp": t}) + "\n" for t, i in enumerate("abc"))

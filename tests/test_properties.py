@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 
 from mmrec_cli import config as C
 from mmrec_cli.errors import MmrecError
-from mmrec_cli.io import batches as B
-from mmrec_cli.io import dataset as D
-from mmrec_cli.io import prepare as P
-from mmrec_cli.io import records as R
+from mmrec_cli.data import batches as B
+from mmrec_cli.data import dataset as D
+from mmrec_cli.data import prepare as P
+from mmrec_cli.data import records as R
 from mmrec_cli.io.jsonl import jsonl_writer, read_jsonl
 
 FAST = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])

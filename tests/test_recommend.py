@@ -6,9 +6,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mmrec_cli import recommend as R
+from mmrec_cli.evaluation import recommend as R
 from mmrec_cli.errors import MmrecError
-from mmrec_cli.main import app
+from mmrec_cli.cli.app import app
 from mmrec_cli.models import sasrec
 
 runner = CliRunner()
@@ -40,7 +40,7 @@ def test_chunked_batched_top_k_equals_full_ranking():
         got = list(R.recommend(model, rows, 23, cfg))
         assert [g[0].user_id for g in got] == [f"u{i}" for i in range(9)]  # input order kept
         for row, items, scores in got:
-            from mmrec_cli.io.batches import collate_eval
+            from mmrec_cli.data.batches import collate_eval
 
             with torch.no_grad():
                 model.eval()

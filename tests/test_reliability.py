@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmrec_cli.io import dataset as D
+from mmrec_cli.data import dataset as D
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,10 +6,10 @@ import pytest
 from scipy import stats as sps
 from typer.testing import CliRunner
 
-from mmrec_cli import report, stats
+from mmrec_cli.evaluation import report, stats
 from mmrec_cli.errors import MmrecError
 from mmrec_cli.io import artifacts
-from mmrec_cli.main import app
+from mmrec_cli.cli.app import app
 
 runner = CliRunner()
 
@@ -159,7 +159,7 @@ def test_compare_groups_by_setting_too(tmp_path):
 
 
 def test_setting_leaves_out_the_seed_and_follows_the_init():
-    from mmrec_cli.loading import setting
+    from mmrec_cli.training.loading import setting
 
     def meta(seed, lr=1e-3, init=None):
         return {"model": "m", "stage": "finetune", "config": {"model": {"hidden": 8}, "train": {"lr": lr, "seed": seed}},

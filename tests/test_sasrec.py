@@ -1,7 +1,7 @@
 import torch
 
-from mmrec_cli.io import batches as B
-from mmrec_cli.io import dataset as D
+from mmrec_cli.data import batches as B
+from mmrec_cli.data import dataset as D
 from mmrec_cli.models import sasrec
 from conftest import tiny_sequences
 

@@ -3,11 +3,11 @@ from pathlib import Path
 import torch
 from typer.testing import CliRunner
 
-from mmrec_cli import stages
+from mmrec_cli.training import stages
 from mmrec_cli.io import artifacts
-from mmrec_cli.main import app
+from mmrec_cli.cli.app import app
 from mmrec_cli.models import sasrec
-from mmrec_cli.train import TrainConfig
+from mmrec_cli.training.loop import TrainConfig
 
 runner = CliRunner()
 CFG = sasrec.Config(max_len=8, hidden=16, layers=1, heads=2, inner=32)
@@ -73,7 +73,7 @@ def test_cli_finetune_eval_and_refusals(tiny_dataset, tmp_path):
     ranks = [json.loads(line) for line in open(tmp_path / "r.jsonl")]
     assert len(ranks) == 12 and len(ranks[0]["top"]) == 3
     # another dataset: refused
-    from mmrec_cli.io import dataset as D
+    from mmrec_cli.data import dataset as D
     from conftest import tiny_sequences
 
     other = D.from_sequences(tiny_sequences(seed=5), [f"i{i}" for i in range(20)], [f"u{u}" for u in range(12)])
@@ -90,6 +90,6 @@ def test_help_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys; from mmrec_cli.main import app; print('torch' in sys.modules)"
+    code = "import sys; from mmrec_cli.cli.app import app; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

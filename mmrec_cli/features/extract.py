@@ -1,6 +1,6 @@
 """The `mmrec extract` pipeline: items (or captions) -> encoders -> the features artifact.
 
-Tensors per modality follow mmrec_cli/io/features.py: m (N, D), m_mask (N,), and with stacks m_stack (N, S, D),
+Tensors per modality follow mmrec_cli/io/feature_file.py: m (N, D), m_mask (N,), and with stacks m_stack (N, S, D),
 m_stack_mask (N, S). Rows follow the items file. Everything the vectors depend on (items file, encoder weights,
 settings, device, threads) is part of the resume key and of the output metadata.
 """
@@ -60,7 +60,7 @@ class Hooks:
 def extract(items_path: str, output: str, opts: Options, command: dict | None = None, hooks: Hooks | None = None) -> dict:
     """Run the pipeline and write `output`; returns {modality: seconds}."""
     from mmrec_cli.features.items import read_source
-    from mmrec_cli.io import features
+    from mmrec_cli.io import feature_file as features
 
     hooks = hooks or Hooks()
     if opts.shard is not None:
@@ -281,7 +281,7 @@ def _imports(imports: list, total: int, rows: slice, tensors: dict, infos: dict)
 
 def _merge(path: str, item_ids: list[str], tensors: dict, infos: dict, hooks: Hooks) -> None:
     """Copy the modalities this run did not produce from another features artifact (aligned by item id)."""
-    from mmrec_cli.io import features
+    from mmrec_cli.io import feature_file as features
 
     theirs, meta = features.align(path, item_ids)
     added = sorted({k.split("_")[0] for k in theirs} - {k.split("_")[0] for k in tensors})

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from mmrec_cli.errors import bad_input
-from mmrec_cli.io import records
+from mmrec_cli.data import records
 from mmrec_cli.io.jsonl import read_jsonl
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")

@@ -62,7 +62,7 @@ def select(source, spec: str | None):
 
 def merge(paths: list[str], output: str, command: dict, note: Callable[[str], None]) -> None:
     """Join the shard artifacts `paths` (any order) into `output`, refusing incomplete or mixed sets."""
-    from mmrec_cli.io import artifacts, features
+    from mmrec_cli.io import artifacts, feature_file as features
 
     metas = [shard_meta(p) for p in paths]
     for p, m in zip(paths[1:], metas[1:]):

@@ -6,7 +6,7 @@ Every model module defines, top to bottom:
     STAGES            the commands it supports, a subset of {"pretrain", "finetune", "transfer"}
     MODALITIES        feature names it reads from a features artifact (empty for ID-only models)
 and may define `train_batches(ds, cfg, train_cfg, epoch)` when it does not train on the standard
-sequence batches of `mmrec_cli.io.batches`, and `NUM_USERS = True` when its Model needs the number of
+sequence batches of `mmrec_cli.data.batches`, and `NUM_USERS = True` when its Model needs the number of
 users: `stages.recommender` then builds it with the keyword `num_users=ds.num_users` (AlignRec does).
 """
 

@@ -66,7 +66,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmrec_cli import graph as G
+from mmrec_cli.models import alignrec_graph as G
 from mmrec_cli.errors import MmrecError, bad_input, mismatch
 
 STAGES = {"pretrain", "finetune"}
@@ -376,7 +376,7 @@ class FeatureProbe(nn.Module):
 def probe(ds, features: dict, split: str = "valid", ks=(5, 10, 20, 50), mask_history: bool | None = None) -> dict:
     """Metrics of FeatureProbe for each modality of `features` alone and for all of them concatenated
     (each L2-normalised first): {"image": {...}, "text": {...}, "image+text": {...}}."""
-    from mmrec_cli.evaluate import EvalConfig, evaluate
+    from mmrec_cli.evaluation.ranking import EvalConfig, evaluate
 
     mask = ds.protocol == "ratio" if mask_history is None else mask_history
     cfg = EvalConfig(split=split, ks=tuple(ks), mask_history=mask, max_len=10**6)

@@ -40,9 +40,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmrec_cli import cluster as CL
+from mmrec_cli.models import missrec_interests as CL
 from mmrec_cli.errors import bad_input, mismatch
-from mmrec_cli.io import batches as B
+from mmrec_cli.data import batches as B
 
 STAGES = {"pretrain", "finetune", "transfer"}
 MODALITIES: tuple[str, ...] = ("text", "image")

@@ -13,7 +13,7 @@ training minimises cross-entropy over all items. `feature_output = true` (not in
 Linear(text) + Linear(image) of each item to its output vector.
 
 Causality (how mmrec trains it). mmrec trains on its standard right-padded sequence batches with a
-loss at every position (`mmrec_cli.io.batches`), so the token mixing must not let position j see
+loss at every position (`mmrec_cli.data.batches`), so the token mixing must not let position j see
 items after j. TokenMix is therefore a *causal* MLP: Linear(N -> r_N) -> GELU -> Linear(r_N -> N)
 whose r_N hidden units are each given a position p(h) = floor(h * N / r_N); unit h reads only
 positions <= p(h) and writes only to positions >= p(h) (MADE-style masks on both weights). The

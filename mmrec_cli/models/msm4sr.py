@@ -55,7 +55,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmrec_cli.errors import bad_input
-from mmrec_cli.io import batches as B
+from mmrec_cli.data import batches as B
 
 STAGES = {"pretrain", "finetune"}
 MODALITIES: tuple[str, ...] = ("text", "image")

@@ -4,7 +4,7 @@ The ID-only baseline every multimodal model in mmrec is measured against. Layout
 SASRec: item + position embeddings, LayerNorm, dropout, post-LN transformer layers with GELU,
 causal attention, and scores as the dot product with the (tied) item embeddings; cross-entropy
 over all items. Unlike RecBole, training puts a loss at every position of a user's sequence
-(`mmrec_cli.io.batches`), which is the same supervision as RecBole's one-sequence-per-prefix.
+(`mmrec_cli.data.batches`), which is the same supervision as RecBole's one-sequence-per-prefix.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from mmrec_cli.commands._common import handle_errors, invocation, say
+from mmrec_cli.cli._common import handle_errors, invocation, say
 
 
 @handle_errors
@@ -26,7 +26,7 @@ def prepare(
     items_out: Optional[Path] = typer.Option(None, "--items-out", help="UniSRec only: also write the items as JSONL (for `mmrec extract`)."),
 ) -> None:
     """Build a dataset: id maps, chronological order, optional k-core, and the train/valid/test split."""
-    from mmrec_cli.io import dataset as D
+    from mmrec_cli.data import dataset as D
     from mmrec_cli.io.atomic import check_artifact_path, check_writable
 
     if split not in ("loo", "ratio"):
@@ -59,7 +59,8 @@ def _looks_unisrec(source: str) -> bool:
 
 
 def _from_records(source, items, kcore, max_history, split, seed, drop_short):
-    from mmrec_cli.io import artifacts, prepare, records
+    from mmrec_cli.io import artifacts
+    from mmrec_cli.data import prepare, records
 
     inters = records.read_interactions(source)
     item_map = records.read_items(items) if items else None
@@ -84,7 +85,7 @@ def _from_unisrec(source, features_out, feature, items_out, inv):
 
 
 def _write_unisrec_features(folder, name, ds, feature, out, inv) -> None:
-    from mmrec_cli.io import features, unisrec
+    from mmrec_cli.io import feature_file as features, unisrec
 
     tensors, encoders, inputs = {}, {}, {}
     for spec in feature:

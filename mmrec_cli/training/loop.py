@@ -7,7 +7,7 @@ improvement), writes a checkpoint atomically after every epoch (model, optimizer
 best state) and resumes from it bit for bit: the batch order depends only on (seed, epoch), and
 the RNG state is restored.
 
-Under torchrun (see `mmrec_cli.distributed`) the model is wrapped in DistributedDataParallel, each
+Under torchrun (see `mmrec_cli.training.distributed`) the model is wrapped in DistributedDataParallel, each
 rank trains on its share of every global batch with its loss scaled so that the gradients equal a
 single process's, every rank validates, and rank 0 alone writes the checkpoint (holding every
 rank's RNG state). `precision` bf16/fp16 runs the loss under torch.autocast.
@@ -62,7 +62,7 @@ def fit(
     progress=None,
 ) -> FitResult:
     """Train `model` in place; return the best state (the last one when there is no validation)."""
-    from mmrec_cli import distributed as D
+    from mmrec_cli.training import distributed as D
 
     ctx = D.current()
     model.to(ctx.device)
@@ -99,7 +99,7 @@ def fit(
 
 
 def _epoch(model, opt, params, batches, loss_fn, cfg: TrainConfig, progress, ctx=None, scaler=None) -> tuple[float, int]:
-    from mmrec_cli import distributed as D
+    from mmrec_cli.training import distributed as D
 
     ctx = ctx or D.current()
     total, steps = 0.0, 0
@@ -142,7 +142,7 @@ def _epoch(model, opt, params, batches, loss_fn, cfg: TrainConfig, progress, ctx
 
 
 def _validate(model, validate, cfg: TrainConfig, state: "_State", entry: dict, ctx=None) -> None:
-    from mmrec_cli import distributed as D
+    from mmrec_cli.training import distributed as D
 
     metrics = D.broadcast(validate(), ctx or D.current())  # every rank decides on rank 0's numbers
     if cfg.metric not in metrics:
@@ -188,7 +188,7 @@ def save_checkpoint(path: str, model, opt, state: _State, ctx=None) -> None:
     """Everything needed to continue: model, optimizer, RNG, best state, history. Atomic.
 
     Under torchrun every rank must call it (the RNG states are gathered); rank 0 writes."""
-    from mmrec_cli import distributed as D
+    from mmrec_cli.training import distributed as D
 
     ctx = ctx or D.current()
     rngs = D.gather_rng(ctx)

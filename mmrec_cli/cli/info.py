@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from mmrec_cli.commands._common import handle_errors
+from mmrec_cli.cli._common import handle_errors
 
 
 @handle_errors

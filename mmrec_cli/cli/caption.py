@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from mmrec_cli.commands._common import handle_errors
-from mmrec_cli.commands.extract import MAX_PIXELS, note, recorded
+from mmrec_cli.cli._common import handle_errors
+from mmrec_cli.cli.extract import MAX_PIXELS, note, recorded
 
 
 @handle_errors

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from mmrec_cli.errors import bad_input
-from mmrec_cli.io.batches import collate_eval
+from mmrec_cli.data.batches import collate_eval
 from mmrec_cli.io.jsonl import read_jsonl
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mmrec_cli.io.batches import collate_eval, eval_rows
-from mmrec_cli.io.dataset import Dataset
+from mmrec_cli.data.batches import collate_eval, eval_rows
+from mmrec_cli.data.dataset import Dataset
 
 KS = (5, 10, 20, 50)
 

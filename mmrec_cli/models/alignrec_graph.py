@@ -17,7 +17,7 @@ import torch
 
 def train_pairs(ds) -> tuple[np.ndarray, np.ndarray]:
     """(users, items) int64 arrays of the TRAIN interactions of `ds`, duplicates removed."""
-    from mmrec_cli.io.dataset import TRAIN
+    from mmrec_cli.data.dataset import TRAIN
 
     lengths = np.diff(ds.offsets)
     users = np.repeat(np.arange(ds.num_users, dtype=np.int64), lengths)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mmrec_cli.io.dataset import TEST, TRAIN, VALID, Dataset
+from mmrec_cli.data.dataset import TEST, TRAIN, VALID, Dataset
 
 IGNORE = -100
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from mmrec_cli.commands._common import handle_errors, progress, say
+from mmrec_cli.cli._common import handle_errors, progress, say
 
 
 @handle_errors
@@ -25,10 +25,10 @@ def recommend(
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | mps | auto."),
 ) -> None:
     """Rank the catalogue for every history read from --input; write one JSON line per history, in order."""
-    from mmrec_cli import distributed, loading
-    from mmrec_cli import recommend as R
+    from mmrec_cli.training import distributed, loading
+    from mmrec_cli.evaluation import recommend as R
     from mmrec_cli.errors import bad_input
-    from mmrec_cli.io import dataset as D
+    from mmrec_cli.data import dataset as D
     from mmrec_cli.io.atomic import check_writable
     from mmrec_cli.io.jsonl import jsonl_writer
 

@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from mmrec_cli.commands._common import CONFIG_HELP, SET_HELP, handle_errors, invocation, progress, say
-from mmrec_cli.commands.finetune import DEVICE_HELP, NPROC_HELP, PRECISION_HELP
+from mmrec_cli.cli._common import CONFIG_HELP, SET_HELP, handle_errors, invocation, progress, say
+from mmrec_cli.cli.finetune import DEVICE_HELP, NPROC_HELP, PRECISION_HELP
 
 
 @handle_errors
@@ -34,9 +34,10 @@ def transfer(
     nproc: int = typer.Option(1, "--nproc", help=NPROC_HELP),
 ) -> None:
     """Fine-tune PRETRAINED on DATASET (best epoch by validation NDCG@10), keeping its architecture."""
-    from mmrec_cli import distributed, loading, models, stages
+    from mmrec_cli.training import distributed, loading, stages
+    from mmrec_cli import models
     from mmrec_cli.errors import bad_input
-    from mmrec_cli.io import dataset as D
+    from mmrec_cli.data import dataset as D
     from mmrec_cli.io import model_file
     from mmrec_cli.io.atomic import check_artifact_path
 

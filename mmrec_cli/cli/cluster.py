@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mmrec_cli.commands._common import handle_errors, invocation, progress, say
+from mmrec_cli.cli._common import handle_errors, invocation, progress, say
 
 
 @handle_errors
@@ -33,10 +33,10 @@ def cluster(
 
     import torch
 
-    from mmrec_cli import cluster as CL
+    from mmrec_cli.models import missrec_interests as CL
     from mmrec_cli.io import artifacts
-    from mmrec_cli.io import dataset as D
-    from mmrec_cli.io import features as FE
+    from mmrec_cli.data import dataset as D
+    from mmrec_cli.io import feature_file as FE
     from mmrec_cli.io.atomic import check_artifact_path
     from mmrec_cli.models.missrec import MODALITIES
 

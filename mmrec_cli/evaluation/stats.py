@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from mmrec_cli.errors import bad_input
-from mmrec_cli.evaluate import user_metrics
+from mmrec_cli.evaluation.ranking import user_metrics
 from mmrec_cli.io.jsonl import read_jsonl
 
 

@@ -10,8 +10,8 @@ from mmrec_cli import config as C
 from mmrec_cli import models
 from mmrec_cli.errors import bad_input, mismatch, out_of_range
 from mmrec_cli.io import artifacts, model_file
-from mmrec_cli.io.dataset import Dataset
-from mmrec_cli.train import TrainConfig
+from mmrec_cli.data.dataset import Dataset
+from mmrec_cli.training.loop import TrainConfig
 
 
 def stage_config_class(module):
@@ -61,7 +61,7 @@ def check_shape(model_cfg) -> None:
 
 def features_for(module, ds: Dataset, path: str | None, name: str) -> tuple[dict | None, dict | None]:
     """The features a model reads, aligned to the dataset's items; None for ID-only models."""
-    from mmrec_cli.io import features
+    from mmrec_cli.io import feature_file as features
 
     needed = tuple(getattr(module, "MODALITIES", ()))
     if not needed:

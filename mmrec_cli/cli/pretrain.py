@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from mmrec_cli.commands._common import CONFIG_HELP, SET_HELP, handle_errors, invocation, progress, say
-from mmrec_cli.commands.finetune import DEVICE_HELP, NPROC_HELP, PRECISION_HELP
+from mmrec_cli.cli._common import CONFIG_HELP, SET_HELP, handle_errors, invocation, progress, say
+from mmrec_cli.cli.finetune import DEVICE_HELP, NPROC_HELP, PRECISION_HELP
 
 
 def _models() -> list[str]:
@@ -36,7 +36,8 @@ def pretrain(
     nproc: int = typer.Option(1, "--nproc", help=NPROC_HELP),
 ) -> None:
     """Pre-train MODEL with its self-supervised losses on the train split of every DATASET."""
-    from mmrec_cli import distributed, loading, models, stages
+    from mmrec_cli.training import distributed, loading, stages
+    from mmrec_cli import models
     from mmrec_cli.errors import bad_input
     from mmrec_cli.io import model_file
     from mmrec_cli.io.atomic import check_artifact_path
@@ -69,8 +70,8 @@ def _load_all(module, model, datasets, features):
     """Load every dataset (and its features), merged into one catalogue when there are several."""
     import torch
 
-    from mmrec_cli import loading
-    from mmrec_cli.io import dataset as D
+    from mmrec_cli.training import loading
+    from mmrec_cli.data import dataset as D
 
     loaded = [D.load(str(p)) for p in datasets]
     feats_list = [loading.features_for(module, d, f, model) for d, f in zip(loaded, features or [None] * len(loaded))]

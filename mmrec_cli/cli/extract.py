@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from mmrec_cli.commands._common import handle_errors, invocation
+from mmrec_cli.cli._common import handle_errors, invocation
 
 MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb limit (mmrec_cli.features.images.DEFAULT_MAX_PIXELS)
 

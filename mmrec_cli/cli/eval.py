@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from mmrec_cli.commands._common import handle_errors, invocation, progress, say
+from mmrec_cli.cli._common import handle_errors, invocation, progress, say
 from mmrec_cli.errors import bad_input, usage  # light: _common has loaded it already
 
 
@@ -36,9 +36,9 @@ def eval_(
     if len(paths) != 2:
         raise usage(f"expected MODEL DATASET, got {len(paths)} argument(s); to compare result files pass --compare")
     model, dataset = paths
-    from mmrec_cli import loading
-    from mmrec_cli.evaluate import EvalConfig, evaluate
-    from mmrec_cli.io import dataset as D
+    from mmrec_cli.training import loading
+    from mmrec_cli.evaluation.ranking import EvalConfig, evaluate
+    from mmrec_cli.data import dataset as D
     from mmrec_cli.io.jsonl import jsonl_writer, write_json
 
     if split not in ("valid", "test"):
@@ -49,7 +49,7 @@ def eval_(
     _check_outputs(output, rankings, report)
     ds = D.load(str(dataset))
     _, net, meta = loading.load_trained(str(model), ds, features)
-    from mmrec_cli.distributed import resolve_device, scoring
+    from mmrec_cli.training.distributed import resolve_device, scoring
 
     net = scoring(net.to(resolve_device(device)))  # scoring: batches go to the model's device
     mask = (ds.protocol == "ratio") if mask_history is None else mask_history
@@ -74,7 +74,7 @@ def eval_(
                 write({"user_id": ds.user_ids[rec["user"]], "targets": [ds.item_ids[i] for i in rec["targets"]], "ranks": rec["ranks"], "top": [ds.item_ids[i] for i in rec["top"]], "scores": [round(s, 6) for s in rec["scores"]]})
     write_json(output, result)
     if report:
-        from mmrec_cli import report as html_report
+        from mmrec_cli.evaluation import report as html_report
         from mmrec_cli.io.atomic import write_text
 
         write_text(report, html_report.eval_report(result, meta.get("history")))
@@ -106,7 +106,7 @@ def _summary(metrics: dict, split: str) -> str:
 
 def _compare(paths: list[str], output: Optional[str], report: Optional[str]) -> None:
     """eval --compare: the comparison as JSON (stdout or -o), a table on stderr, and --report HTML."""
-    from mmrec_cli import stats
+    from mmrec_cli.evaluation import stats
     from mmrec_cli.io.jsonl import write_json
 
     _check_outputs(output, None, report)
@@ -115,7 +115,7 @@ def _compare(paths: list[str], output: Optional[str], report: Optional[str]) -> 
     for line in stats.text_table(comparison):
         say(line)
     if report:
-        from mmrec_cli import report as html_report
+        from mmrec_cli.evaluation import report as html_report
         from mmrec_cli.io.atomic import write_text
 
         write_text(report, html_report.comparison_report(comparison))
@@ -123,8 +123,8 @@ def _compare(paths: list[str], output: Optional[str], report: Optional[str]) -> 
 
 def _probe(paths: list[Path], features: Optional[str], split: str, mask_history: Optional[bool], ks: str, output: Optional[str]) -> None:
     """eval --probe DATASET --features F: how well the features alone recommend (AlignRec's intermediate protocol)."""
-    from mmrec_cli.io import dataset as D
-    from mmrec_cli.io import features as FE
+    from mmrec_cli.data import dataset as D
+    from mmrec_cli.io import feature_file as FE
     from mmrec_cli.io.jsonl import write_json
     from mmrec_cli.models.alignrec import probe
 

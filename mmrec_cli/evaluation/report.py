@@ -267,7 +267,7 @@ def eval_report(result: dict, history: list[dict] | None) -> str:
 
 
 def comparison_report(comparison: dict) -> str:
-    """Several eval results side by side (`mmrec_cli.stats.compare_files`), with the curves of the
+    """Several eval results side by side (`mmrec_cli.evaluation.stats.compare_files`), with the curves of the
     models whose artifacts are still where the results say."""
     res = comparison["results"]
     body = ["<h2>Metrics</h2>", compare_table([(r["label"], r["metrics"]) for r in res])]

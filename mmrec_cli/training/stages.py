@@ -1,6 +1,6 @@
 """Pretrain, finetune and transfer: separate small functions over the one training loop.
 
-Each stage builds a model from the registry, resolves its batches, calls `train.fit`, and returns
+Each stage builds a model from the registry, resolves its batches, calls `loop.fit`, and returns
 the model with the best state loaded plus the fit result. Commands write the artifacts.
 """
 
@@ -12,10 +12,10 @@ from typing import Callable
 import torch
 
 from mmrec_cli import models
-from mmrec_cli.evaluate import EvalConfig, evaluate
-from mmrec_cli.io import batches as B
-from mmrec_cli.io.dataset import Dataset
-from mmrec_cli.train import FitResult, TrainConfig, fit
+from mmrec_cli.evaluation.ranking import EvalConfig, evaluate
+from mmrec_cli.data import batches as B
+from mmrec_cli.data.dataset import Dataset
+from mmrec_cli.training.loop import FitResult, TrainConfig, fit
 
 
 @dataclass
@@ -48,7 +48,7 @@ def batches_for(name: str, ds: Dataset, model_cfg, train_cfg: TrainConfig, stage
 
 
 def validator(model, ds: Dataset, max_len: int, mask_history: bool = False) -> Callable[[], dict]:
-    from mmrec_cli.distributed import scoring
+    from mmrec_cli.training.distributed import scoring
 
     cfg = EvalConfig(split="valid", max_len=max_len, mask_history=mask_history)
     return lambda: evaluate(scoring(model), ds, cfg)[0]  # scoring: batches to the model's device

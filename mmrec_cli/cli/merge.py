@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mmrec_cli.commands._common import handle_errors, invocation
+from mmrec_cli.cli._common import handle_errors, invocation
 
 
 @handle_errors
@@ -15,7 +15,7 @@ def merge(
     output: Path = typer.Option(..., "-o", "--output", help="Features artifact to write (.safetensors)."),
 ) -> None:
     """Join extraction shards into the features artifact an unsharded `mmrec extract` writes (checks they are complete)."""
-    from mmrec_cli.commands.extract import note
+    from mmrec_cli.cli.extract import note
     from mmrec_cli.features.shards import merge as run
     from mmrec_cli.io.atomic import check_artifact_path
 

@@ -149,7 +149,7 @@ def space_tokens(feats: dict, mods: list[str]) -> torch.Tensor:
 
 def histories(ds, split: str, max_len: int) -> list:
     """Every user's items before `split`'s targets (valid: the train items; test: train and valid), last max_len."""
-    from mmrec_cli.io.dataset import SPLITS
+    from mmrec_cli.data.dataset import SPLITS
 
     level = SPLITS[split]
     return [ds.sequence(u)[ds.labels(u) < level][-max_len:] for u in range(ds.num_users)]

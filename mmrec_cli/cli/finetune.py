@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from mmrec_cli.commands._common import CONFIG_HELP, SET_HELP, handle_errors, invocation, progress, say
+from mmrec_cli.cli._common import CONFIG_HELP, SET_HELP, handle_errors, invocation, progress, say
 
 PRECISION_HELP = "fp32 | bf16 | fp16: mixed precision (torch.autocast) for training; fp32 unless set."
 DEVICE_HELP = "cpu | cuda | cuda:N | mps | auto. Under torchrun, cuda means each process's local GPU."
@@ -44,8 +44,9 @@ def finetune(
     nproc: int = typer.Option(1, "--nproc", help=NPROC_HELP),
 ) -> None:
     """Train MODEL on DATASET; the best epoch by validation NDCG@10 is written to OUTPUT."""
-    from mmrec_cli import distributed, loading, models, stages
-    from mmrec_cli.io import dataset as D
+    from mmrec_cli.training import distributed, loading, stages
+    from mmrec_cli import models
+    from mmrec_cli.data import dataset as D
     from mmrec_cli.io import model_file
     from mmrec_cli.io.atomic import check_artifact_path
 
