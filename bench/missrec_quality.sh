@@ -14,6 +14,16 @@
 # PARTS="1 2" (default) picks the parts. Single-threaded by default (the CPU is shared): several hours on
 # a busy 2-core machine.
 set -euo pipefail
+# The final table also goes to docs/results/missrec.md (see write_results below), relative to the repository
+# root found from this script's own location.
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RESULTS=$ROOT/docs/results/missrec.md
+settings() {  # settings VAR...: "VAR=value " for each VAR set in the environment, shell-quoted
+  local v s=""
+  for v in "$@"; do [ -n "${!v+x}" ] && s+="$v=$(printf %q "${!v}") "; done
+  printf '%s' "$s"
+}
+COMMAND_LINE="$(settings OMP_NUM_THREADS PARTS OUT MMREC PY)bench/$(basename "$0")$([ $# -eq 0 ] || printf ' %q' "$@")"
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 MMREC=${MMREC:-.venv/bin/mmrec}
@@ -24,12 +34,12 @@ PARTS=" ${PARTS:-1 2} "
 mkdir -p "$OUT"
 
 step() {  # step OUTPUT command...: run unless OUTPUT exists, with its wall time in OUT/times.tsv
-  local target=$1; shift
-  [ -e "$target" ] && return 0
+  local output=$1; shift
+  [ -e "$output" ] && return 0
   local t0=$SECONDS
   echo "+ $*" >&2
   "$@"
-  echo -e "$(basename "$target")\t$((SECONDS - t0))" >> "$OUT/times.tsv"
+  echo -e "$(basename "$output")\t$((SECONDS - t0))" >> "$OUT/times.tsv"
 }
 evaluate() {  # evaluate MODEL DATASET [FEATS]: test metrics as MODEL.test.json, per-user ranks as MODEL.test.jsonl
   local feats=() m=${1%.safetensors}
@@ -56,7 +66,7 @@ if [ ! -e "$OUT/B.safetensors" ]; then
   "$PY" - "$DS" "$OUT" <<'EOF'
 import sys
 import numpy as np
-from mmrec_cli.io import dataset as D
+from mmrec_cli.data import dataset as D
 ds, out = D.load(sys.argv[1]), sys.argv[2]
 perm = np.random.default_rng(0).permutation(ds.num_users)
 for name, users in (("A", np.sort(perm[: ds.num_users // 2])), ("B", np.sort(perm[ds.num_users // 2 :]))):
@@ -77,8 +87,33 @@ evaluate "$OUT/B.zeroshot.safetensors" "$B" "$F"
 evaluate "$OUT/B.transfer.safetensors" "$B" "$F"
 fi
 
+PROTOCOL="the bundled Scientific data (examples/scientific), chronological leave-one-out, full ranking over all items; CLIP ViT-B/32 text + image features; settings of $CONF/missrec*.json; parts:${PARTS% } (1: the whole data set; 2: users split at random, seed 0, in halves A and B over the same catalogue, pre-trained on A, evaluated on B); best epoch by validation NDCG@10; test evaluated once per model."
+write_results() {  # write_results TABLE_FILE [EXTRA_FILE]: docs/results/<name>.md = a header + the table, atomically
+  local tmp="$RESULTS.tmp.$$" commit
+  commit=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || true)
+  mkdir -p "$(dirname "$RESULTS")"
+  {
+    echo "# Results of bench/$(basename "$0"), $(date -u +%Y-%m-%d)"
+    echo
+    echo "Written by \`bench/$(basename "$0")\` on every run; do not edit."
+    echo
+    echo "Protocol: $PROTOCOL"
+    echo
+    echo "Command, from the repository root${commit:+ at commit $commit}: \`$COMMAND_LINE\`"
+    echo
+    cat "$1"
+    if [ $# -ge 2 ] && [ -s "$2" ]; then
+      echo
+      cat "$2"
+    fi
+  } > "$tmp"
+  mv "$tmp" "$RESULTS"
+  echo "wrote $RESULTS" >&2
+}
+TABLE=$(mktemp)
+trap 'rm -f "$TABLE"' EXIT
 # ---- the table
-"$PY" - "$OUT" <<'EOF'
+"$PY" - "$OUT" <<'EOF' | tee "$TABLE"
 import json, os, sys
 out = sys.argv[1]
 times = dict(l.rstrip("\n").split("\t") for l in open(f"{out}/times.tsv")) if os.path.exists(f"{out}/times.tsv") else {}
@@ -93,7 +128,7 @@ rows = [
 ]
 import math
 from mmrec_cli.io import artifacts
-from mmrec_cli.io import dataset as D
+from mmrec_cli.data import dataset as D
 
 def cold_ndcg(name: str, data: str) -> str:
     """NDCG@10 over the test targets never seen in the training split of that data (cold items), and their count."""
@@ -118,3 +153,4 @@ for data, label, name in rows:
     secs = times.get(f"{name}.safetensors", "")
     print(f"| {data} | {label} | {'' if valid is None else f'{valid:.4f}'} | {m['ndcg@10']:.4f} | {m['recall@10']:.4f} | {m['ndcg@50']:.4f} | {m['recall@50']:.4f} | {cold_ndcg(name, data)} | {meta.get('best_epoch')} | {secs} |")
 EOF
+write_results "$TABLE"

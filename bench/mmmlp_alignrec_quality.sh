@@ -16,6 +16,16 @@
 # whose output exists are skipped, so an interrupted run continues. Environment: MMREC (the mmrec
 # command), OMP_NUM_THREADS (default 1: the CPU is shared), SEED (default 2020).
 set -euo pipefail
+# The final table also goes to docs/results/mmmlp_alignrec.md (see write_results below), relative to the repository
+# root found from this script's own location.
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RESULTS=$ROOT/docs/results/mmmlp_alignrec.md
+settings() {  # settings VAR...: "VAR=value " for each VAR set in the environment, shell-quoted
+  local v s=""
+  for v in "$@"; do [ -n "${!v+x}" ] && s+="$v=$(printf %q "${!v}") "; done
+  printf '%s' "$s"
+}
+COMMAND_LINE="$(settings OMP_NUM_THREADS SEED SEEDS MMREC)bench/$(basename "$0")$([ $# -eq 0 ] || printf ' %q' "$@")"
 cd "$(dirname "$0")/.."
 OUT=${1:-examples/out/mmmlp_alignrec_quality}
 MMREC=${MMREC:-.venv/bin/mmrec}
@@ -83,9 +93,10 @@ model alignrec_no_align "$RATIO" alignrec --config $CFG/alignrec.json --set mode
 for split in valid test; do
   [ -f "$OUT/probe_enc_$split.json" ] || .venv/bin/python - "$RATIO" "$FE" "$OUT/pre_alignrec.safetensors" $split > "$OUT/probe_enc_$split.json" <<'PY'
 import json, sys
-from mmrec_cli.io import dataset as D, features as FE, model_file
+from mmrec_cli.data import dataset as D
+from mmrec_cli.io import feature_file as FE, model_file
 from mmrec_cli.models import alignrec as A
-from mmrec_cli.stages import load_init
+from mmrec_cli.training.stages import load_init
 ds = D.load(sys.argv[1]); feats, _ = FE.align(sys.argv[2], ds.item_ids)
 net = A.Model(A.Config(), ds.num_items, feats)
 load_init(net, model_file.load(sys.argv[3])[0], lambda s: None)
@@ -94,8 +105,33 @@ print(json.dumps({"probe": A.probe(ds, {"encoder": net.content()[0], "standardis
 PY
 done
 
+PROTOCOL="the bundled Scientific data (examples/scientific), full ranking over all items, CLIP ViT-B/32 text + image features, settings of $CFG/*.json, seed $SEED; sequential models: chronological leave-one-out, best epoch by validation NDCG@10; graph-based models: per-user random 8:1:1 split (seed 2020), training items masked, best epoch by validation Recall@20; test evaluated once per model."
+write_results() {  # write_results TABLE_FILE [EXTRA_FILE]: docs/results/<name>.md = a header + the table, atomically
+  local tmp="$RESULTS.tmp.$$" commit
+  commit=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || true)
+  mkdir -p "$(dirname "$RESULTS")"
+  {
+    echo "# Results of bench/$(basename "$0"), $(date -u +%Y-%m-%d)"
+    echo
+    echo "Written by \`bench/$(basename "$0")\` on every run; do not edit."
+    echo
+    echo "Protocol: $PROTOCOL"
+    echo
+    echo "Command, from the repository root${commit:+ at commit $commit}: \`$COMMAND_LINE\`"
+    echo
+    cat "$1"
+    if [ $# -ge 2 ] && [ -s "$2" ]; then
+      echo
+      cat "$2"
+    fi
+  } > "$tmp"
+  mv "$tmp" "$RESULTS"
+  echo "wrote $RESULTS" >&2
+}
+TABLE=$(mktemp)
+trap 'rm -f "$TABLE"' EXIT
 # --- the tables ------------------------------------------------------------------------------------------------
-.venv/bin/python - "$OUT" <<'EOF'
+.venv/bin/python - "$OUT" <<'EOF' | tee "$TABLE"
 import json, os, sys
 out = sys.argv[1]
 def load(name):
@@ -132,3 +168,10 @@ for name, label in (("lightgcn", "LightGCN (AlignRec, MM view and alignment off)
     v, t = load(f"valid_{name}.json"), load(f"test_{name}.json")
     row(label, v and v["metrics"], t and t["metrics"], keys)
 EOF
+# the three-seed comparison of part 1 (`eval --compare`, printed to $OUT/seeds_compare.txt) goes to the results file too
+COMPARE=$(mktemp)
+trap 'rm -f "$TABLE" "$COMPARE"' EXIT
+if [ -s "$OUT/seeds_compare.txt" ]; then
+  { echo "Sequential, three seeds ($SEED,$SEEDS): \`mmrec eval --compare\` on the per-user rankings"; echo; echo '```text'; cat "$OUT/seeds_compare.txt"; echo '```'; } > "$COMPARE"
+fi
+write_results "$TABLE" "$COMPARE"

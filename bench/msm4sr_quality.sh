@@ -11,6 +11,16 @@
 # OMP_NUM_THREADS (default 1: the CPU is shared), JOBS (runs at once, default 1), SEED (default 2020),
 # EXTRA_PRE / EXTRA_FT (more arguments for every pretrain / finetune call, e.g. "--set model.lam=0.1").
 set -euo pipefail
+# The final table also goes to docs/results/msm4sr.md (see write_results below), relative to the repository
+# root found from this script's own location.
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RESULTS=$ROOT/docs/results/msm4sr.md
+settings() {  # settings VAR...: "VAR=value " for each VAR set in the environment, shell-quoted
+  local v s=""
+  for v in "$@"; do [ -n "${!v+x}" ] && s+="$v=$(printf %q "${!v}") "; done
+  printf '%s' "$s"
+}
+COMMAND_LINE="$(settings OMP_NUM_THREADS JOBS SEED EXTRA_PRE EXTRA_FT MMREC)bench/$(basename "$0")$([ $# -eq 0 ] || printf ' %q' "$@")"
 cd "$(dirname "$0")/.."
 OUT=${1:-examples/out/msm4sr_quality}
 MMREC=${MMREC:-.venv/bin/mmrec}
@@ -67,8 +77,33 @@ spawn finetune text_only msm4sr --init "$OUT/pre_full.safetensors" --set model.m
 spawn finetune image_only msm4sr --init "$OUT/pre_full.safetensors" --set model.modalities=image
 finish
 
+PROTOCOL="the bundled Scientific data (examples/scientific), chronological leave-one-out, full ranking over all items; CLIP ViT-B/32 text + image features; settings of $PRE_CFG and $FT_CFG${EXTRA_PRE:+, pretrain $EXTRA_PRE}${EXTRA_FT:+, finetune $EXTRA_FT}; seed $SEED; best epoch by validation NDCG@10; test evaluated once per model."
+write_results() {  # write_results TABLE_FILE [EXTRA_FILE]: docs/results/<name>.md = a header + the table, atomically
+  local tmp="$RESULTS.tmp.$$" commit
+  commit=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || true)
+  mkdir -p "$(dirname "$RESULTS")"
+  {
+    echo "# Results of bench/$(basename "$0"), $(date -u +%Y-%m-%d)"
+    echo
+    echo "Written by \`bench/$(basename "$0")\` on every run; do not edit."
+    echo
+    echo "Protocol: $PROTOCOL"
+    echo
+    echo "Command, from the repository root${commit:+ at commit $commit}: \`$COMMAND_LINE\`"
+    echo
+    cat "$1"
+    if [ $# -ge 2 ] && [ -s "$2" ]; then
+      echo
+      cat "$2"
+    fi
+  } > "$tmp"
+  mv "$tmp" "$RESULTS"
+  echo "wrote $RESULTS" >&2
+}
+TABLE=$(mktemp)
+trap 'rm -f "$TABLE"' EXIT
 # --- the table ------------------------------------------------------------------------------------------------
-.venv/bin/python - "$OUT" <<'EOF'
+.venv/bin/python - "$OUT" <<'EOF' | tee "$TABLE"
 import json, sys
 from pathlib import Path
 
@@ -95,3 +130,4 @@ if base:
     m = json.loads((out / "test_msm4sr.json").read_text())["metrics"]
     print(f"\nMSM4SR vs SASRec, test NDCG@10: {m['ndcg@10']:.4f} vs {base:.4f} ({100 * (m['ndcg@10'] / base - 1):+.1f} %)")
 EOF
+write_results "$TABLE"
