@@ -48,10 +48,10 @@ def main() -> None:
 
     import torch
 
-    from mmrec_cli.models import missrec_interests as CL
     from mmrec_cli.data.batches import prefixes
     from mmrec_cli.io import unisrec
     from mmrec_cli.models import missrec as MR
+    from mmrec_cli.models import missrec_interests as CL
     from mmrec_cli.training.loop import TrainConfig
 
     dev = torch.device(args.device)

@@ -34,11 +34,11 @@ def load(args):
     from mmrec_cli.io import unisrec
 
     if args.dataset:
-        from mmrec_cli.training import loading
         from mmrec_cli.models import msm4sr
+        from mmrec_cli.training import loading
 
         ds = D.load(args.dataset)
-        feats, _ = loading.features_for(msm4sr, ds, args.features, "msm4sr")
+        feats, _ = loading.features_for(msm4sr.SPEC, ds, args.features)
         return ds, feats
     src = ROOT / "examples" / "scientific" / "Scientific"
     ds = unisrec.import_dataset(str(src))

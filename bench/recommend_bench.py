@@ -40,8 +40,8 @@ def run_one(n: int, num_items: int, device: str, batch: int) -> dict:
     import torch
 
     from mmrec_cli.evaluation import recommend as R
-    from mmrec_cli.training.distributed import resolve_device
     from mmrec_cli.models import sasrec
+    from mmrec_cli.training.distributed import resolve_device
 
     torch.set_num_threads(os.cpu_count() or 1)
     with tempfile.TemporaryDirectory() as tmp:

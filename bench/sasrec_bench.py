@@ -28,8 +28,8 @@ def peak_gb() -> float:
 def example(epochs: int) -> dict:
     import torch
 
-    from mmrec_cli.evaluation.ranking import EvalConfig, evaluate
     from mmrec_cli.data import batches as B
+    from mmrec_cli.evaluation.ranking import EvalConfig, evaluate
     from mmrec_cli.io import unisrec
     from mmrec_cli.models import sasrec
 
@@ -57,8 +57,8 @@ def million(users: int) -> dict:
     """Score `users` random histories against 1,000,000 items, chunked, and report time and peak memory."""
     import numpy as np
 
-    from mmrec_cli.evaluation.ranking import EvalConfig, evaluate
     from mmrec_cli.data import dataset as D
+    from mmrec_cli.evaluation.ranking import EvalConfig, evaluate
     from mmrec_cli.models import sasrec
 
     n_items = 1_000_000

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
 import typing
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from mmrec_cli.errors import bad_input, not_found
 

@@ -16,9 +16,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 def main(argv: list[str]) -> int:
     import typer.main
+    from test_bad_input_inventory import CASES
 
     from mmrec_cli.cli.app import app
-    from test_bad_input_inventory import CASES
 
     commands = list(typer.main.get_command(app).commands)
     counts = Counter(case[0] for case in CASES)

@@ -11,10 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmrec_cli.models import alignrec_graph as G
 from mmrec_cli.data import dataset as D
 from mmrec_cli.io import feature_file as FE
 from mmrec_cli.models import alignrec as A
+from mmrec_cli.models import alignrec_graph as G
+from mmrec_cli.models import score
 from mmrec_cli.training.loop import TrainConfig
 
 N_ITEMS = 20
@@ -43,17 +44,17 @@ def small(**kw) -> A.Config:
 def test_lightgcn_propagation_matches_a_dense_reference():
     users = torch.tensor([0, 0, 1, 2, 2, 2, 3])
     items = torch.tensor([0, 1, 1, 0, 2, 3, 3])
-    U, I = 4, 5  # item 4 has no interaction
-    a_hat, r_hat = G.normalized_adjacency(users, items, U, I)
-    R = torch.zeros(U, I)
+    U, N = 4, 5  # item 4 has no interaction
+    a_hat, r_hat = G.normalized_adjacency(users, items, U, N)
+    R = torch.zeros(U, N)
     R[users, items] = 1
-    A_ = torch.zeros(U + I, U + I)
+    A_ = torch.zeros(U + N, U + N)
     A_[:U, U:], A_[U:, :U] = R, R.T
     deg = A_.sum(1)
     dinv = torch.where(deg > 0, deg.pow(-0.5), torch.zeros_like(deg))
     A_hat = dinv[:, None] * A_ * dinv[None, :]
     assert torch.allclose(a_hat.to_dense(), A_hat) and torch.allclose(r_hat.to_dense(), A_hat[:U, U:])
-    x = torch.randn(U + I, 3)
+    x = torch.randn(U + N, 3)
     want = (x + A_hat @ x + A_hat @ A_hat @ x) / 3
     assert torch.allclose(G.propagate(a_hat, x, 2), want, atol=1e-6)
     assert torch.allclose(G.propagate(a_hat, x, 0), x)
@@ -161,22 +162,22 @@ def test_model_trains_and_reloads(cfg):
     assert net.user_emb.shape == (ds.num_users, 8) and loss.item() < first
     net.eval()
     batch = {"user": torch.tensor([0, 3, 5])}
-    s = net.score(batch, torch.arange(N_ITEMS))
+    s = score(net, batch, torch.arange(N_ITEMS))
     assert s.shape == (3, N_ITEMS)
     # a fresh model takes the state (user table and graph included) and scores the same
     other = A.Model(cfg, N_ITEMS, tiny_features())
     other.load_state_dict(net.state_dict())
-    assert torch.allclose(other.eval().score(batch, torch.arange(N_ITEMS)), s, atol=1e-5)
+    assert torch.allclose(score(other.eval(), batch, torch.arange(N_ITEMS)), s, atol=1e-5)
     assert not any(k.startswith("feat_") for k in net.state_dict())
 
 
 def test_user_table_comes_from_the_dataset_not_the_batches():
-    from mmrec_cli.training import stages
     from mmrec_cli.errors import MmrecError
+    from mmrec_cli.training import stages
 
     ds, cfg = tiny_ds(), small(content="raw")
     torch.manual_seed(0)
-    net = stages.recommender("alignrec", cfg, ds, tiny_features())  # what finetune builds
+    net = stages.recommender(A.SPEC, cfg, ds, tiny_features())  # what finetune builds
     assert net.user_emb.shape == (ds.num_users, 8)
     torch.manual_seed(0)
     bare = A.Model(cfg, N_ITEMS, tiny_features())  # pre-training: no user table
@@ -242,7 +243,7 @@ def test_feature_probe_by_hand():
     table = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
     probe = A.FeatureProbe(table)
     batch = {"items": torch.tensor([[1, 2, 0]])}  # history: items 0 and 1 (+1 coded), one pad
-    s = probe.score(batch, torch.arange(3))
+    s = score(probe, batch, torch.arange(3))
     user = F.normalize(torch.tensor([1.0, 1.0]), dim=0)  # mean of the normalised rows, normalised
     want = user @ F.normalize(table, dim=1).T
     assert torch.allclose(s[0], want)

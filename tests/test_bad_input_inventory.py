@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -25,13 +25,13 @@ import pytest
 
 def build_inputs(folder: Path) -> SimpleNamespace:
     """Tiny valid artifacts (dataset, features, a trained SASRec) and broken variants of them."""
+    from conftest import tiny_sequences
     from typer.testing import CliRunner
 
-    from conftest import tiny_sequences
-    from mmrec_cli.io import artifacts
-    from mmrec_cli.data import dataset as D
-    from mmrec_cli.io import feature_file as FE
     from mmrec_cli.cli.app import app
+    from mmrec_cli.data import dataset as D
+    from mmrec_cli.io import artifacts
+    from mmrec_cli.io import feature_file as FE
 
     folder.mkdir(parents=True, exist_ok=True)
     ids = [f"i{i}" for i in range(20)]

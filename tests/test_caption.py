@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from _cli import run
 from _tiny_models import WORDS, make_image, write_items
+
 from mmrec_cli.io import artifacts
 from mmrec_cli.io import feature_file as F
 

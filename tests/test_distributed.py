@@ -9,10 +9,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mmrec_cli.training import distributed as D
-from mmrec_cli.io import artifacts, model_file
-from mmrec_cli.data.batches import train_windows
 from mmrec_cli.cli.app import app
+from mmrec_cli.data.batches import train_windows
+from mmrec_cli.io import artifacts, model_file
+from mmrec_cli.training import distributed as D
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +61,7 @@ def _odd_batch(ds, max_len=6) -> int:
 def test_two_processes_give_the_one_process_result(tmp_path):
     """torchrun, gloo, 2 processes: same losses, validation metrics, weights and test metrics as 1 process."""
     from conftest import tiny_sequences
+
     from mmrec_cli.data import dataset as Dset
 
     seqs = tiny_sequences(num_users=30, num_items=40, seed=3)
@@ -164,9 +165,9 @@ def test_alignrec_with_two_processes_gives_the_one_process_result(tmp_path):
     Only the order of float additions differs (the gradients are summed across processes)."""
     from test_alignrec import tiny_ds, tiny_features
 
-    from mmrec_cli.models.alignrec_graph import train_pairs
     from mmrec_cli.data import dataset as Dset
     from mmrec_cli.io import feature_file as FE
+    from mmrec_cli.models.alignrec_graph import train_pairs
 
     ds = tiny_ds(num_users=16)
     p = lambda name: str(tmp_path / name)  # noqa: E731
@@ -186,7 +187,7 @@ def test_alignrec_with_two_processes_gives_the_one_process_result(tmp_path):
 
 def test_to_device_moves_tensors_inside_tuples_too():
     """AlignRec's `in_batch` (a tuple of tensors) must follow the batch to the device ("meta" stands in for a GPU)."""
-    from mmrec_cli.training.distributed import to_device
+    from mmrec_cli.data.batches import to_device
 
     arr = np.arange(3)
     batch = {"user": torch.arange(3), "in_batch": (torch.arange(3), torch.arange(4)), "graph": (arr, arr, 5)}

@@ -4,19 +4,24 @@ import numpy as np
 import pytest
 import torch
 
-from mmrec_cli.evaluation.ranking import EvalConfig, evaluate, metrics, rank_batch, user_metrics
 from mmrec_cli.data import dataset as D
+from mmrec_cli.evaluation.ranking import EvalConfig, evaluate, metrics, rank_batch, user_metrics
 
 
 class Fixed(torch.nn.Module):
     """Scores from a fixed (users x items) table, looked up by batch['user']."""
 
+    max_len = 10
+
     def __init__(self, table):
         super().__init__()
         self.table = torch.as_tensor(table, dtype=torch.float32)
 
-    def score(self, batch, items):
-        return self.table[batch["user"]][:, items]
+    def users(self, batch):
+        return self.table[batch["user"]]
+
+    def score_users(self, users, items):
+        return users[:, items]
 
 
 def test_user_metrics_by_hand():
@@ -43,8 +48,8 @@ def test_a_target_is_never_above_itself():
     the call for a chunk (matmuls of two shapes): the rank must not move with it."""
 
     class Jitter(Fixed):
-        def score(self, batch, items):  # the call for the (one) target scores a hair higher
-            s = super().score(batch, items)
+        def score_users(self, users, items):  # the call for the (one) target scores a hair higher
+            s = super().score_users(users, items)
             return s + 1e-7 if len(items) == 1 else s
 
     batch = {"user": torch.tensor([0])}
@@ -64,6 +69,27 @@ def test_topk_across_chunks():
     model = Fixed([[0.1, 0.9, 0.5, 0.7, 0.3]])
     _, (idx, val) = rank_batch(model, {"user": torch.tensor([0])}, [np.array([0])], 5, 2, topk=3)
     assert idx.tolist() == [[1, 3, 2]] and val[0].tolist() == pytest.approx([0.9, 0.7, 0.5])
+
+
+def test_topk_wider_than_a_chunk():
+    """`eval --rankings --top-k 20 --chunk 8` crashed: the merge asked for k columns of fewer."""
+    model = Fixed([[0.1, 0.9, 0.5, 0.7, 0.3]])
+    _, (idx, val) = rank_batch(model, {"user": torch.tensor([0])}, [np.array([0])], 5, 2, topk=5)
+    assert idx.tolist() == [[1, 3, 2, 4, 0]]
+
+
+def test_each_batch_of_users_is_encoded_once():
+    """users() runs once per batch of users, whatever the number of item chunks."""
+    calls = []
+
+    class Counting(Fixed):
+        def users(self, batch):
+            calls.append(len(batch["user"]))
+            return super().users(batch)
+
+    ds = D.from_sequences([[0, 1, 2, 3], [3, 2, 1, 0], [1, 2, 3, 0]], list("abcd"), ["u", "v", "w"])
+    evaluate(Counting([[0, 0, 3, 1], [4, 3, 2, 1], [1, 2, 3, 4]]), ds, EvalConfig(split="valid", chunk=1, batch_size=2))
+    assert calls == [2, 1]
 
 
 def test_evaluate_on_a_dataset():

@@ -6,12 +6,11 @@ import json
 import os
 
 import numpy as np
-
 from _cli import error_line, run
 from _tiny_models import make_image, write_items
+
 from mmrec_cli.io import artifacts
 from mmrec_cli.io import feature_file as F
-
 
 TEXT_ITEMS = [
     {"item_id": "a", "text": "Red glue bottle. Waterproof adhesive, 8 ounce."},

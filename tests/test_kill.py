@@ -14,18 +14,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
+from _tiny_models import WORDS, tiny_bert, write_items
+from test_reliability import env
 from typer.testing import CliRunner
 
-from _tiny_models import WORDS, tiny_bert, write_items
+from mmrec_cli.cli.app import app
 from mmrec_cli.data import dataset as D
 from mmrec_cli.io import feature_file as FE
-from mmrec_cli.cli.app import app
-from test_reliability import env
 
 cli = CliRunner()
 

@@ -5,11 +5,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmrec_cli.models import missrec_interests as CL
-from mmrec_cli.training import stages
 from mmrec_cli.data import batches as B
 from mmrec_cli.data import dataset as D
 from mmrec_cli.models import missrec as MR
+from mmrec_cli.models import missrec_interests as CL
+from mmrec_cli.models import score
+from mmrec_cli.training import stages
 from mmrec_cli.training.loop import TrainConfig
 
 N_ITEMS, DIM = 24, 8
@@ -60,12 +61,12 @@ def test_shapes_for_every_interest_source(tmp_path, source):
     model = MR.Model(c, N_ITEMS, f)
     batch = first_batch(ds, c)
     B = batch["items"].shape[0]
-    u, xi, imask = model.user(batch)
+    u, xi, imask = model.encode_batch(batch)
     assert u.shape == (B, 16) and torch.allclose(u.norm(dim=-1), torch.ones(B))
     assert xi.shape[:2] == imask.shape and xi.shape[0] == B and xi.shape[2] == 16
     assert imask.any(1).all()
     assert model.logits(u).shape == (B, N_ITEMS)
-    assert model.score(batch, torch.tensor([0, 5, 7])).shape == (B, 3)
+    assert score(model, batch, torch.tensor([0, 5, 7])).shape == (B, 3)
     for loss in (model.loss(batch), model.pretrain_loss(batch)):
         assert loss.dim() == 0 and torch.isfinite(loss)
         loss.backward()
@@ -161,7 +162,7 @@ def test_losses_compose_as_documented(monkeypatch):
     torch.manual_seed(0)
     model = MR.Model(c, N_ITEMS, f).eval()
     batch = first_batch(ds, c)
-    u, xi, imask = model.user(batch)
+    u, xi, imask = model.encode_batch(batch)
     orth = MR.orthogonality(xi, imask).mean()
     want = F.cross_entropy(model.logits(u), batch["target"]) + 0.3 * orth
     assert torch.allclose(model.loss(batch), want)
@@ -224,14 +225,14 @@ def test_inductive_transfer_scores_items_without_id_embeddings():
     assert all(not k.startswith("item_emb") for k in model.state_dict())
     from mmrec_cli.data.batches import collate_eval, eval_rows
 
-    hist, _, users = eval_rows(tgt, "test", 50)
+    hist, _, users = eval_rows(tgt, "test")
     cold = torch.arange(N_ITEMS, n)  # never interacted with
-    scores = model.eval().score(collate_eval(hist, users, 50), cold)
+    scores = score(model.eval(), collate_eval(hist, users, 50), cold)
     assert scores.shape == (len(users), 10) and torch.isfinite(scores).all()
     assert scores.std(1).min() > 0  # told apart by their features
     # zero-shot (no fine-tuning epochs): still a working model on the new catalogue
     model, _ = stages.transfer("missrec", tgt, f_tgt, cfg(ids=False), TrainConfig(epochs=0), stages.Run(), init)
-    assert torch.isfinite(model.eval().score(collate_eval(hist, users, 50), torch.arange(n))).all()
+    assert torch.isfinite(score(model.eval(), collate_eval(hist, users, 50), torch.arange(n))).all()
 
 
 def test_cli_cluster_pretrain_finetune_transfer_eval(tmp_path):
@@ -239,8 +240,8 @@ def test_cli_cluster_pretrain_finetune_transfer_eval(tmp_path):
 
     from typer.testing import CliRunner
 
-    from mmrec_cli.io import feature_file as FE
     from mmrec_cli.cli.app import app
+    from mmrec_cli.io import feature_file as FE
 
     ds, f = tiny(num_users=16), feats()
     D.save(ds, str(tmp_path / "ds.safetensors"), {"command": "test"}, {}, {})

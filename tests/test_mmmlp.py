@@ -11,6 +11,7 @@ from mmrec_cli.data import batches as B
 from mmrec_cli.data import dataset as D
 from mmrec_cli.io import feature_file as FE
 from mmrec_cli.models import mmmlp as M
+from mmrec_cli.models import score
 
 N_ITEMS = 20
 
@@ -43,14 +44,14 @@ def test_shapes_and_feature_tables_not_saved():
     batch = tiny_batch()
     Bn, L = batch["items"].shape
     assert net.encode(batch["items"]).shape == (Bn, L, 8)
-    assert net.score(batch, torch.arange(7)).shape == (Bn, 7)
+    assert score(net, batch, torch.arange(7)).shape == (Bn, 7)
     assert net.loss(batch).dim() == 0
     assert not any("table" in k for k in net.state_dict())
     proj = model(quiet(modal_dim=4))
     assert proj.mixers["text"].blocks[0].channels[0].in_features == 4
     assert proj.encode(batch["items"]).shape == (Bn, L, 8)
     fo = model(quiet(feature_output=True))
-    assert fo.score(batch, torch.arange(7)).shape == (Bn, 7) and fo.loss(batch).dim() == 0
+    assert score(fo, batch, torch.arange(7)).shape == (Bn, 7) and fo.loss(batch).dim() == 0
     want = fo.item_emb.weight[3] + fo.out_proj["text"](fo.text_table[3]) + fo.out_proj["image"](fo.image_table[3])
     assert torch.allclose(fo.item_vectors(torch.tensor([2]))[0], want)
 
@@ -116,9 +117,9 @@ def test_loss_decreases_on_a_tiny_batch():
 
 
 def test_cli_finetune_and_eval(tmp_path):
+    from conftest import tiny_sequences
     from typer.testing import CliRunner
 
-    from conftest import tiny_sequences
     from mmrec_cli.cli.app import app
 
     seqs = tiny_sequences(num_users=12, num_items=N_ITEMS)

@@ -10,12 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmrec_cli.training import loading
-from mmrec_cli.errors import MmrecError
+from mmrec_cli import models
 from mmrec_cli.data import batches as B
 from mmrec_cli.data import dataset as D
+from mmrec_cli.errors import MmrecError
 from mmrec_cli.io import feature_file as FE
 from mmrec_cli.models import msm4sr as M
+from mmrec_cli.models import score
+from mmrec_cli.training import loading
 
 N_ITEMS, S, DIM = 20, 3, 12
 
@@ -70,7 +72,7 @@ def test_shapes_and_stack_handling():
     assert z.shape == (N_ITEMS, 8) and net.item_repr("image", torch.tensor([3, 4])).shape == (2, 8)
     assert net.text_stack.shape == (N_ITEMS, S, DIM) and net.image_stack.shape == (N_ITEMS, 1, DIM + 4)
     assert net.encode(torch.randn(Bn, L, 8)).shape == (Bn, L, 8)
-    assert net.score(batch, torch.arange(7)).shape == (Bn, 7)
+    assert score(net, batch, torch.arange(7)).shape == (Bn, 7)
     assert net.pretrain_loss(batch).dim() == 0 and net.loss(batch).dim() == 0
     # feature tables are not part of the saved state
     assert not any("stack" in k for k in net.state_dict())
@@ -197,7 +199,7 @@ def test_finetune_loss_is_eq_12_13_and_score_matches():
         assert net.loss(batch).item() == pytest.approx(total / count, rel=1e-5)
         # score: the same logits (sum of cosines / tau) at the last real position
         net.eval()
-        sc = net.score(batch, torch.arange(N_ITEMS))
+        sc = score(net, batch, torch.arange(N_ITEMS))
         last = batch["lengths"] - 1
         for b in range(items.shape[0]):
             want = (F.cosine_similarity(ht[b, last[b]][None], Ft) + F.cosine_similarity(hv[b, last[b]][None], Fv)) / 0.5
@@ -217,7 +219,7 @@ def test_dot_score_is_eq_12_as_printed():
         last = batch["lengths"] - 1
         rows = torch.arange(len(last))
         want = ht[rows, last] @ Ft.T + hv[rows, last] @ Fv.T
-        assert torch.allclose(net.score(batch, torch.arange(N_ITEMS)), want, atol=1e-5)
+        assert torch.allclose(score(net, batch, torch.arange(N_ITEMS)), want, atol=1e-5)
 
 
 def test_text_only_and_image_only_score_one_term():
@@ -229,7 +231,7 @@ def test_text_only_and_image_only_score_one_term():
         net.eval()
     with torch.no_grad():
         items = torch.arange(N_ITEMS)
-        assert torch.allclose(both.score(batch, items), t_only.score(batch, items) + v_only.score(batch, items), atol=1e-5)
+        assert torch.allclose(score(both, batch, items), score(t_only, batch, items) + score(v_only, batch, items), atol=1e-5)
 
 
 def test_e2e_adds_the_pretrain_loss():
@@ -401,7 +403,7 @@ def test_config_is_validated():
 def test_defaults_follow_the_official_code():
     c = M.Config()
     assert (c.hidden, c.layers, c.heads, c.experts, c.image_words, c.lam, c.temperature) == (64, 2, 2, 8, 15, 0.01, 0.07)
-    assert c.mixup_max <= 0.5 and M.MODALITIES == ("text", "image") and M.STAGES == {"pretrain", "finetune"}
+    assert c.mixup_max <= 0.5 and M.SPEC.modalities == ("text", "image") and models.stages("msm4sr") == ("pretrain", "finetune")
 
 
 # ---- the CLI: pretrain (two datasets) -> finetune --init -> eval ---------------------------------------
@@ -409,11 +411,11 @@ def test_defaults_follow_the_official_code():
 
 @pytest.mark.slow
 def test_cli_pretrain_finetune_eval(tmp_path):
+    from conftest import tiny_sequences
     from typer.testing import CliRunner
 
-    from conftest import tiny_sequences
-    from mmrec_cli.io import model_file
     from mmrec_cli.cli.app import app
+    from mmrec_cli.io import model_file
 
     seqs = tiny_sequences(num_users=12, num_items=N_ITEMS)
     ids = [f"i{i}" for i in range(N_ITEMS)]

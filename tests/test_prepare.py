@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from _cli import error_line, run
 from conftest import EXAMPLE
+
 from mmrec_cli.data import dataset as D
 
 
@@ -83,6 +84,7 @@ def test_bad_interactions(tmp_path, name, content, expected):
 
 def test_stdin_is_json_lines_and_a_csv_there_says_so(tmp_path):
     from _cli import cli
+
     from mmrec_cli.cli.app import app
 
     out = tmp_path / "ds.safetensors"

@@ -16,7 +16,7 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -24,11 +24,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mmrec_cli import config as C
-from mmrec_cli.errors import MmrecError
 from mmrec_cli.data import batches as B
 from mmrec_cli.data import dataset as D
 from mmrec_cli.data import prepare as P
 from mmrec_cli.data import records as R
+from mmrec_cli.errors import MmrecError
 from mmrec_cli.io.jsonl import jsonl_writer, read_jsonl
 
 FAST = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -212,7 +212,7 @@ class Cfg:
     name: str = "a"
     flag: bool = False
     ks: tuple[int, ...] = (5, 10)
-    depth: Optional[int] = None
+    depth: int | None = None
     train: Train = field(default_factory=Train)
 
 
@@ -345,7 +345,7 @@ def test_split_partitions_each_users_sequence_in_order(seqs, protocol, seed):
     for u, seq in enumerate(seqs):
         got, lab = ds.sequence(u).tolist(), ds.labels(u)
         assert got == seq  # labels only: the chronological sequence is untouched
-        parts = [[x for x, l in zip(got, lab) if l == s] for s in (D.TRAIN, D.VALID, D.TEST)]
+        parts = [[x for x, label in zip(got, lab) if label == s] for s in (D.TRAIN, D.VALID, D.TEST)]
         assert sorted(sum(parts, [])) == sorted(seq) and all(parts)
         if protocol == "loo":
             assert parts == [seq[:-2], [seq[-2]], [seq[-1]]]
@@ -360,13 +360,12 @@ def test_split_partitions_each_users_sequence_in_order(seqs, protocol, seed):
 
 
 @FAST
-@given(user_seqs, st.sampled_from(["loo", "ratio"]), st.integers(1, 12), st.integers(1, 9), st.integers(0, 99), st.integers(1, 3))
-def test_each_train_item_is_a_target_exactly_once_per_epoch(seqs, protocol, max_len, batch_size, epoch, world):
+@given(user_seqs, st.sampled_from(["loo", "ratio"]), st.integers(1, 12), st.integers(1, 9), st.integers(0, 99))
+def test_each_train_item_is_a_target_exactly_once_per_epoch(seqs, protocol, max_len, batch_size, epoch):
     ds = D.from_sequences(seqs, [f"i{i}" for i in range(30)], [f"u{u}" for u in range(len(seqs))], protocol, 7)
     seen = Counter()
-    for rank in range(world):
-        for batch in B.train_batches(ds, max_len, batch_size, seed=3, epoch=epoch, rank=rank, world=world):
-            _check_rows(ds, batch, max_len, seen)
+    for batch in B.train_batches(ds, max_len, batch_size, seed=3, epoch=epoch):
+        _check_rows(ds, batch, max_len, seen)
     want = Counter()
     for u in range(ds.num_users):
         train = ds.sequence(u)[ds.labels(u) == D.TRAIN].tolist()
@@ -392,7 +391,7 @@ def _check_rows(ds: D.Dataset, batch: dict, max_len: int, seen: Counter) -> None
 @given(user_seqs, st.sampled_from(["valid", "test"]), st.integers(1, 12))
 def test_eval_rows_hold_everything_before_the_split(seqs, split, max_len):
     ds = D.from_sequences(seqs, [f"i{i}" for i in range(30)], [f"u{u}" for u in range(len(seqs))])
-    inputs, targets, users = B.eval_rows(ds, split, max_len)
+    inputs, targets, users = B.eval_rows(ds, split)
     assert users == list(range(len(seqs)))
     for h, t, u in zip(inputs, targets, users):
         cut = -2 if split == "valid" else -1

@@ -6,10 +6,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mmrec_cli.evaluation import recommend as R
-from mmrec_cli.errors import MmrecError
 from mmrec_cli.cli.app import app
-from mmrec_cli.models import sasrec
+from mmrec_cli.errors import MmrecError
+from mmrec_cli.evaluation import recommend as R
+from mmrec_cli.models import sasrec, score
 
 runner = CliRunner()
 
@@ -17,14 +17,18 @@ runner = CliRunner()
 class Recorder(torch.nn.Module):
     """A model whose scores are a fixed random table per history length; it records the batches."""
 
-    def __init__(self, num_items: int):
+    def __init__(self, num_items: int, max_len: int = 50):
         super().__init__()
         self.table = torch.nn.Parameter(torch.randn(10, num_items, generator=torch.Generator().manual_seed(0)))
+        self.max_len = max_len
         self.seen = []
 
-    def score(self, batch, items):
+    def users(self, batch):
         self.seen.append({k: v.clone() for k, v in batch.items()})
-        return self.table[batch["lengths"].clamp(max=9)][:, items] + batch["user"][:, None].float() * 0.01
+        return self.table[batch["lengths"].clamp(max=9)] + batch["user"][:, None].float() * 0.01
+
+    def score_users(self, users, items):
+        return users[:, items]
 
 
 def histories(rows):
@@ -36,7 +40,7 @@ def test_chunked_batched_top_k_equals_full_ranking():
     model = sasrec.Model(sasrec.Config(max_len=5, hidden=8, layers=1, heads=2, inner=16), 23)
     rows = histories([(f"u{i}", list(np.random.default_rng(i).choice(23, size=i % 6, replace=False))) for i in range(9)])
     for exclude in (False, True):
-        cfg = R.RecommendConfig(top_k=7, exclude_history=exclude, batch_size=4, chunk=5, max_len=5)
+        cfg = R.RecommendConfig(top_k=7, exclude_history=exclude, batch_size=4, chunk=5)
         got = list(R.recommend(model, rows, 23, cfg))
         assert [g[0].user_id for g in got] == [f"u{i}" for i in range(9)]  # input order kept
         for row, items, scores in got:
@@ -44,7 +48,7 @@ def test_chunked_batched_top_k_equals_full_ranking():
 
             with torch.no_grad():
                 model.eval()
-                full = model.score(collate_eval([row.items], [-1], 5), torch.arange(23))[0]
+                full = score(model, collate_eval([row.items], [-1], 5), torch.arange(23))[0]
             if exclude:
                 full[torch.from_numpy(row.items)] = -float("inf")
                 assert not set(items) & set(row.items.tolist())
@@ -68,8 +72,8 @@ def test_known_users_get_their_index_unknown_ids_are_counted(tmp_path):
     rows = list(R.read_histories(str(path), ids, ["u0", "u1"], stats))
     assert [(r.user_id, r.user, r.items.tolist()) for r in rows] == [("u1", 1, [3, 7]), ("stranger", -1, []), (None, -1, [2])]
     assert (stats.histories, stats.unknown_items, stats.with_unknown, stats.empty, stats.known_users) == (3, 1, 1, 1, 1)
-    model = Recorder(10)
-    list(R.recommend(model, rows, 10, R.RecommendConfig(top_k=2, max_len=2)))
+    model = Recorder(10, max_len=2)
+    list(R.recommend(model, rows, 10, R.RecommendConfig(top_k=2)))
     assert model.seen[0]["user"].tolist() == [1, -1, -1]
     assert model.seen[0]["items"].tolist() == [[4, 8], [0, 0], [3, 0]]  # index + 1, right-padded, last max_len
     with pytest.raises(MmrecError, match=r"h.jsonl:1: unknown item id 'nope'"):

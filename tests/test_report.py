@@ -6,10 +6,10 @@ import pytest
 from scipy import stats as sps
 from typer.testing import CliRunner
 
-from mmrec_cli.evaluation import report, stats
-from mmrec_cli.errors import MmrecError
-from mmrec_cli.io import artifacts
 from mmrec_cli.cli.app import app
+from mmrec_cli.errors import MmrecError
+from mmrec_cli.evaluation import report, stats
+from mmrec_cli.io import artifacts
 
 runner = CliRunner()
 

@@ -12,8 +12,8 @@ import json
 import numpy as np
 from typer.testing import CliRunner
 
-from mmrec_cli.io import feature_file as FE
 from mmrec_cli.cli.app import app
+from mmrec_cli.io import feature_file as FE
 
 N_USERS, N_ITEMS = 16, 24
 TINY = ["--set", "model.hidden=8", "--set", "model.inner=16", "--set", "model.max_len=8"]

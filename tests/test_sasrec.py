@@ -1,9 +1,9 @@
 import torch
+from conftest import tiny_sequences
 
 from mmrec_cli.data import batches as B
 from mmrec_cli.data import dataset as D
-from mmrec_cli.models import sasrec
-from conftest import tiny_sequences
+from mmrec_cli.models import sasrec, score
 
 
 def small(**kw):
@@ -21,7 +21,7 @@ def test_shapes_and_scores_of_any_items():
     m = sasrec.Model(small(), 20)
     h = m.encode(b["items"])
     assert h.shape == (b["items"].shape[0], b["items"].shape[1], 16)
-    assert m.score(b, torch.tensor([3, 0, 19])).shape == (b["items"].shape[0], 3)
+    assert score(m, b, torch.tensor([3, 0, 19])).shape == (b["items"].shape[0], 3)
 
 
 def test_causal_no_peeking_at_later_items():

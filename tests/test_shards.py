@@ -6,12 +6,11 @@ import os
 
 import numpy as np
 import pytest
-
 from _cli import error_line, run
 from _tiny_models import make_image, write_items
+
 from mmrec_cli.io import artifacts
 from mmrec_cli.io import feature_file as F
-
 
 # shard 0/2 = a, b (one sentence each); shard 1/2 = c, d, e (up to three): the stacks are wider in shard 1
 RECORDS = [

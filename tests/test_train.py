@@ -3,10 +3,10 @@ from pathlib import Path
 import torch
 from typer.testing import CliRunner
 
-from mmrec_cli.training import stages
-from mmrec_cli.io import artifacts
 from mmrec_cli.cli.app import app
+from mmrec_cli.io import artifacts
 from mmrec_cli.models import sasrec
+from mmrec_cli.training import stages
 from mmrec_cli.training.loop import TrainConfig
 
 runner = CliRunner()
@@ -73,8 +73,9 @@ def test_cli_finetune_eval_and_refusals(tiny_dataset, tmp_path):
     ranks = [json.loads(line) for line in open(tmp_path / "r.jsonl")]
     assert len(ranks) == 12 and len(ranks[0]["top"]) == 3
     # another dataset: refused
-    from mmrec_cli.data import dataset as D
     from conftest import tiny_sequences
+
+    from mmrec_cli.data import dataset as D
 
     other = D.from_sequences(tiny_sequences(seed=5), [f"i{i}" for i in range(20)], [f"u{u}" for u in range(12)])
     D.save(other, str(tmp_path / "other.safetensors"), {}, {}, {})

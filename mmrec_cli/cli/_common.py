@@ -6,8 +6,8 @@ import contextvars
 import functools
 import os
 import re
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Callable
 
 import typer
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from mmrec_cli.cli import caption, cluster, eval as eval_cmd, extract, finetune, info, merge, prepare, pretrain, recommend, transfer
+from mmrec_cli.cli import caption, cluster, extract, finetune, info, merge, prepare, pretrain, recommend, transfer
+from mmrec_cli.cli import eval as eval_cmd
 
 app = typer.Typer(
     name="mmrec",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,10 +17,10 @@ def caption(
     clip_model: str = typer.Option("ViT-B-32", "--clip-model", help="open_clip model: a built-in name, a JSON model config file, or local-dir:FOLDER."),
     clip_pretrained: str = typer.Option("openai", "--clip-pretrained", help="open_clip pretrained tag, a checkpoint file, or none (random weights, tests only)."),
     top_n: int = typer.Option(15, "--top-n", help="Words kept per image (MSM4SR uses 15)."),
-    vocab: Optional[Path] = typer.Option(None, "--vocab", help="Word list, one per line (default: the CLIP tokenizer's whole alphabetic words)."),
-    vocab_cache: Optional[Path] = typer.Option(None, "--vocab-cache", help="Vocabulary embeddings artifact to reuse or write (default: in $MMREC_CACHE or ~/.cache/mmrec)."),
+    vocab: Path | None = typer.Option(None, "--vocab", help="Word list, one per line (default: the CLIP tokenizer's whole alphabetic words)."),
+    vocab_cache: Path | None = typer.Option(None, "--vocab-cache", help="Vocabulary embeddings artifact to reuse or write (default: in $MMREC_CACHE or ~/.cache/mmrec)."),
     template: str = typer.Option("{}", "--template", help="Text around each word before encoding, e.g. 'a photo of {}'."),
-    image_root: Optional[Path] = typer.Option(None, "--image-root", help="Folder that image paths are relative to (default: the items file's folder)."),
+    image_root: Path | None = typer.Option(None, "--image-root", help="Folder that image paths are relative to (default: the items file's folder)."),
     allow_outside_root: bool = typer.Option(False, "--allow-outside-root", help="Allow absolute image paths and paths leading out of the image root."),
     max_images: int = typer.Option(8, "--max-images", help="Images captioned per item (0 = all)."),
     max_pixels: int = typer.Option(MAX_PIXELS, "--max-pixels", help="Skip images with more pixels than this (decompression-bomb guard)."),
@@ -32,7 +31,8 @@ def caption(
     max_batches: int = typer.Option(0, "--max-batches", help="Encode at most N image batches in this run, then stop (continue with --resume)."),
 ) -> None:
     """Describe each image by its top-N CLIP vocabulary words; feed the output to `mmrec extract --text bert --per-sentence --as image`."""
-    from mmrec_cli.features.caption import Options, caption as run
+    from mmrec_cli.features.caption import Options
+    from mmrec_cli.features.caption import caption as run
     from mmrec_cli.features.extract import Hooks
     from mmrec_cli.features.progress import bar
     from mmrec_cli.io.atomic import check_writable

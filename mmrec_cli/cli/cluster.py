@@ -33,11 +33,11 @@ def cluster(
 
     import torch
 
-    from mmrec_cli.models import missrec_interests as CL
-    from mmrec_cli.io import artifacts
     from mmrec_cli.data import dataset as D
+    from mmrec_cli.io import artifacts
     from mmrec_cli.io import feature_file as FE
     from mmrec_cli.io.atomic import check_artifact_path
+    from mmrec_cli.models import missrec_interests as CL
     from mmrec_cli.models.missrec import MODALITIES
 
     if method not in ("dpc-knn", "kmeans"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,15 +14,15 @@ from mmrec_cli.errors import bad_input, usage  # light: _common has loaded it al
 def eval_(
     paths: list[Path] = typer.Argument(..., metavar="MODEL DATASET", help="Model artifact (`mmrec finetune` / `mmrec transfer`) and the dataset artifact it was trained on; with --compare, two or more eval result files instead."),
     split: str = typer.Option("valid", "--split", help="valid | test. Choose settings on valid; evaluate test once, at the end."),
-    features: Optional[str] = typer.Option(None, "--features", help="The features artifact it was trained with."),
-    mask_history: Optional[bool] = typer.Option(None, "--mask-history/--no-mask-history", help="Remove the user's earlier items from the ranking (default: off for leave-one-out, on for the ratio split)."),
+    features: str | None = typer.Option(None, "--features", help="The features artifact it was trained with."),
+    mask_history: bool | None = typer.Option(None, "--mask-history/--no-mask-history", help="Remove the user's earlier items from the ranking (default: off for leave-one-out, on for the ratio split)."),
     ks: str = typer.Option("5,10,20,50", "--ks", help="Cut-offs for Recall/NDCG/MRR."),
-    output: Optional[str] = typer.Option(None, "-o", "--output", help="Write the metrics JSON here (default: stdout)."),
-    rankings: Optional[str] = typer.Option(None, "--rankings", help="Also write per-user rankings as JSON lines ('-' = stdout)."),
+    output: str | None = typer.Option(None, "-o", "--output", help="Write the metrics JSON here (default: stdout)."),
+    rankings: str | None = typer.Option(None, "--rankings", help="Also write per-user rankings as JSON lines ('-' = stdout)."),
     top_k: int = typer.Option(20, "--top-k", help="Items per user in --rankings."),
     batch_size: int = typer.Option(512, "--batch-size", help="Users scored at once."),
     chunk: int = typer.Option(65536, "--chunk", help="Items scored at once (bounds memory for large catalogues)."),
-    report: Optional[str] = typer.Option(None, "--report", help="Also write a self-contained HTML report: metrics, training and validation curves (with --compare: the comparison)."),
+    report: str | None = typer.Option(None, "--report", help="Also write a self-contained HTML report: metrics, training and validation curves (with --compare: the comparison)."),
     compare: bool = typer.Option(False, "--compare", help="Compare eval result files (the arguments) side by side: metrics, mean ± std over seeds, paired tests on their --rankings files."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | mps | auto."),
     probe: bool = typer.Option(False, "--probe", help="Zero-shot feature probe (AlignRec's): the one argument is a DATASET; rank items by the cosine of their --features to the mean of the user's history features, per modality and all together. No model."),
@@ -36,10 +35,10 @@ def eval_(
     if len(paths) != 2:
         raise usage(f"expected MODEL DATASET, got {len(paths)} argument(s); to compare result files pass --compare")
     model, dataset = paths
-    from mmrec_cli.training import loading
-    from mmrec_cli.evaluation.ranking import EvalConfig, evaluate
     from mmrec_cli.data import dataset as D
+    from mmrec_cli.evaluation.ranking import EvalConfig, evaluate
     from mmrec_cli.io.jsonl import jsonl_writer, write_json
+    from mmrec_cli.training import loading
 
     if split not in ("valid", "test"):
         raise typer.BadParameter("--split must be valid or test")
@@ -49,11 +48,11 @@ def eval_(
     _check_outputs(output, rankings, report)
     ds = D.load(str(dataset))
     _, net, meta = loading.load_trained(str(model), ds, features)
-    from mmrec_cli.training.distributed import resolve_device, scoring
+    from mmrec_cli.training.distributed import resolve_device
 
-    net = scoring(net.to(resolve_device(device)))  # scoring: batches go to the model's device
+    net.to(resolve_device(device))  # evaluation moves each batch to the model's device
     mask = (ds.protocol == "ratio") if mask_history is None else mask_history
-    cfg = EvalConfig(split=split, ks=cut, mask_history=mask, batch_size=batch_size, chunk=chunk, max_len=getattr(net.cfg, "max_len", 50))
+    cfg = EvalConfig(split=split, ks=cut, mask_history=mask, batch_size=batch_size, chunk=chunk)
     with progress(f"eval {split}", None) as advance:
         metrics, records = evaluate(net, ds, cfg, rankings_k=top_k if rankings else 0, on_batch=advance)
     result = {
@@ -91,7 +90,7 @@ def _cutoffs(ks: str) -> tuple[int, ...]:
     return cut
 
 
-def _check_outputs(output: Optional[str], rankings: Optional[str], report: Optional[str]) -> None:
+def _check_outputs(output: str | None, rankings: str | None, report: str | None) -> None:
     """Fail before any model or dataset is loaded if an output could not be written."""
     from mmrec_cli.io.atomic import check_writable
 
@@ -104,7 +103,7 @@ def _summary(metrics: dict, split: str) -> str:
     return f"{split} ({metrics['users']} users): " + "  ".join(f"{k} {metrics[k]:.4f}" for k in keys)
 
 
-def _compare(paths: list[str], output: Optional[str], report: Optional[str]) -> None:
+def _compare(paths: list[str], output: str | None, report: str | None) -> None:
     """eval --compare: the comparison as JSON (stdout or -o), a table on stderr, and --report HTML."""
     from mmrec_cli.evaluation import stats
     from mmrec_cli.io.jsonl import write_json
@@ -121,7 +120,7 @@ def _compare(paths: list[str], output: Optional[str], report: Optional[str]) -> 
         write_text(report, html_report.comparison_report(comparison))
 
 
-def _probe(paths: list[Path], features: Optional[str], split: str, mask_history: Optional[bool], ks: str, output: Optional[str]) -> None:
+def _probe(paths: list[Path], features: str | None, split: str, mask_history: bool | None, ks: str, output: str | None) -> None:
     """eval --probe DATASET --features F: how well the features alone recommend (AlignRec's intermediate protocol)."""
     from mmrec_cli.data import dataset as D
     from mmrec_cli.io import feature_file as FE

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,18 +15,18 @@ MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb limit (mmrec_cli.feature
 def extract(
     items: str = typer.Argument(..., help="Items JSONL (item_id, text, images), or a captions JSONL from `mmrec caption`."),
     output: Path = typer.Option(..., "-o", "--output", help="Features artifact to write (.safetensors)."),
-    text: Optional[str] = typer.Option(None, "--text", help="Text encoder: bert (transformers; default the embedded MiniLM) | clip (open_clip text tower)."),
-    image: Optional[str] = typer.Option(None, "--image", help="Image encoder: clip (open_clip image tower)."),
-    text_model: Optional[str] = typer.Option(None, "--text-model", help="--text bert: a model folder or hub id (default: the embedded Sentence-BERT all-MiniLM-L6-v2)."),
+    text: str | None = typer.Option(None, "--text", help="Text encoder: bert (transformers; default the embedded MiniLM) | clip (open_clip text tower)."),
+    image: str | None = typer.Option(None, "--image", help="Image encoder: clip (open_clip image tower)."),
+    text_model: str | None = typer.Option(None, "--text-model", help="--text bert: a model folder or hub id (default: the embedded Sentence-BERT all-MiniLM-L6-v2)."),
     pooling: str = typer.Option("auto", "--pooling", help="--text bert: auto (the model's sentence-transformers setting, else cls) | cls | mean."),
-    normalize: Optional[bool] = typer.Option(None, "--normalize/--no-normalize", help="L2-normalise vectors (default: as the text model says; CLIP off)."),
+    normalize: bool | None = typer.Option(None, "--normalize/--no-normalize", help="L2-normalise vectors (default: as the text model says; CLIP off)."),
     max_length: int = typer.Option(0, "--max-length", help="--text bert: max tokens per text (0 = the model's own limit)."),
     per_sentence: bool = typer.Option(False, "--per-sentence", help="Also store one vector per sentence (TEXT_stack, TEXT_stack_mask): MSM4SR's x^t."),
     max_sentences: int = typer.Option(16, "--max-sentences", help="Sentences kept per item with --per-sentence (0 = all)."),
-    as_: Optional[str] = typer.Option(None, "--as", help="Modality name of the text output (default: text; image for a captions file, MSM4SR's x^v)."),
+    as_: str | None = typer.Option(None, "--as", help="Modality name of the text output (default: text; image for a captions file, MSM4SR's x^v)."),
     clip_model: str = typer.Option("ViT-B-32", "--clip-model", help="open_clip model: a built-in name, a JSON model config file, or local-dir:FOLDER."),
     clip_pretrained: str = typer.Option("openai", "--clip-pretrained", help="open_clip pretrained tag, a checkpoint file, or none (random weights, tests only)."),
-    image_root: Optional[Path] = typer.Option(None, "--image-root", help="Folder that image paths are relative to (default: the items file's folder)."),
+    image_root: Path | None = typer.Option(None, "--image-root", help="Folder that image paths are relative to (default: the items file's folder)."),
     allow_outside_root: bool = typer.Option(False, "--allow-outside-root", help="Allow absolute image paths and paths leading out of the image root."),
     max_images: int = typer.Option(8, "--max-images", help="Images kept per item (0 = all)."),
     max_pixels: int = typer.Option(MAX_PIXELS, "--max-pixels", help="Skip images with more pixels than this (decompression-bomb guard)."),
@@ -38,12 +37,13 @@ def extract(
     max_batches: int = typer.Option(0, "--max-batches", help="Compute at most N batches in this run, then stop (continue with --resume)."),
     import_: list[str] = typer.Option([], "--import", help="Import raw float32 features (UniSRec .feat1CLS), rows in items-file order: FILE or MODALITY=FILE (repeatable)."),
     modality: str = typer.Option("text", "--modality", help="Modality of an --import FILE given without MODALITY=."),
-    dataset: Optional[Path] = typer.Option(None, "--dataset", help="Dataset artifact: keep its items, fail if the items file lacks some."),
-    merge: Optional[Path] = typer.Option(None, "--merge", help="Features artifact whose other modalities are copied into the output."),
-    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: encode only shard I of N (0 <= I < N), the contiguous block of items I*T//N .. (I+1)*T//N-1 in items-file order (T items, after --dataset); join the shards with `mmrec merge`."),
+    dataset: Path | None = typer.Option(None, "--dataset", help="Dataset artifact: keep its items, fail if the items file lacks some."),
+    merge: Path | None = typer.Option(None, "--merge", help="Features artifact whose other modalities are copied into the output."),
+    shard: str | None = typer.Option(None, "--shard", help="I/N: encode only shard I of N (0 <= I < N), the contiguous block of items I*T//N .. (I+1)*T//N-1 in items-file order (T items, after --dataset); join the shards with `mmrec merge`."),
 ) -> None:
     """Encode item text and images into a features artifact (resumable; progress and skipped inputs on stderr)."""
-    from mmrec_cli.features.extract import Hooks, Options, extract as run
+    from mmrec_cli.features.extract import Hooks, Options
+    from mmrec_cli.features.extract import extract as run
     from mmrec_cli.features.progress import bar
     from mmrec_cli.io.atomic import check_artifact_path
 

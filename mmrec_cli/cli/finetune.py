@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Optional
 
 import typer
 
+from mmrec_cli import models
 from mmrec_cli.cli._common import CONFIG_HELP, SET_HELP, handle_errors, invocation, progress, say
 
 PRECISION_HELP = "fp32 | bf16 | fp16: mixed precision (torch.autocast) for training; fp32 unless set."
@@ -16,54 +16,51 @@ NPROC_HELP = "Train with N processes on this machine (starts torchrun; same resu
 
 
 def _models() -> list[str]:
-    from mmrec_cli.models import MODELS
-
-    return list(MODELS)
+    return models.names("finetune")
 
 
 @handle_errors
 def finetune(
-    model: str = typer.Argument(..., help="sasrec | msm4sr | missrec | mmmlp | alignrec", autocompletion=_models),
+    model: str = typer.Argument(..., help=models.help_text("finetune"), autocompletion=_models),
     dataset: Path = typer.Argument(..., help="Dataset artifact from `mmrec prepare`."),
     output: Path = typer.Option(..., "-o", "--output", help="Model artifact to write."),
-    features: Optional[str] = typer.Option(None, "--features", help="Features artifact (multimodal models)."),
-    init: Optional[Path] = typer.Option(None, "--init", help="Start from a pre-trained model artifact (`mmrec pretrain`)."),
-    config: Optional[str] = typer.Option(None, "--config", help=CONFIG_HELP),
+    features: str | None = typer.Option(None, "--features", help="Features artifact (multimodal models)."),
+    init: Path | None = typer.Option(None, "--init", help="Start from a pre-trained model artifact (`mmrec pretrain`)."),
+    config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
-    epochs: Optional[int] = typer.Option(None, "--epochs"),
-    lr: Optional[float] = typer.Option(None, "--lr"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-    max_len: Optional[int] = typer.Option(None, "--max-len"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    patience: Optional[int] = typer.Option(None, "--patience"),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint file (default: OUTPUT.ckpt)."),
+    epochs: int | None = typer.Option(None, "--epochs"),
+    lr: float | None = typer.Option(None, "--lr"),
+    batch_size: int | None = typer.Option(None, "--batch-size"),
+    max_len: int | None = typer.Option(None, "--max-len"),
+    seed: int | None = typer.Option(None, "--seed"),
+    patience: int | None = typer.Option(None, "--patience"),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint file (default: OUTPUT.ckpt)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint of an interrupted run."),
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="Several runs, e.g. 1,2,3: one artifact per seed, OUTPUT with .seedN before its suffix."),
-    precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP),
+    seeds: str | None = typer.Option(None, "--seeds", help="Several runs, e.g. 1,2,3: one artifact per seed, OUTPUT with .seedN before its suffix."),
+    precision: str | None = typer.Option(None, "--precision", help=PRECISION_HELP),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
     nproc: int = typer.Option(1, "--nproc", help=NPROC_HELP),
 ) -> None:
     """Train MODEL on DATASET; the best epoch by validation NDCG@10 is written to OUTPUT."""
-    from mmrec_cli.training import distributed, loading, stages
-    from mmrec_cli import models
     from mmrec_cli.data import dataset as D
     from mmrec_cli.io import model_file
     from mmrec_cli.io.atomic import check_artifact_path
+    from mmrec_cli.training import distributed, loading, stages
 
     check_artifact_path(output)  # now, not after the first epoch; before torchrun starts its processes
     check_artifact_path(checkpoint, "--checkpoint")  # None: OUTPUT.ckpt, in OUTPUT's folder
     if nproc != 1 and not distributed.launched():  # launch refuses 0 and below
         return distributed.launch(nproc)  # this command again, under torchrun
-    module = models.get(model)
+    spec = models.get(model)
     flags = {"train.epochs": epochs, "train.lr": lr, "train.batch_size": batch_size, "model.max_len": max_len, "train.seed": seed, "train.patience": patience, "train.precision": precision}
-    cfg = loading.resolve_stage(module, config, set_, flags)
+    base = loading.resolve_stage(spec, config, set_, flags)
     ds = D.load(str(dataset))
-    feats, feats_meta = loading.features_for(module, ds, features, model)
+    feats, feats_meta = loading.features_for(spec, ds, features)
     init_state, init_meta = _init_state(init, model)
     extra = {"init": None if init is None else loading.init_record(str(init), init_meta)}  # the same for every seed
     with distributed.session(device) as ctx:
         log = say if ctx.main else (lambda s: None)
-        for cfg, out, ckpt in seed_runs(cfg, output, checkpoint, seeds):
+        for cfg, out, ckpt in seed_runs(base, output, checkpoint, seeds):
             with progress(f"finetune {model}", None) if ctx.main else contextlib.nullcontext() as advance:
                 run = stages.Run(checkpoint=ckpt, resume=resume, log=log, progress=advance)
                 net, result = stages.finetune(model, ds, feats, cfg.model, cfg.train, run, init_state)
@@ -74,7 +71,7 @@ def finetune(
             say(f"wrote {out}: best epoch {result.best_epoch}, valid {cfg.train.metric} {result.best_metrics.get(cfg.train.metric, float('nan')):.4f}")
 
 
-def _init_state(init: Optional[Path], model: str):
+def _init_state(init: Path | None, model: str):
     if init is None:
         return None, None
     from mmrec_cli.errors import mismatch
@@ -86,7 +83,7 @@ def _init_state(init: Optional[Path], model: str):
     return state, meta
 
 
-def seed_runs(cfg, output: Path, checkpoint: Optional[Path], seeds: Optional[str]):
+def seed_runs(cfg, output: Path, checkpoint: Path | None, seeds: str | None):
     """(config, output, checkpoint) of each run: one without --seeds, else one per seed (OUTPUT.seedN.ext)."""
     import dataclasses
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,16 +13,16 @@ from mmrec_cli.cli._common import handle_errors, invocation, say
 def prepare(
     source: str = typer.Argument(..., help="Interactions file (.csv/.tsv with a header, or JSON lines; '-' = stdin, read as JSON lines), or a UniSRec folder / <folder>/<name> prefix."),
     output: Path = typer.Option(..., "-o", "--output", help="Dataset artifact to write (.safetensors)."),
-    items: Optional[str] = typer.Option(None, "--items", help="Items JSONL (item_id, text, images); every interacted item must be in it."),
+    items: str | None = typer.Option(None, "--items", help="Items JSONL (item_id, text, images); every interacted item must be in it."),
     fmt: str = typer.Option("auto", "--format", help="auto | interactions | unisrec."),
     split: str = typer.Option("loo", "--split", help="loo (chronological leave-one-out) | ratio (per-user random 8:1:1)."),
     kcore: int = typer.Option(0, "--kcore", help="Keep only users and items with at least K interactions (iterated)."),
     max_history: int = typer.Option(0, "--max-history", help="Keep each user's last N interactions (0 = all)."),
     drop_short: bool = typer.Option(False, "--drop-short", help="Drop users with fewer than 3 interactions instead of failing."),
     seed: int = typer.Option(2020, "--seed", help="Seed of the ratio split."),
-    features_out: Optional[Path] = typer.Option(None, "--features-out", help="UniSRec only: also write its .feat* files as a features artifact."),
+    features_out: Path | None = typer.Option(None, "--features-out", help="UniSRec only: also write its .feat* files as a features artifact."),
     feature: list[str] = typer.Option(["text=feat1CLS", "image=feat3CLS"], "--feature", help="UniSRec only: modality=suffix of a feature file."),
-    items_out: Optional[Path] = typer.Option(None, "--items-out", help="UniSRec only: also write the items as JSONL (for `mmrec extract`)."),
+    items_out: Path | None = typer.Option(None, "--items-out", help="UniSRec only: also write the items as JSONL (for `mmrec extract`)."),
 ) -> None:
     """Build a dataset: id maps, chronological order, optional k-core, and the train/valid/test split."""
     from mmrec_cli.data import dataset as D
@@ -59,8 +58,8 @@ def _looks_unisrec(source: str) -> bool:
 
 
 def _from_records(source, items, kcore, max_history, split, seed, drop_short):
-    from mmrec_cli.io import artifacts
     from mmrec_cli.data import prepare, records
+    from mmrec_cli.io import artifacts
 
     inters = records.read_interactions(source)
     item_map = records.read_items(items) if items else None
@@ -85,7 +84,8 @@ def _from_unisrec(source, features_out, feature, items_out, inv):
 
 
 def _write_unisrec_features(folder, name, ds, feature, out, inv) -> None:
-    from mmrec_cli.io import feature_file as features, unisrec
+    from mmrec_cli.io import feature_file as features
+    from mmrec_cli.io import unisrec
 
     tensors, encoders, inputs = {}, {}, {}
     for spec in feature:

@@ -4,56 +4,55 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Optional
 
 import typer
 
+from mmrec_cli import models
 from mmrec_cli.cli._common import CONFIG_HELP, SET_HELP, handle_errors, invocation, progress, say
 from mmrec_cli.cli.finetune import DEVICE_HELP, NPROC_HELP, PRECISION_HELP
 
 
 def _models() -> list[str]:
-    return ["msm4sr", "missrec", "alignrec"]
+    return models.names("pretrain")
 
 
 @handle_errors
 def pretrain(
-    model: str = typer.Argument(..., help="msm4sr | missrec | alignrec", autocompletion=_models),
+    model: str = typer.Argument(..., help=models.help_text("pretrain"), autocompletion=_models),
     datasets: list[Path] = typer.Argument(..., help="One or more dataset artifacts (several = multi-domain pre-training)."),
     output: Path = typer.Option(..., "-o", "--output", help="Pre-trained model artifact to write (feed it to `finetune --init`)."),
     features: list[str] = typer.Option([], "--features", help="Features artifact of each dataset, in the same order (repeat)."),
-    config: Optional[str] = typer.Option(None, "--config", help=CONFIG_HELP),
+    config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
-    epochs: Optional[int] = typer.Option(None, "--epochs"),
-    lr: Optional[float] = typer.Option(None, "--lr"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-    max_len: Optional[int] = typer.Option(None, "--max-len"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint file (default: OUTPUT.ckpt)."),
+    epochs: int | None = typer.Option(None, "--epochs"),
+    lr: float | None = typer.Option(None, "--lr"),
+    batch_size: int | None = typer.Option(None, "--batch-size"),
+    max_len: int | None = typer.Option(None, "--max-len"),
+    seed: int | None = typer.Option(None, "--seed"),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint file (default: OUTPUT.ckpt)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint of an interrupted run."),
-    precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP),
+    precision: str | None = typer.Option(None, "--precision", help=PRECISION_HELP),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
     nproc: int = typer.Option(1, "--nproc", help=NPROC_HELP),
 ) -> None:
     """Pre-train MODEL with its self-supervised losses on the train split of every DATASET."""
-    from mmrec_cli.training import distributed, loading, stages
-    from mmrec_cli import models
     from mmrec_cli.errors import bad_input
     from mmrec_cli.io import model_file
     from mmrec_cli.io.atomic import check_artifact_path
+    from mmrec_cli.training import distributed, loading, stages
 
     check_artifact_path(output)  # now, not after the first epoch; before torchrun starts its processes
     check_artifact_path(checkpoint, "--checkpoint")  # None: OUTPUT.ckpt, in OUTPUT's folder
     if nproc != 1 and not distributed.launched():  # launch refuses 0 and below
         return distributed.launch(nproc)  # this command again, under torchrun
-    module = models.get(model)
-    if "pretrain" not in getattr(module, "STAGES", ()):
+    spec = models.get(model)
+    if "pretrain" not in models.stages(model):
         raise bad_input(f"model '{model}' has no pre-training stage; use `mmrec finetune {model}`")
-    if module.MODALITIES and len(features) != len(datasets):
+    if spec.modalities and len(features) != len(datasets):
         raise bad_input(f"give one --features per dataset ({len(datasets)} datasets, {len(features)} --features)")
     flags = {"train.epochs": epochs, "train.lr": lr, "train.batch_size": batch_size, "model.max_len": max_len, "train.seed": seed, "train.precision": precision}
-    cfg = loading.resolve_stage(module, config, set_, flags)
-    ds, feats, feats_meta = _load_all(module, model, datasets, features)
+    cfg = loading.resolve_stage(spec, config, set_, flags)
+    ds, feats, feats_meta = _load_all(spec, datasets, features)
     ckpt = str(checkpoint or f"{output}.ckpt")
     with distributed.session(device) as ctx, progress(f"pretrain {model}", None) if ctx.main else contextlib.nullcontext() as advance:
         run = stages.Run(checkpoint=ckpt, resume=resume, log=say if ctx.main else (lambda s: None), progress=advance)
@@ -66,17 +65,17 @@ def pretrain(
     say(f"wrote {output}: pre-trained {result.best_epoch + 1} epochs on {ds.num_users} users, {ds.num_items} items")
 
 
-def _load_all(module, model, datasets, features):
+def _load_all(spec, datasets, features):
     """Load every dataset (and its features), merged into one catalogue when there are several."""
     import torch
 
-    from mmrec_cli.training import loading
     from mmrec_cli.data import dataset as D
+    from mmrec_cli.training import loading
 
     loaded = [D.load(str(p)) for p in datasets]
-    feats_list = [loading.features_for(module, d, f, model) for d, f in zip(loaded, features or [None] * len(loaded))]
+    feats_list = [loading.features_for(spec, d, f) for d, f in zip(loaded, features or [None] * len(loaded))]
     ds, _ = D.merge(loaded)
-    if not module.MODALITIES:
+    if not spec.modalities:
         return ds, None, None
     names = [k for k in feats_list[0][0] if all(k in f[0] for f in feats_list)]
     feats = {k: torch.cat([f[0][k] for f in feats_list]) for k in names}

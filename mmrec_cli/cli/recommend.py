@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,9 +13,9 @@ from mmrec_cli.cli._common import handle_errors, progress, say
 def recommend(
     model: Path = typer.Argument(..., help="Model artifact from `mmrec finetune` / `mmrec transfer`."),
     dataset: Path = typer.Argument(..., help="The dataset artifact it was trained on (its items are the catalogue)."),
-    features: Optional[str] = typer.Option(None, "--features", help="The features artifact it was trained with (multimodal models)."),
+    features: str | None = typer.Option(None, "--features", help="The features artifact it was trained with (multimodal models)."),
     input_: str = typer.Option("-", "--input", "-i", help='Histories as JSON lines, {"user_id": ..., "items": [ids, newest last]}; "-" = stdin.'),
-    output: Optional[str] = typer.Option(None, "-o", "--output", help="Write the recommendations here (JSON lines; default: stdout)."),
+    output: str | None = typer.Option(None, "-o", "--output", help="Write the recommendations here (JSON lines; default: stdout)."),
     top_k: int = typer.Option(10, "--top-k", "-k", help="Items per history."),
     exclude_history: bool = typer.Option(False, "--exclude-history", help="Never recommend an item of the history itself."),
     strict: bool = typer.Option(False, "--strict", help="Refuse unknown item ids (file:line) instead of skipping and counting them."),
@@ -25,12 +24,12 @@ def recommend(
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | mps | auto."),
 ) -> None:
     """Rank the catalogue for every history read from --input; write one JSON line per history, in order."""
-    from mmrec_cli.training import distributed, loading
-    from mmrec_cli.evaluation import recommend as R
-    from mmrec_cli.errors import bad_input
     from mmrec_cli.data import dataset as D
+    from mmrec_cli.errors import bad_input
+    from mmrec_cli.evaluation import recommend as R
     from mmrec_cli.io.atomic import check_writable
     from mmrec_cli.io.jsonl import jsonl_writer
+    from mmrec_cli.training import distributed, loading
 
     if top_k < 1 or batch_size < 1 or chunk < 1:
         raise bad_input("--top-k, --batch-size and --chunk must be at least 1")
@@ -38,7 +37,7 @@ def recommend(
     ds = D.load(str(dataset))
     _, net, _ = loading.load_trained(str(model), ds, features)
     net.to(distributed.resolve_device(device))
-    cfg = R.RecommendConfig(top_k=top_k, exclude_history=exclude_history, batch_size=batch_size, chunk=chunk, max_len=getattr(net.cfg, "max_len", 50), strict=strict)
+    cfg = R.RecommendConfig(top_k=top_k, exclude_history=exclude_history, batch_size=batch_size, chunk=chunk, strict=strict)
     stats = R.Stats()
     rows = R.read_histories(input_, ds.item_ids, ds.user_ids, stats, strict)
     with progress("recommend", None) as advance, jsonl_writer(output) as write:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -17,29 +16,29 @@ def transfer(
     pretrained: Path = typer.Argument(..., help="Pre-trained model artifact (`mmrec pretrain`)."),
     dataset: Path = typer.Argument(..., help="Target dataset artifact (its catalogue may be new to the model)."),
     output: Path = typer.Option(..., "-o", "--output", help="Model artifact to write; evaluate it with `mmrec eval OUTPUT DATASET --features FEATS`."),
-    features: Optional[str] = typer.Option(None, "--features", help="Features artifact of the target dataset."),
+    features: str | None = typer.Option(None, "--features", help="Features artifact of the target dataset."),
     mode: str = typer.Option("inductive", "--mode", help="inductive: items by their features only (cold-start, no IDs) | transductive: features and trained item IDs."),
     full: bool = typer.Option(False, "--full", help="Train every parameter (default: the pre-trained transformer stays frozen)."),
-    config: Optional[str] = typer.Option(None, "--config", help=CONFIG_HELP),
+    config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Fine-tuning epochs on the target (0 = zero-shot: the pre-trained model as it is)."),
-    lr: Optional[float] = typer.Option(None, "--lr"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    patience: Optional[int] = typer.Option(None, "--patience"),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint file (default: OUTPUT.ckpt)."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Fine-tuning epochs on the target (0 = zero-shot: the pre-trained model as it is)."),
+    lr: float | None = typer.Option(None, "--lr"),
+    batch_size: int | None = typer.Option(None, "--batch-size"),
+    seed: int | None = typer.Option(None, "--seed"),
+    patience: int | None = typer.Option(None, "--patience"),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint file (default: OUTPUT.ckpt)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint of an interrupted run."),
-    precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP),
+    precision: str | None = typer.Option(None, "--precision", help=PRECISION_HELP),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
     nproc: int = typer.Option(1, "--nproc", help=NPROC_HELP),
 ) -> None:
     """Fine-tune PRETRAINED on DATASET (best epoch by validation NDCG@10), keeping its architecture."""
-    from mmrec_cli.training import distributed, loading, stages
     from mmrec_cli import models
-    from mmrec_cli.errors import bad_input
     from mmrec_cli.data import dataset as D
+    from mmrec_cli.errors import bad_input
     from mmrec_cli.io import model_file
     from mmrec_cli.io.atomic import check_artifact_path
+    from mmrec_cli.training import distributed, loading, stages
 
     if mode not in ("inductive", "transductive"):
         raise typer.BadParameter("--mode must be inductive or transductive")
@@ -49,17 +48,17 @@ def transfer(
         return distributed.launch(nproc)  # this command again, under torchrun
     state, meta = model_file.load(str(pretrained))
     name = meta.get("model")
-    module = models.get(name)
-    if "transfer" not in getattr(module, "STAGES", ()):
+    spec = models.get(name)
+    if "transfer" not in models.stages(name):
         raise bad_input(f"{pretrained}: model '{name}' has no transfer stage")
     flags = {"model.ids": mode == "transductive", "model.full": True if full else None, "train.epochs": epochs, "train.lr": lr, "train.batch_size": batch_size, "train.seed": seed, "train.patience": patience, "train.precision": precision}
-    cfg = loading.resolve_stage(module, config, set_, flags, min_epochs=0)  # --epochs 0: zero-shot
+    cfg = loading.resolve_stage(spec, config, set_, flags, min_epochs=0)  # --epochs 0: zero-shot
     ds = D.load(str(dataset))
-    feats, feats_meta = loading.features_for(module, ds, features, name)
+    feats, feats_meta = loading.features_for(spec, ds, features)
     ckpt = str(checkpoint or f"{output}.ckpt")
     with distributed.session(device) as ctx:
         log = say if ctx.main else (lambda s: None)
-        kept = _as_pretrained(module, cfg, meta)  # said with the result: an error before it stays one line
+        kept = loading.keep_architecture(spec, cfg, meta)  # said with the result: an error before it stays one line
         with progress(f"transfer {name}", None) if ctx.main else contextlib.nullcontext() as advance:
             run = stages.Run(checkpoint=ckpt, resume=resume, log=log, progress=advance)
             net, result = stages.transfer(name, ds, feats, cfg.model, cfg.train, run, state)
@@ -73,13 +72,3 @@ def transfer(
     say(f"wrote {output}: {mode} transfer, {how}" + (f", valid {cfg.train.metric} {metric:.4f}" if metric is not None else ""))
     if kept:
         say(f"kept the pre-trained model's architecture: {'; '.join(kept)}")
-
-
-def _as_pretrained(module, cfg, meta: dict) -> list[str]:
-    """Give cfg.model the architecture of the pre-trained model (the shapes its weights have); say what changed."""
-    source, kept = meta.get("config", {}).get("model", {}), []
-    for key in getattr(module, "ARCHITECTURE", ()):
-        if key in source and getattr(cfg.model, key) != source[key]:
-            kept.append(f"model.{key} = {source[key]!r} (not {getattr(cfg.model, key)!r})")
-            setattr(cfg.model, key, source[key])
-    return kept

@@ -46,18 +46,19 @@ def collate_train(windows: list[np.ndarray], users: np.ndarray) -> dict:
     return {"items": items, "targets": targets, "lengths": lengths, "user": torch.from_numpy(users)}
 
 
-def train_batches(ds: Dataset, max_len: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1):
-    """Shuffled training batches; the order depends only on (seed, epoch), so a resumed run repeats it.
-
-    With world > 1 each rank takes its share of every global batch of `batch_size` windows.
-    """
+def train_batches(ds: Dataset, max_len: int, batch_size: int, seed: int, epoch: int):
+    """Shuffled training batches; the order depends only on (seed, epoch), so a resumed run repeats it."""
     windows, users = train_windows(ds, max_len)
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     order = torch.randperm(len(windows), generator=g).numpy()
     for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size][rank::world]
-        if len(idx):
-            yield collate_train([windows[i] for i in idx], users[idx])
+        idx = order[start : start + batch_size]
+        yield collate_train([windows[i] for i in idx], users[idx])
+
+
+def sequence_batches(ds: Dataset, cfg, train_cfg, epoch: int, stage: str = "finetune"):
+    """The standard `ModelSpec.train_batches`: windows of cfg.max_len with a target at every position."""
+    return train_batches(ds, cfg.max_len, train_cfg.batch_size, train_cfg.seed, epoch)
 
 
 def prefixes(ds, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -116,11 +117,11 @@ def prefix_batches(ds: Dataset, max_len: int, batch_size: int, seed: int, epoch:
         yield collate_prefixes(flat, start[idx], end[idx], user[idx])
 
 
-def eval_rows(ds: Dataset, split: str, max_len: int) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
-    """For each user with targets in `split`: (input history, targets, history to mask).
+def eval_rows(ds: Dataset, split: str) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
+    """For each user with targets in `split`: (history, targets, user index).
 
     The history is every interaction labelled before the split (train for valid; train and valid
-    for test), oldest first; the model sees its last max_len items.
+    for test), oldest first; `collate_eval` keeps the last items the model reads.
     """
     level = {"valid": VALID, "test": TEST}[split]
     inputs, targets, users = [], [], []
@@ -137,9 +138,27 @@ def eval_rows(ds: Dataset, split: str, max_len: int) -> tuple[list[np.ndarray], 
 
 
 def collate_eval(histories: list[np.ndarray], users: list[int], max_len: int) -> dict:
+    """A batch of the last `max_len` (at least 1) items of each history, right-padded."""
+    if max_len < 1:
+        raise ValueError(f"max_len must be at least 1, not {max_len}")
     L = max(1, min(max_len, max(len(h) for h in histories)))
     items = torch.zeros(len(histories), L, dtype=torch.long)
     for b, h in enumerate(histories):
-        h = h[-max_len:]
+        h = h[len(h) - min(len(h), max_len) :]
         items[b, : len(h)] = torch.from_numpy(h + 1)
     return {"items": items, "lengths": (items > 0).sum(1), "user": torch.tensor(users, dtype=torch.long)}
+
+
+def to_device(batch: dict, device: str | torch.device) -> dict:
+    """Tensors of the batch on `device`, also those inside tuples (AlignRec's `in_batch`)."""
+    if torch.device(device).type == "cpu":
+        return batch
+    return {k: _to(v, device) for k, v in batch.items()}
+
+
+def _to(v, device: str | torch.device):
+    if torch.is_tensor(v):
+        return v.to(device, non_blocking=True)
+    if isinstance(v, tuple):
+        return tuple(_to(x, device) for x in v)
+    return v

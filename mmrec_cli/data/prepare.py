@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from mmrec_cli.errors import bad_input
 from mmrec_cli.data import dataset as D
 from mmrec_cli.data.records import Interaction, Item
+from mmrec_cli.errors import bad_input
 
 
 def build(

@@ -1,7 +1,9 @@
 """Full-ranking evaluation: every user's targets ranked against all items, scored in chunks.
 
-A model only has to provide `score(batch, items) -> (B, n)` for a batch of users and any item
-indices; memory is bounded by (users per batch) x (items per chunk), whatever the catalogue size.
+A model provides `users(batch)`, computed once per batch of users, and `score_users(users, items)
+-> (B, n)` for any item indices (the `Scorer` protocol of `mmrec_cli.models`); memory is bounded by
+(users per batch) x (items per chunk), whatever the catalogue size. Batches go to the model's
+device; scores come back to the CPU for ranking.
 Ranks are pessimistic on ties (an item scoring exactly as the target counts as above it), so a
 model that scores everything alike gets no credit. With `mask_history` the items the user already
 interacted with (except the targets themselves) are removed from the ranking.
@@ -15,8 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mmrec_cli.data.batches import collate_eval, eval_rows
+from mmrec_cli.data.batches import collate_eval, eval_rows, to_device
 from mmrec_cli.data.dataset import Dataset
+from mmrec_cli.models import Scorer
 
 KS = (5, 10, 20, 50)
 
@@ -28,19 +31,19 @@ class EvalConfig:
     mask_history: bool = False
     batch_size: int = 512
     chunk: int = 65536
-    max_len: int = 50
 
 
-def evaluate(model, ds: Dataset, cfg: EvalConfig, rankings_k: int = 0, on_batch=None) -> tuple[dict, list]:
-    """(metrics, per-user records). Records hold ranks of the targets and, with rankings_k, the top items."""
-    histories, targets, users = eval_rows(ds, cfg.split, cfg.max_len if cfg.max_len > 0 else 10**9)
+def evaluate(model: Scorer, ds: Dataset, cfg: EvalConfig, rankings_k: int = 0, on_batch=None) -> tuple[dict, list]:
+    """(metrics, per-user records). Records hold ranks of the targets and, with rankings_k, the top items.
+    The model sees the last `model.max_len` items of each history."""
+    histories, targets, users = eval_rows(ds, cfg.split)
     was_training = model.training
     model.eval()
     records = []
     with torch.inference_mode():
         for start in range(0, len(users), cfg.batch_size):
             sl = slice(start, start + cfg.batch_size)
-            batch = collate_eval(histories[sl], users[sl], cfg.max_len)
+            batch = collate_eval(histories[sl], users[sl], model.max_len)
             masks = histories[sl] if cfg.mask_history else None
             ranks, top = rank_batch(model, batch, targets[sl], ds.num_items, cfg.chunk, masks, rankings_k)
             for b, u in enumerate(users[sl]):
@@ -55,18 +58,30 @@ def evaluate(model, ds: Dataset, cfg: EvalConfig, rankings_k: int = 0, on_batch=
     return metrics(records, cfg.ks), records
 
 
-def rank_batch(model, batch: dict, targets: list[np.ndarray], num_items: int, chunk: int, masks=None, topk: int = 0):
+def device_of(model) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def scores_on_cpu(model: Scorer, users, items: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    """score_users on the model's device, as float32 on the CPU (a no-op move on the CPU)."""
+    return model.score_users(users, items.to(dev)).float().cpu()
+
+
+def rank_batch(model: Scorer, batch: dict, targets: list[np.ndarray], num_items: int, chunk: int, masks=None, topk: int = 0):
     """0-based rank of every target of every user in the batch (and the top-k items when asked)."""
+    dev = device_of(model)
+    users = model.users(to_device(batch, dev))  # once per batch; every chunk is scored from it
     owner = torch.cat([torch.full((len(t),), b, dtype=torch.long) for b, t in enumerate(targets)])  # (M,)
     flat = torch.from_numpy(np.concatenate(targets)).long()  # (M,)
     uniq, inv = torch.unique(flat, return_inverse=True)
-    t_scores = model.score(batch, uniq).float()[owner, inv]  # (M,)
+    t_scores = scores_on_cpu(model, users, uniq, dev)[owner, inv]  # (M,)
     above = torch.zeros(len(flat), dtype=torch.long)
     mask_rows, mask_items = _mask_pairs(masks, targets)
     top_v = top_i = None
     for s in range(0, num_items, chunk):
         e = min(num_items, s + chunk)
-        sc = model.score(batch, torch.arange(s, e)).float()  # (B, C)
+        sc = scores_on_cpu(model, users, torch.arange(s, e), dev)  # (B, C)
         if mask_rows is not None:
             sel = (mask_items >= s) & (mask_items < e)
             sc[mask_rows[sel], mask_items[sel] - s] = -math.inf
@@ -77,7 +92,7 @@ def rank_batch(model, batch: dict, targets: list[np.ndarray], num_items: int, ch
         ge[inside, flat[inside] - s] = False
         above += ge.sum(1)
         if topk:
-            top_v, top_i = _merge_top(top_v, top_i, sc, s, topk)
+            top_v, top_i = merge_top(top_v, top_i, sc, s, topk)
     ranks = [[] for _ in targets]
     for m, b in enumerate(owner.tolist()):
         ranks[b].append(int(above[m]))
@@ -95,11 +110,13 @@ def _mask_pairs(masks, targets):
     return torch.from_numpy(np.concatenate(rows)).long(), torch.from_numpy(np.concatenate(items)).long()
 
 
-def _merge_top(top_v, top_i, sc, offset, k):
+def merge_top(top_v, top_i, sc: torch.Tensor, offset: int, k: int):
+    """The running top-k (values, item indices) merged with a chunk's scores `sc` (B, C) of the items
+    offset .. offset + C - 1; chunks narrower than k keep every column until k are seen."""
     v, i = sc.topk(min(k, sc.shape[1]), dim=1)
     i = i + offset
     if top_v is not None:
-        v, j = torch.cat([top_v, v], 1).topk(k, dim=1)
+        v, j = torch.cat([top_v, v], 1).topk(min(k, top_v.shape[1] + v.shape[1]), dim=1)
         i = torch.cat([top_i, i], 1).gather(1, j)
     return v, i
 

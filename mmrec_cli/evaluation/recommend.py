@@ -4,9 +4,10 @@ Input, one JSON object per line: {"user_id": ..., "items": [item ids, oldest fir
 ("user_id" optional). Output, one line per input line and in the same order:
 {"user_id": ..., "items": [the top-k item ids, best first], "scores": [...]}.
 
-Works for every model through the `score(batch, items)` protocol: a batch is built as for
-evaluation (item index + 1, right-padded, the last max_len items; `user` is the dataset's index
-of a known user_id, else -1), and the catalogue is scored in chunks whose top-k are merged, so
+Works for every model through the `Scorer` protocol: a batch is built as for evaluation (item
+index + 1, right-padded, the last `model.max_len` items; `user` is the dataset's index of a known
+user_id, else -1), its user side is computed once, and the catalogue is scored in chunks whose
+top-k are merged, so
 memory is bounded by batch x chunk whatever the number of histories or items. Items the dataset
 knows only by their features (cold-start items of an inductive model) are ranked like any other.
 Unknown item ids in a history are skipped and counted, or refused with file:line under `strict`.
@@ -15,15 +16,17 @@ Unknown item ids in a history are skipped and counted, or refused with file:line
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 
+from mmrec_cli.data.batches import collate_eval, to_device
 from mmrec_cli.errors import bad_input
-from mmrec_cli.data.batches import collate_eval
+from mmrec_cli.evaluation.ranking import device_of, merge_top
 from mmrec_cli.io.jsonl import read_jsonl
+from mmrec_cli.models import Scorer
 
 
 @dataclass
@@ -32,7 +35,6 @@ class RecommendConfig:
     exclude_history: bool = False
     batch_size: int = 256  # histories scored at once
     chunk: int = 65536  # items scored at once
-    max_len: int = 50
     strict: bool = False
 
 
@@ -89,7 +91,7 @@ def read_histories(path: str, item_ids: list[str], user_ids: list[str], stats: S
         yield History(user_id, user, np.asarray(known, dtype=np.int64))
 
 
-def recommend(model, rows: Iterable[History], num_items: int, cfg: RecommendConfig, on_batch=None) -> Iterator[tuple[History, list[int], list[float]]]:
+def recommend(model: Scorer, rows: Iterable[History], num_items: int, cfg: RecommendConfig, on_batch=None) -> Iterator[tuple[History, list[int], list[float]]]:
     """(history, top item indices, their scores) for each history, in input order, batch by batch."""
     was_training = model.training
     model.eval()
@@ -109,8 +111,8 @@ def recommend(model, rows: Iterable[History], num_items: int, cfg: RecommendConf
         model.train(was_training)
 
 
-def _batch(model, rows: list[History], num_items: int, cfg: RecommendConfig):
-    batch = collate_eval([r.items for r in rows], [r.user for r in rows], cfg.max_len)
+def _batch(model: Scorer, rows: list[History], num_items: int, cfg: RecommendConfig):
+    batch = collate_eval([r.items for r in rows], [r.user for r in rows], model.max_len)
     masks = [r.items for r in rows] if cfg.exclude_history else None
     values, items = top_items(model, batch, num_items, cfg.top_k, cfg.chunk, masks)
     for b, row in enumerate(rows):
@@ -118,15 +120,13 @@ def _batch(model, rows: list[History], num_items: int, cfg: RecommendConfig):
         yield row, items[b][keep].tolist(), values[b][keep].tolist()
 
 
-def top_items(model, batch: dict, num_items: int, k: int, chunk: int, masks: list[np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def top_items(model: Scorer, batch: dict, num_items: int, k: int, chunk: int, masks: list[np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k (scores, item indices), each (B, k), over all items, scored `chunk` items at a time.
 
     `masks` holds, per row, item indices that must not be recommended (score -inf).
     """
-    param = next(model.parameters(), None)
-    dev = param.device if param is not None else torch.device("cpu")
-    if dev.type != "cpu":
-        batch = {key: (v.to(dev) if torch.is_tensor(v) else v) for key, v in batch.items()}
+    dev = device_of(model)
+    users = model.users(to_device(batch, dev))  # once; every chunk is scored from it
     k = max(1, min(k, num_items))
     rows = cols = None
     if masks is not None and any(len(m) for m in masks):
@@ -135,22 +135,12 @@ def top_items(model, batch: dict, num_items: int, k: int, chunk: int, masks: lis
     top_v = top_i = None
     for s in range(0, num_items, chunk):
         e = min(num_items, s + chunk)
-        sc = model.score(batch, torch.arange(s, e, device=dev)).float()  # (B, C)
+        sc = model.score_users(users, torch.arange(s, e, device=dev)).float()  # (B, C)
         if rows is not None:
             sel = (cols >= s) & (cols < e)
             sc[rows[sel], cols[sel] - s] = -math.inf
-        top_v, top_i = _merge(top_v, top_i, sc, s, k)
+        top_v, top_i = merge_top(top_v, top_i, sc, s, k)
     return top_v.cpu(), top_i.cpu()
-
-
-def _merge(top_v, top_i, sc: torch.Tensor, offset: int, k: int):
-    """The running top-k merged with a chunk's (as evaluate's _merge_top, for chunks narrower than k too)."""
-    v, i = sc.topk(min(k, sc.shape[1]), dim=1)
-    i = i + offset
-    if top_v is not None:
-        v, j = torch.cat([top_v, v], 1).topk(min(k, top_v.shape[1] + v.shape[1]), dim=1)
-        i = torch.cat([top_i, i], 1).gather(1, j)
-    return v, i
 
 
 def record(row: History, items: list[int], scores: list[float], item_ids: list[str]) -> dict:

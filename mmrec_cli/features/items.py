@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from mmrec_cli.errors import bad_input
 from mmrec_cli.data import records
+from mmrec_cli.errors import bad_input
 from mmrec_cli.io.jsonl import read_jsonl
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -27,7 +27,7 @@ class Source:
     images: list[list[str]] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
 
-    def subset(self, rows: list[int]) -> "Source":
+    def subset(self, rows: list[int]) -> Source:
         pick = lambda xs: [xs[r] for r in rows]  # noqa: E731
         return Source(self.path, self.kind, pick(self.item_ids), pick(self.texts), pick(self.sentences), pick(self.images), pick(self.lines))
 

@@ -11,8 +11,8 @@ encoders of shard 0); only "command" differs: the merge's, with the shards' comm
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -62,7 +62,8 @@ def select(source, spec: str | None):
 
 def merge(paths: list[str], output: str, command: dict, note: Callable[[str], None]) -> None:
     """Join the shard artifacts `paths` (any order) into `output`, refusing incomplete or mixed sets."""
-    from mmrec_cli.io import artifacts, feature_file as features
+    from mmrec_cli.io import artifacts
+    from mmrec_cli.io import feature_file as features
 
     metas = [shard_meta(p) for p in paths]
     for p, m in zip(paths[1:], metas[1:]):

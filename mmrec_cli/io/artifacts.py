@@ -108,7 +108,6 @@ def _to_numpy(t) -> np.ndarray:
 
 def versions() -> dict[str, str]:
     import sys
-
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"mmrec": __version__, "python": sys.version.split()[0]}

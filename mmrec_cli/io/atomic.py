@@ -10,8 +10,8 @@ import contextlib
 import errno
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from mmrec_cli.errors import IO_FAILURE, MmrecError, usage
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mmrec_cli.errors import bad_input, not_found
 from mmrec_cli.data import dataset as D
+from mmrec_cli.errors import bad_input, not_found
 from mmrec_cli.io.jsonl import read_lines
 
 

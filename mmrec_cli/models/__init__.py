@@ -1,50 +1,124 @@
-"""The model registry: a plain dict from name to module, imported only when used.
+"""The model registry, the contract every model follows, and the spec each model module registers.
 
-Every model module defines, top to bottom:
-    Config            a dataclass of its hyper-parameters (max_len among them for sequence models)
-    Model             an nn.Module following the `Recommender` protocol below
-    STAGES            the commands it supports, a subset of {"pretrain", "finetune", "transfer"}
-    MODALITIES        feature names it reads from a features artifact (empty for ID-only models)
-and may define `train_batches(ds, cfg, train_cfg, epoch)` when it does not train on the standard
-sequence batches of `mmrec_cli.data.batches`, and `NUM_USERS = True` when its Model needs the number of
-users: `stages.recommender` then builds it with the keyword `num_users=ds.num_users` (AlignRec does).
+A model module (`models/<name>.py`) defines, top to bottom, a `Config` dataclass, a `Model` nn.Module
+that satisfies `Recommender` (and `Pretrainable` where it has a pre-training stage), its own helpers,
+and `SPEC = ModelSpec(...)`. The registry below names each module and the stages it supports; it is
+read without importing torch, so that `mmrec --help` and shell completion stay instant. Training
+(`training/stages.py`), evaluation (`evaluation/ranking.py`) and recommendation
+(`evaluation/recommend.py`) are written against these types only.
+
+Scoring is split in two: `users(batch)` computes a batch's user side once (the transformer over the
+histories, or whatever the model needs), `score_users(users, items)` scores any chunk of the
+catalogue from it, cheaply. Full ranking calls the first once per batch of users and the second once
+per item chunk.
 """
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
-from typing import Protocol
-
-import torch
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from mmrec_cli.errors import bad_input
 
-MODELS = {
-    "sasrec": "mmrec_cli.models.sasrec",
-    "msm4sr": "mmrec_cli.models.msm4sr",
-    "missrec": "mmrec_cli.models.missrec",
-    "mmmlp": "mmrec_cli.models.mmmlp",
-    "alignrec": "mmrec_cli.models.alignrec",
+if TYPE_CHECKING:  # the registry is read by `--help` and completion: no torch import here
+    import torch
+
+# The one default history length (RecBole's MAX_ITEM_LIST_LENGTH): every sequence model's Config
+# starts from it; evaluation, recommendation and clustering read the value from the model.
+MAX_LEN = 50
+
+
+class Entry(NamedTuple):
+    module: str
+    stages: tuple[str, ...]  # the commands the model supports, among pretrain, finetune, transfer
+    summary: str
+
+
+MODELS: dict[str, Entry] = {
+    "sasrec": Entry("mmrec_cli.models.sasrec", ("finetune",), "SASRec: self-attention over item IDs (the ID-only baseline)"),
+    "msm4sr": Entry("mmrec_cli.models.msm4sr", ("pretrain", "finetune"), "MSM4SR: multimodal pre-training with sentence stacks, NIP and CMCL"),
+    "missrec": Entry("mmrec_cli.models.missrec", ("pretrain", "finetune", "transfer"), "MISSRec: interest-aware multimodal pre-training and transfer"),
+    "mmmlp": Entry("mmrec_cli.models.mmmlp", ("finetune",), "MMMLP: all-MLP mixers over image, text and ID sequences"),
+    "alignrec": Entry("mmrec_cli.models.alignrec", ("pretrain", "finetune"), "AlignRec: aligned multimodal item encoder and a graph recommender"),
 }
 
 
-class Recommender(Protocol):
+def names(stage: str | None = None) -> list[str]:
+    """Registered model names, those that support `stage` when given."""
+    return [n for n, e in MODELS.items() if stage is None or stage in e.stages]
+
+
+def help_text(stage: str) -> str:
+    return " | ".join(names(stage))
+
+
+class Scorer(Protocol):
+    """What evaluation and recommendation use of a model (a trained one, or a feature probe).
+
+    A batch is a dict of tensors: `items` (B, L) item index + 1, right-padded with 0, oldest first;
+    `lengths` (B,); `user` (B,) the dataset's user index (-1: unknown); training batches add the
+    model's own keys (`targets`, `target`, ...) from its `SPEC.train_batches`.
+    """
+
+    max_len: int  # the longest history the model reads; the last max_len items of a history are kept
+
+    def users(self, batch: dict) -> Any:
+        """The user side of a batch (a (B, D) tensor, or a small struct), computed once per batch."""
+        ...
+
+    def score_users(self, users: Any, items: torch.Tensor) -> torch.Tensor:
+        """Scores (B, n) of the users from `users(batch)` for the 0-based item indices `items` (n,)."""
+        ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def eval(self) -> Any: ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]: ...
+
+
+class Recommender(Scorer, Protocol):
+    """A trainable model: what the training loop and the stages use besides `Scorer`."""
+
+    cfg: Any
+
     def loss(self, batch: dict) -> torch.Tensor:
         """The fine-tuning loss of a training batch (a scalar)."""
-
-    def score(self, batch: dict, items: torch.Tensor) -> torch.Tensor:
-        """Scores (B, n) of the batch's users for the 0-based item indices `items` (n,)."""
+        ...
 
 
-def get(name: str) -> ModuleType:
+class Pretrainable(Recommender, Protocol):
+    def pretrain_loss(self, batch: dict) -> torch.Tensor:
+        """The self-supervised loss of a pre-training batch (a scalar)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How the stages build and feed one model; registered as `SPEC` by its module."""
+
+    name: str
+    config: type  # the Config dataclass (the `model` section of a stage's config)
+    build: Callable[..., Recommender]  # build(cfg, num_items, features) (+ num_users=... when needs_users)
+    train_batches: Callable[..., Iterator[dict]]  # train_batches(ds, cfg, train_cfg, epoch, stage) -> batches
+    modalities: tuple[str, ...] = ()  # features it reads (empty: IDs only, no --features)
+    architecture: tuple[str, ...] = ()  # config keys a model built from a pre-trained one keeps from it
+    needs_users: bool = False  # built with num_users=ds.num_users (a per-user table)
+    after_init: Callable[[Any, Callable[[str], None]], None] | None = None  # after pre-trained weights are loaded
+
+
+def get(name: str) -> ModelSpec:
     if name not in MODELS:
         raise bad_input(f"unknown model '{name}'; choose one of {', '.join(MODELS)}")
-    try:
-        return importlib.import_module(MODELS[name])
-    except ModuleNotFoundError as err:
-        if err.name == MODELS[name]:
-            from mmrec_cli.errors import MmrecError, NOT_IMPLEMENTED
+    return importlib.import_module(MODELS[name].module).SPEC
 
-            raise MmrecError(f"model '{name}' is not implemented yet", NOT_IMPLEMENTED) from err
-        raise
+
+def stages(name: str) -> tuple[str, ...]:
+    return MODELS[name].stages
+
+
+def score(model: Scorer, batch: dict, items: torch.Tensor) -> torch.Tensor:
+    """Scores (B, n) of a batch for `items` in one call (tests, notebooks)."""
+    return model.score_users(model.users(batch), items)

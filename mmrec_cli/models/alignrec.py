@@ -36,7 +36,7 @@ probe and by validation Recall@20, so `examples/configs/alignrec.json` uses it;
 `bench/mmmlp_alignrec_quality.sh` reports both.
 
 The model needs the user count and the training graph, which the standard Model(cfg, num_items,
-features) call does not pass. The count comes at construction: the module sets NUM_USERS = True and
+features) call does not pass. The count comes at construction: its spec says `needs_users=True` and
 the recommendation stages (`stages.finetune`, `stages.transfer`) then build it with the extra
 keyword `num_users=ds.num_users` (other models are built as before); the user table is created
 there, once, at its final size, before any optimizer or DistributedDataParallel sees the parameters.
@@ -66,12 +66,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mmrec_cli.errors import MISMATCH, MmrecError, bad_input, mismatch
+from mmrec_cli.models import ModelSpec
 from mmrec_cli.models import alignrec_graph as G
-from mmrec_cli.errors import MmrecError, bad_input, mismatch
 
-STAGES = {"pretrain", "finetune"}
 MODALITIES: tuple[str, ...] = ("text", "image")
-NUM_USERS = True  # stages.finetune builds Model(cfg, num_items, features, num_users=ds.num_users)
 
 
 @dataclass
@@ -96,6 +95,8 @@ class Config:
 
 
 class Model(nn.Module):
+    max_len = 1  # reads no history: a user is scored from their row of the trained graph (batch["user"])
+
     def __init__(self, cfg: Config, num_items: int, features: dict | None = None, num_users: int = 0):
         """`num_users` sizes the user table (0: none, for pre-training or to load a state into)."""
         super().__init__()
@@ -132,7 +133,7 @@ class Model(nn.Module):
     def _clear(self) -> None:
         self._graph = None  # (A_hat, R_hat)
         self._content = None  # (h_enc, S)
-        self._final = None  # (h_u, h_i) for scoring in eval mode
+        self._final = None  # (h_u, h_i) of every user and item, propagated once in eval mode
 
     def train(self, mode: bool = True):
         self._final = None
@@ -166,7 +167,7 @@ class Model(nn.Module):
     def graph(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._graph is None:
             if self.ui_users.numel() == 0:
-                raise MmrecError("alignrec: the model has no user-item graph yet; train it with `mmrec finetune alignrec`", 5)
+                raise MmrecError("alignrec: the model has no user-item graph yet; train it with `mmrec finetune alignrec`", MISMATCH)
             self._graph = G.normalized_adjacency(self.ui_users, self.ui_items, self.user_emb.shape[0], self.num_items)
         return self._graph
 
@@ -221,16 +222,21 @@ class Model(nn.Module):
             total = total + cfg.lam * similarity_reg(r["mm_i"][gp], r["h_enc"][gp])
         return total
 
-    def score(self, batch: dict, items: torch.Tensor) -> torch.Tensor:
+    def users(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h^u (B, d) of the batch's users, h^i (N, d) of every item): the graph is propagated once per
+        batch while training, once for all batches in eval mode (the weights no longer change)."""
         if self.training:
             r = self.forward_all()
-            hu, hi = r["u"], r["i"]
-        else:
-            if self._final is None:
-                r = self.forward_all()
-                self._final = (r["u"], r["i"])
-            hu, hi = self._final
-        return hu[batch["user"]] @ hi[items].T  # (B, n)
+            return r["u"][batch["user"]], r["i"]
+        if self._final is None:
+            r = self.forward_all()
+            self._final = (r["u"], r["i"])
+        hu, hi = self._final
+        return hu[batch["user"]], hi
+
+    def score_users(self, users: tuple[torch.Tensor, torch.Tensor], items: torch.Tensor) -> torch.Tensor:
+        hu, hi = users
+        return hu @ hi[items].T  # (B, n)
 
     def pretrain_loss(self, batch: dict) -> torch.Tensor:
         """L_ICA = L_MIM + L_MLM on a batch of items."""
@@ -362,15 +368,19 @@ class FeatureProbe(nn.Module):
     """Recommends with item features alone: user = mean of the L2-normalised features of their history
     items, score = cosine to every item's normalised features. No training."""
 
+    max_len = 1 << 30  # the whole history
+
     def __init__(self, table: torch.Tensor):
         super().__init__()
         t = F.normalize(table.float(), dim=1)
         self.register_buffer("table", torch.cat([torch.zeros(1, t.shape[1]), t]))  # row 0 = padding
 
-    def score(self, batch: dict, items: torch.Tensor) -> torch.Tensor:
+    def users(self, batch: dict) -> torch.Tensor:
         hist = batch["items"]  # (B, L) item index + 1, 0 = padding
-        user = F.normalize(self.table[hist].sum(1), dim=1)  # the mean's direction
-        return user @ self.table[items + 1].T
+        return F.normalize(self.table[hist].sum(1), dim=1)  # (B, d) the mean's direction
+
+    def score_users(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return users @ self.table[items + 1].T
 
 
 def probe(ds, features: dict, split: str = "valid", ks=(5, 10, 20, 50), mask_history: bool | None = None) -> dict:
@@ -379,9 +389,12 @@ def probe(ds, features: dict, split: str = "valid", ks=(5, 10, 20, 50), mask_his
     from mmrec_cli.evaluation.ranking import EvalConfig, evaluate
 
     mask = ds.protocol == "ratio" if mask_history is None else mask_history
-    cfg = EvalConfig(split=split, ks=tuple(ks), mask_history=mask, max_len=10**6)
+    cfg = EvalConfig(split=split, ks=tuple(ks), mask_history=mask)
     names = sorted(k for k in features if "_" not in k and features[k].dim() == 2)
     tables = {m: features[m] for m in names}
     if len(names) > 1:
         tables["+".join(names)] = torch.cat([F.normalize(features[m].float(), dim=1) for m in names], dim=1)
     return {name: evaluate(FeatureProbe(t), ds, cfg)[0] for name, t in tables.items()}
+
+
+SPEC = ModelSpec(name="alignrec", config=Config, build=Model, train_batches=train_batches, modalities=MODALITIES, needs_users=True)

@@ -40,18 +40,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmrec_cli.models import missrec_interests as CL
-from mmrec_cli.errors import bad_input, mismatch
 from mmrec_cli.data import batches as B
+from mmrec_cli.errors import bad_input, mismatch
+from mmrec_cli.models import MAX_LEN, ModelSpec
+from mmrec_cli.models import missrec_interests as CL
 
-STAGES = {"pretrain", "finetune", "transfer"}
 MODALITIES: tuple[str, ...] = ("text", "image")
-ARCHITECTURE = ("hidden", "inner", "heads", "enc_layers", "dec_layers", "adapter", "experts", "max_len")
 
 
 @dataclass
 class Config:
-    max_len: int = 50
+    max_len: int = MAX_LEN
     hidden: int = 300
     inner: int = 256
     heads: int = 4
@@ -111,6 +110,10 @@ class Model(nn.Module):
         if isinstance(m, nn.Embedding) and m.padding_idx is not None:
             nn.init.zeros_(m.weight[m.padding_idx])
 
+    @property
+    def max_len(self) -> int:
+        return self.cfg.max_len
+
     # ----- interests -------------------------------------------------------------------------
 
     def _init_interests(self, cfg: Config, num_items: int) -> None:
@@ -162,7 +165,7 @@ class Model(nn.Module):
 
     def _sync(self, batch: dict) -> None:
         """Before every epoch's first batch (and once before scoring): refresh catalogue interests."""
-        if not hasattr(self, "interest_table"):
+        if self.mode not in ("kmeans", "catalogue"):
             return
         epoch = batch.get("epoch")
         if epoch is not None and epoch != self._epoch:
@@ -216,6 +219,7 @@ class Model(nn.Module):
             tokens.append(self.adapters[m](f))
         tokens = torch.stack(tokens, 2) * valid[:, :, None, None]  # (B, L, M, H)
         L = items.shape[1]
+        assert L <= self.cfg.max_len, f"sequence length {L} > max_len {self.cfg.max_len}"
         q = tokens.sum(2) + self.pos_emb(torch.arange(L, device=items.device))
         if self.item_emb is not None:
             q = q + self.item_emb(items)
@@ -249,21 +253,16 @@ class Model(nn.Module):
             fused = (u @ F.normalize(z, dim=-1).T + 2 * fused) / 3
         return fused / self.cfg.temperature
 
-    def user(self, batch: dict) -> tuple:
+    def encode_batch(self, batch: dict) -> tuple:
+        """encode() of a training batch, after the interests of its epoch are refreshed."""
         self._sync(batch)
         return self.encode(batch["items"], batch["lengths"], batch.get("user"))
 
-    def score(self, batch: dict, items: torch.Tensor) -> torch.Tensor:
-        # evaluation scores one batch of users against several chunks of items: encode it once
-        cached = getattr(self, "_scored", None)
-        if self.training or cached is None or cached[0] is not batch["items"]:
-            cached = (batch["items"], self.users_trimmed(batch))
-            self._scored = None if self.training else cached
-        u = cached[1]
-        return self.logits(u, items.to(u.device))
+    def score_users(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self.logits(users, items.to(users.device))
 
-    def users_trimmed(self, batch: dict, rows: int = 128) -> torch.Tensor:
-        """u of a (large) evaluation batch, encoded in groups of similar length cut to their longest row."""
+    def users(self, batch: dict, rows: int = 128) -> torch.Tensor:
+        """u (B, H) of a (large) evaluation batch, encoded in groups of similar length cut to their longest row."""
         self._sync(batch)
         items, lengths, users = batch["items"], batch["lengths"], batch.get("user")
         order = torch.argsort(lengths, stable=True)
@@ -280,12 +279,12 @@ class Model(nn.Module):
 
     def loss(self, batch: dict) -> torch.Tensor:
         """Fine-tuning: cross-entropy over all items + gamma * orthogonal regulariser."""
-        u, xi, imask = self.user(batch)
+        u, xi, imask = self.encode_batch(batch)
         return F.cross_entropy(self.logits(u), batch["target"]) + self.cfg.orth_weight * orthogonality(xi, imask).mean()
 
     def pretrain_loss(self, batch: dict) -> torch.Tensor:
         """Sequence-item InfoNCE + lambda * sequence-sequence InfoNCE (vs an augmented view) + gamma * R."""
-        u, xi, imask = self.user(batch)
+        u, xi, imask = self.encode_batch(batch)
         items, lengths, fmask = self.augment(batch["items"], batch["lengths"])
         u_aug, _, _ = self.encode(items, lengths, batch.get("user"), fmask)
         si = seq_item_loss(self.logits(u, batch["target"], use_ids=False))
@@ -304,18 +303,20 @@ class Model(nn.Module):
         dims = torch.rand(*items.shape, D, device=items.device) >= self.cfg.feature_drop
         return items, lengths, (dims | ~pos[:, :, None]).float()
 
-    # ----- fine-tuning after pre-training ---------------------------------------------------------
 
-    def after_init(self, log=lambda s: None) -> None:
-        """Called once a pre-trained state is loaded: freeze the transformer unless cfg.full."""
-        if self.cfg.full:
-            log("missrec: training all parameters (full=true)")
-            return
-        for module in (self.pos_emb, self.encoder, self.decoder):
-            for p in module.parameters():
-                p.requires_grad_(False)
-        train = [n for n, p in self.named_parameters() if p.requires_grad]
-        log(f"missrec: transformer and positions frozen; training {len(train)} tensors ({sum(p.numel() for p in self.parameters() if p.requires_grad):,} values): adapters, input LayerNorm, fusion" + (", item IDs" if self.item_emb is not None else ""))
+# ----- fine-tuning after pre-training ---------------------------------------------------------
+
+
+def after_init(model: Model, log=lambda s: None) -> None:
+    """Called once a pre-trained state is loaded: freeze the transformer unless cfg.full."""
+    if model.cfg.full:
+        log("missrec: training all parameters (full=true)")
+        return
+    for module in (model.pos_emb, model.encoder, model.decoder):
+        for p in module.parameters():
+            p.requires_grad_(False)
+    train = [n for n, p in model.named_parameters() if p.requires_grad]
+    log(f"missrec: transformer and positions frozen; training {len(train)} tensors ({sum(p.numel() for p in model.parameters() if p.requires_grad):,} values): adapters, input LayerNorm, fusion" + (", item IDs" if model.item_emb is not None else ""))
 
 
 # ----- pure functions ---------------------------------------------------------------------------
@@ -402,3 +403,14 @@ def check_interests(cfg: Config, ds) -> None:
     want, got = (meta["dataset"]["fingerprint"], ds.fingerprint()) if meta["scope"] == "users" else (meta["dataset"]["item_fingerprint"], ds.item_fingerprint())
     if want != got:
         raise mismatch(f"{cfg.interests}: interests of dataset {meta['dataset'].get('path')}, not of {ds.meta.get('path')}; run `mmrec cluster` on this dataset")
+
+
+SPEC = ModelSpec(
+    name="missrec",
+    config=Config,
+    build=Model,
+    train_batches=train_batches,
+    modalities=MODALITIES,
+    architecture=("hidden", "inner", "heads", "enc_layers", "dec_layers", "adapter", "experts", "max_len"),
+    after_init=after_init,
+)

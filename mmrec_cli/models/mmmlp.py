@@ -38,15 +38,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mmrec_cli.data import batches as B
 from mmrec_cli.errors import bad_input
+from mmrec_cli.models import MAX_LEN, ModelSpec
 
-STAGES = {"finetune"}
 MODALITIES: tuple[str, ...] = ("text", "image")
 
 
 @dataclass
 class Config:
-    max_len: int = 50  # N: the token-mixing width
+    max_len: int = MAX_LEN  # N: the token-mixing width
     hidden: int = 64  # D_S: item-ID embedding and fusion width
     layers: int = 2  # blocks per modality / ID mixer module
     fusion_layers: int = 1  # blocks of the fusion mixer
@@ -91,10 +92,13 @@ class Model(nn.Module):
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
 
+    @property
+    def max_len(self) -> int:
+        return self.cfg.max_len
+
     def encode(self, items: torch.Tensor) -> torch.Tensor:
         """Fused state at every position (B, L, hidden) of right-padded item sequences (B, L)."""
-        if items.shape[1] > self.cfg.max_len:
-            items = items[:, -self.cfg.max_len :]
+        assert items.shape[1] <= self.cfg.max_len, f"sequence length {items.shape[1]} > max_len {self.cfg.max_len}"
         outs = []
         for m in MODALITIES:
             x = getattr(self, f"{m}_table")[items]  # (B, L, D_m)
@@ -104,7 +108,8 @@ class Model(nn.Module):
         outs.append(self.mixers["id"](self.drop(self.item_emb(items))))
         return self.norm(self.fusion(self.fuse(torch.cat(outs, dim=-1))))
 
-    def user(self, batch: dict) -> torch.Tensor:
+    def users(self, batch: dict) -> torch.Tensor:
+        """The fused state at each row's last item (B, hidden)."""
         h = self.encode(batch["items"])
         last = (batch["lengths"] - 1).clamp(min=0)
         return h[torch.arange(h.shape[0]), last]  # (B, hidden)
@@ -123,8 +128,8 @@ class Model(nn.Module):
         logits = h[keep] @ self.item_vectors(torch.arange(self.item_emb.num_embeddings - 1, device=h.device)).T  # (P, N_items)
         return F.cross_entropy(logits, batch["targets"][keep])
 
-    def score(self, batch: dict, items: torch.Tensor) -> torch.Tensor:
-        return self.user(batch) @ self.item_vectors(items).T  # (B, n)
+    def score_users(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return users @ self.item_vectors(items).T  # (B, n)
 
 
 class MixerModule(nn.Module):
@@ -179,3 +184,6 @@ class CausalTokenMix(nn.Module):
         w2 = (self.w2 * self.mask2)[:L, :h_used]
         h = F.gelu(torch.einsum("hl,bld->bhd", w1, x) + self.b1[:h_used, None])  # (B, h_used, D)
         return torch.einsum("lh,bhd->bld", w2, h) + self.b2[:L, None]  # (B, L, D)
+
+
+SPEC = ModelSpec(name="mmmlp", config=Config, build=Model, train_batches=B.sequence_batches, modalities=MODALITIES)

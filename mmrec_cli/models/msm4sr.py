@@ -54,17 +54,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmrec_cli.errors import bad_input
 from mmrec_cli.data import batches as B
+from mmrec_cli.errors import bad_input
+from mmrec_cli.models import MAX_LEN, ModelSpec
 
-STAGES = {"pretrain", "finetune"}
 MODALITIES: tuple[str, ...] = ("text", "image")
 IGNORE = -100
 
 
 @dataclass
 class Config:
-    max_len: int = 50
+    max_len: int = MAX_LEN
     hidden: int = 64  # official code: hidden 64, 2 layers, 2 heads, inner 256
     layers: int = 2
     heads: int = 2
@@ -97,7 +97,7 @@ class Config:
 
 
 def train_batches(ds, cfg: Config, train_cfg, epoch: int, stage: str = "finetune"):
-    """Training batches of `cfg.instances`, length-bucketed (io/batches.py `bucketed`): each instance
+    """Training batches of `cfg.instances`, length-bucketed (data/batches.py `bucketed`): each instance
     once per epoch, in an order fixed by (seed, epoch), so a resumed run repeats it."""
     bs, seed = train_cfg.batch_size, train_cfg.seed
     if cfg.instances == "prefixes":
@@ -148,6 +148,10 @@ class Model(nn.Module):
             with torch.no_grad():
                 m.weight[m.padding_idx].zero_()
 
+    @property
+    def max_len(self) -> int:
+        return self.cfg.max_len
+
     # ---- item side (eq. 3-5) -------------------------------------------------------------
     def item_repr(self, m: str, idx: torch.Tensor) -> torch.Tensor:
         """z^m (n, H) of the 0-based items `idx` (n,)."""
@@ -173,6 +177,7 @@ class Model(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Transformer over right-padded input vectors (B, L, H) -> hidden state at each position."""
         L = x.shape[1]
+        assert L <= self.cfg.max_len, f"sequence length {L} > max_len {self.cfg.max_len}"
         x = self.drop(self.norm(x + self.pos_emb.weight[:L]))
         for block in self.blocks:
             x = block(x)
@@ -205,16 +210,15 @@ class Model(nn.Module):
             loss = loss + self.pretrain_loss(batch)
         return loss
 
-    def user(self, batch: dict) -> dict:
+    def users(self, batch: dict) -> dict:
         """h^m (B, H) at the last real position, for each active modality (no ID lookups beyond the batch)."""
         inputs, _ = self._finetune_inputs(batch["items"], full=False)
         last = (batch["lengths"] - 1).clamp(min=0)
         rows = torch.arange(batch["items"].shape[0], device=batch["items"].device)
         return {m: self.encode(x)[rows, last] for m, x in inputs.items()}
 
-    def score(self, batch: dict, items: torch.Tensor) -> torch.Tensor:
+    def score_users(self, users: dict, items: torch.Tensor) -> torch.Tensor:
         """The logits of eq. 12 for the 0-based `items` (n,): (B, n)."""
-        users = self._cached_user(batch)
         out = 0.0
         for m, h in users.items():
             cand = self.item_repr(m, items)
@@ -228,20 +232,6 @@ class Model(nn.Module):
         if self.cfg.score == "dot":
             return h @ cand.T
         return F.normalize(h, dim=-1) @ F.normalize(cand, dim=-1).T / self.cfg.finetune_temperature
-
-    def _cached_user(self, batch: dict) -> dict:
-        """The evaluator scores one batch of users several times (targets, then item chunks): encode it once."""
-        if self.training or torch.is_grad_enabled():
-            return self.user(batch)
-        cached = getattr(self, "_user_cache", None)
-        if cached is None or cached[0] is not batch["items"]:
-            cached = (batch["items"], self.user(batch))
-            self._user_cache = cached
-        return cached[1]
-
-    def train(self, mode: bool = True):
-        self._user_cache = None  # weights may change from here on
-        return super().train(mode)
 
     # ---- pre-training (eq. 6-11) ---------------------------------------------------------
     def pretrain_loss(self, batch: dict) -> torch.Tensor:
@@ -445,3 +435,6 @@ def _check_config(cfg: Config) -> None:
         raise bad_input(f"model.score={cfg.score}: choose cosine or dot")
     if cfg.temperature <= 0 or cfg.finetune_temperature <= 0:
         raise bad_input("model.temperature and model.finetune_temperature must be positive")
+
+
+SPEC = ModelSpec(name="msm4sr", config=Config, build=Model, train_batches=train_batches, modalities=MODALITIES)

@@ -15,13 +15,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-STAGES = {"finetune"}
-MODALITIES: tuple[str, ...] = ()
+from mmrec_cli.data import batches as B
+from mmrec_cli.models import MAX_LEN, ModelSpec
 
 
 @dataclass
 class Config:
-    max_len: int = 50
+    max_len: int = MAX_LEN
     hidden: int = 64
     layers: int = 2
     heads: int = 2
@@ -48,9 +48,14 @@ class Model(nn.Module):
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
 
+    @property
+    def max_len(self) -> int:
+        return self.cfg.max_len
+
     def encode(self, items: torch.Tensor) -> torch.Tensor:
         """Hidden state at every position (B, L, D) of right-padded item sequences (B, L)."""
         L = items.shape[1]
+        assert L <= self.cfg.max_len, f"sequence length {L} > max_len {self.cfg.max_len}"
         pos = torch.arange(L, device=items.device)
         x = self.drop(self.norm(self.item_emb(items) + self.pos_emb(pos)))  # (B, L, D)
         causal = torch.ones(L, L, dtype=torch.bool, device=items.device).triu(1)  # True = blocked
@@ -58,7 +63,8 @@ class Model(nn.Module):
             x = block(x, causal)
         return x
 
-    def user(self, batch: dict) -> torch.Tensor:
+    def users(self, batch: dict) -> torch.Tensor:
+        """The hidden state at each row's last item (B, D)."""
         h = self.encode(batch["items"])  # (B, L, D)
         last = (batch["lengths"] - 1).clamp(min=0)
         return h[torch.arange(h.shape[0]), last]  # (B, D)
@@ -69,8 +75,8 @@ class Model(nn.Module):
         logits = h[keep] @ self.item_emb.weight[1:].T  # (P, N) for the P real positions
         return F.cross_entropy(logits, batch["targets"][keep])
 
-    def score(self, batch: dict, items: torch.Tensor) -> torch.Tensor:
-        return self.user(batch) @ self.item_emb.weight[items + 1].T  # (B, n)
+    def score_users(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return users @ self.item_emb.weight[items + 1].T  # (B, D) x (n, D) -> (B, n)
 
 
 class Block(nn.Module):
@@ -94,3 +100,6 @@ class Block(nn.Module):
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=~blocked, dropout_p=p)  # (B, H, L, d)
         x = self.norm1(x + self.drop(self.out(a.transpose(1, 2).reshape(B, L, D))))
         return self.norm2(x + self.drop(self.ff(x)))
+
+
+SPEC = ModelSpec(name="sasrec", config=Config, build=Model, train_batches=B.sequence_batches)

@@ -2,7 +2,7 @@
 
 Launch: `torchrun --nproc-per-node N -m mmrec_cli finetune ...` (any torchrun set-up, several
 machines included), or `--nproc N` on a command, which starts torchrun itself (`launch`). Every
-process loads the data and builds the same model; `train.fit` wraps it in DistributedDataParallel,
+process loads the data and builds the same model; `loop.fit` wraps it in DistributedDataParallel,
 gives each rank a share of every global batch (`shard`), and scales each rank's loss so that the
 averaged gradient equals the one of a single process on the whole global batch (`loss_scale`).
 Rank 0 alone writes checkpoints and artifacts; every rank validates on the full split and rank 0's
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mmrec_cli.data.batches import to_device
 from mmrec_cli.errors import MmrecError, bad_input
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -174,21 +175,6 @@ def count_targets(batch: dict) -> int:
     return _rows(batch)
 
 
-def to_device(batch: dict, device: str) -> dict:
-    """Tensors of the batch on `device`, also those inside tuples (AlignRec's `in_batch`)."""
-    if device == "cpu":
-        return batch
-    return {k: _to(v, device) for k, v in batch.items()}
-
-
-def _to(v, device: str):
-    if torch.is_tensor(v):
-        return v.to(device, non_blocking=True)
-    if isinstance(v, tuple):
-        return tuple(_to(x, device) for x in v)
-    return v
-
-
 def autocast(device: str, precision: str):
     """torch.autocast for bf16/fp16; nothing for fp32."""
     if precision == "fp32":
@@ -284,37 +270,3 @@ def barrier(ctx: Context) -> None:
         import torch.distributed as dist
 
         dist.barrier()
-
-
-# ----------------------------------------------------------------------------- the scoring side
-
-
-class OnDevice:
-    """A model seen by the CPU-side evaluation code: batches go to the model's device, scores come back.
-
-    Passes through untouched when the model is on the CPU.
-    """
-
-    def __init__(self, model):
-        self.model = model
-
-    def __getattr__(self, name):
-        return getattr(self.model, name)
-
-    @property
-    def training(self):
-        return self.model.training
-
-    def _device(self):
-        p = next(self.model.parameters(), None)
-        return "cpu" if p is None else str(p.device)
-
-    def score(self, batch: dict, items: torch.Tensor) -> torch.Tensor:
-        dev = self._device()
-        if dev == "cpu":
-            return self.model.score(batch, items)
-        return self.model.score(to_device(batch, dev), items.to(dev)).float().cpu()
-
-
-def scoring(model):
-    return model if isinstance(model, OnDevice) else OnDevice(model)

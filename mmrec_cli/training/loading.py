@@ -8,23 +8,24 @@ from dataclasses import field, make_dataclass
 
 from mmrec_cli import config as C
 from mmrec_cli import models
+from mmrec_cli.data.dataset import Dataset
 from mmrec_cli.errors import bad_input, mismatch, out_of_range
 from mmrec_cli.io import artifacts, model_file
-from mmrec_cli.data.dataset import Dataset
+from mmrec_cli.models import ModelSpec
 from mmrec_cli.training.loop import TrainConfig
 
 
-def stage_config_class(module):
+def stage_config_class(spec: ModelSpec):
     """A dataclass with two sections: `model` (the model's Config) and `train` (TrainConfig)."""
     return make_dataclass(
         "StageConfig",
-        [("model", module.Config, field(default_factory=module.Config)), ("train", TrainConfig, field(default_factory=TrainConfig))],
+        [("model", spec.config, field(default_factory=spec.config)), ("train", TrainConfig, field(default_factory=TrainConfig))],
     )
 
 
-def resolve_stage(module, config_file: str | None, sets: list[str], flags: dict, min_epochs: int = 1):
+def resolve_stage(spec: ModelSpec, config_file: str | None, sets: list[str], flags: dict, min_epochs: int = 1):
     """The stage's config from its layers; `min_epochs` 0 where no training is meaningful (zero-shot transfer)."""
-    cfg = C.resolve(stage_config_class(module), config_file, sets, flags)
+    cfg = C.resolve(stage_config_class(spec), config_file, sets, flags)
     check_ranges(cfg, min_epochs)
     return cfg
 
@@ -35,9 +36,10 @@ _LOWEST = {"train.batch_size": 1, "train.eval_every": 1, "train.patience": 0, "t
 
 
 def check_ranges(cfg, min_epochs: int = 1) -> None:
+    values = dataclasses.asdict(cfg)
     for key, low in {"train.epochs": min_epochs, **_LOWEST}.items():
         section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name, None)  # models without max_len (AlignRec) skip it
+        value = values[section].get(name)  # a setting the model does not have is skipped
         if value is not None and not value >= low:  # `not >=` also refuses NaN
             raise out_of_range(f"config: {key}", value, f"{low} or more")
     if not (cfg.train.lr > 0 and math.isfinite(cfg.train.lr)):
@@ -53,24 +55,37 @@ def check_shape(model_cfg) -> None:
             raise out_of_range(f"config: model.{name}", value, "1 or more")
         if name.endswith("dropout") and isinstance(value, float) and not 0 <= value < 1:
             raise out_of_range(f"config: model.{name}", value, "a rate in [0, 1)")
+    values = vars(model_cfg)
     for hidden, heads in (("hidden", "heads"), ("enc_hidden", "enc_heads")):
-        h, n = getattr(model_cfg, hidden, None), getattr(model_cfg, heads, None)
+        h, n = values.get(hidden), values.get(heads)
         if h is not None and n is not None and h % n:
             raise bad_input(f"config: model.{hidden}={h} is not divisible by model.{heads}={n}; change one of them")
 
 
-def features_for(module, ds: Dataset, path: str | None, name: str) -> tuple[dict | None, dict | None]:
+def features_for(spec: ModelSpec, ds: Dataset, path: str | None) -> tuple[dict | None, dict | None]:
     """The features a model reads, aligned to the dataset's items; None for ID-only models."""
-    from mmrec_cli.io import feature_file as features
+    from mmrec_cli.io import feature_file
 
-    needed = tuple(getattr(module, "MODALITIES", ()))
+    needed = spec.modalities
     if not needed:
         return None, None
     if path is None:
-        raise bad_input(f"model '{name}' reads item features ({', '.join(needed)}); pass --features FEATS.safetensors (from `mmrec extract` or `mmrec prepare --features-out`)")
-    tensors, meta = features.align(path, ds.item_ids)
+        raise bad_input(f"model '{spec.name}' reads item features ({', '.join(needed)}); pass --features FEATS.safetensors (from `mmrec extract` or `mmrec prepare --features-out`)")
+    tensors, meta = feature_file.align(path, ds.item_ids)
     meta["path"] = path
     return tensors, meta
+
+
+def keep_architecture(spec: ModelSpec, cfg, meta: dict) -> list[str]:
+    """Give cfg.model the architecture of the pre-trained model whose metadata is `meta` (the shapes of
+    its weights: `spec.architecture`); say what changed, one entry per setting."""
+    source, kept = meta.get("config", {}).get("model", {}), []
+    mine = vars(cfg.model)
+    for key in spec.architecture:
+        if key in source and mine[key] != source[key]:
+            kept.append(f"model.{key} = {source[key]!r} (not {mine[key]!r})")
+            mine[key] = source[key]
+    return kept
 
 
 def artifact_meta(name: str, stage: str, cfg, ds: Dataset, feats_meta: dict | None, result, inv: dict, **extra) -> dict:
@@ -90,21 +105,21 @@ def artifact_meta(name: str, stage: str, cfg, ds: Dataset, feats_meta: dict | No
 
 
 def load_trained(path: str, ds: Dataset, features_path: str | None, check_dataset: bool = True):
-    """(module, model with its weights, metadata), refusing other data or features than it was trained on."""
+    """(spec, model with its weights, metadata), refusing other data or features than it was trained on."""
     state, meta = model_file.load(path)
-    module = models.get(meta["model"])
+    spec = models.get(meta["model"])
     if check_dataset:
         model_file.check_dataset(meta, ds, path)
-    feats, feats_meta = features_for(module, ds, features_path, meta["model"])
+    feats, feats_meta = features_for(spec, ds, features_path)
     model_file.check_features(meta, feats_meta, path)
-    cfg = C.build(stage_config_class(module), meta["config"], where=f"{path} config")
-    model = module.Model(cfg.model, ds.num_items, feats)
+    cfg = C.build(stage_config_class(spec), meta["config"], where=f"{path} config")
+    model = spec.build(cfg.model, ds.num_items, feats)  # a per-user table is sized by load_state_dict
     try:
         model.load_state_dict(state)
     except RuntimeError as err:  # a tensor missing, extra or of another shape than the recorded config builds
         raise mismatch(f"{path}: the weights do not fit the model's recorded config ({err}); the file was altered, recreate it") from None
     model.eval()
-    return module, model, meta
+    return spec, model, meta
 
 
 def fingerprint(path: str) -> str:

@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Literal
 
 import torch
 
@@ -141,7 +142,7 @@ def _epoch(model, opt, params, batches, loss_fn, cfg: TrainConfig, progress, ctx
     return total / max(1, steps), steps
 
 
-def _validate(model, validate, cfg: TrainConfig, state: "_State", entry: dict, ctx=None) -> None:
+def _validate(model, validate, cfg: TrainConfig, state: _State, entry: dict, ctx=None) -> None:
     from mmrec_cli.training import distributed as D
 
     metrics = D.broadcast(validate(), ctx or D.current())  # every rank decides on rank 0's numbers

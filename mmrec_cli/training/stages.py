@@ -6,15 +6,15 @@ the model with the best state loaded plus the fit result. Commands write the art
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from mmrec_cli import models
-from mmrec_cli.evaluation.ranking import EvalConfig, evaluate
-from mmrec_cli.data import batches as B
 from mmrec_cli.data.dataset import Dataset
+from mmrec_cli.evaluation.ranking import EvalConfig, evaluate
+from mmrec_cli.models import ModelSpec, Pretrainable, Recommender
 from mmrec_cli.training.loop import FitResult, TrainConfig, fit
 
 
@@ -26,49 +26,41 @@ class Run:
     resume: bool = False
     log: Callable[[str], None] = lambda s: None
     progress: Callable | None = None
-    extra: dict = field(default_factory=dict)
 
 
-def recommender(name: str, model_cfg, ds: Dataset, features: dict | None):
-    """Model(cfg, num_items, features) for training on `ds`. A model with a per-user table says
-    NUM_USERS = True and also gets `num_users=ds.num_users` (a keyword, so the protocol of the
-    other models is unchanged): it is sized from the dataset, never from the batches a process sees."""
-    module = models.get(name)
-    extra = {"num_users": ds.num_users} if getattr(module, "NUM_USERS", False) else {}
-    return module.Model(model_cfg, ds.num_items, features, **extra)
+def recommender(spec: ModelSpec, model_cfg, ds: Dataset, features: dict | None) -> Recommender:
+    """The model for training on `ds`. A model with a per-user table (`spec.needs_users`) also gets
+    `num_users=ds.num_users`: it is sized from the dataset, never from the batches a process sees."""
+    extra = {"num_users": ds.num_users} if spec.needs_users else {}
+    return spec.build(model_cfg, ds.num_items, features, **extra)
 
 
-def batches_for(name: str, ds: Dataset, model_cfg, train_cfg: TrainConfig, stage: str = "finetune"):
-    """The function of epoch -> batches for a model: its own `train_batches`, else sequence windows."""
-    module = models.get(name)
-    own = getattr(module, "train_batches", None)
-    if own is not None:
-        return lambda epoch: own(ds, model_cfg, train_cfg, epoch, stage)
-    return lambda epoch: B.train_batches(ds, model_cfg.max_len, train_cfg.batch_size, train_cfg.seed, epoch)
+def batches_for(spec: ModelSpec, ds: Dataset, model_cfg, train_cfg: TrainConfig, stage: str = "finetune"):
+    """The function of epoch -> batches for a model."""
+    return lambda epoch: spec.train_batches(ds, model_cfg, train_cfg, epoch, stage)
 
 
-def validator(model, ds: Dataset, max_len: int, mask_history: bool = False) -> Callable[[], dict]:
-    from mmrec_cli.training.distributed import scoring
-
-    cfg = EvalConfig(split="valid", max_len=max_len, mask_history=mask_history)
-    return lambda: evaluate(scoring(model), ds, cfg)[0]  # scoring: batches to the model's device
+def validator(model: Recommender, ds: Dataset, mask_history: bool = False) -> Callable[[], dict]:
+    cfg = EvalConfig(split="valid", mask_history=mask_history)
+    return lambda: evaluate(model, ds, cfg)[0]  # batches go to the model's device
 
 
 def finetune(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg: TrainConfig, run: Run, init: dict | None = None) -> tuple:
     """Train a model for recommendation, selecting the best epoch on validation NDCG@10 (or train_cfg.metric)."""
+    spec = models.get(name)
     torch.manual_seed(train_cfg.seed)
-    model = recommender(name, model_cfg, ds, features)
+    model = recommender(spec, model_cfg, ds, features)
     if init is not None:
         load_init(model, init, run.log)
-        if hasattr(model, "after_init"):  # e.g. MISSRec freezes its transformer after pre-training
-            model.after_init(run.log)
+        if spec.after_init is not None:  # e.g. MISSRec freezes its transformer after pre-training
+            spec.after_init(model, run.log)
     mask = ds.protocol == "ratio"
     result = fit(
         model,
-        batches_for(name, ds, model_cfg, train_cfg),
+        batches_for(spec, ds, model_cfg, train_cfg),
         model.loss,
         train_cfg,
-        validate=validator(model, ds, getattr(model_cfg, "max_len", 50), mask),
+        validate=validator(model, ds, mask),
         checkpoint=run.checkpoint,
         resume=run.resume,
         log=run.log,
@@ -80,11 +72,12 @@ def finetune(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg
 
 def pretrain(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg: TrainConfig, run: Run) -> tuple:
     """Self-supervised pre-training with the model's `pretrain_loss`; keeps the last epoch's state."""
+    spec = models.get(name)
     torch.manual_seed(train_cfg.seed)
-    model = models.get(name).Model(model_cfg, ds.num_items, features)  # no user tables: none is pre-trained
+    model: Pretrainable = spec.build(model_cfg, ds.num_items, features)  # no user tables: none is pre-trained
     result: FitResult = fit(
         model,
-        batches_for(name, ds, model_cfg, train_cfg, stage="pretrain"),
+        batches_for(spec, ds, model_cfg, train_cfg, stage="pretrain"),
         model.pretrain_loss,
         train_cfg,
         validate=None,
