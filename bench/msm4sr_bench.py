@@ -100,7 +100,7 @@ def main() -> None:
     ft, ft_i, n_ft = throughput(net, lambda e: M.train_batches(ds, cfg, tcfg, e, "finetune"), net.loss, args.steps)
     print(f"fine-tuning:   {ft:8.1f} sequences/s  {ft_i:8.1f} instances/s  ({n_ft} sequences in {args.steps} steps)")
     t0 = time.perf_counter()
-    metrics, _ = evaluate(net, ds, EvalConfig(split="valid", max_len=cfg.max_len))
+    metrics, _ = evaluate(net, ds, EvalConfig(split="valid"))
     dt = time.perf_counter() - t0
     print(f"evaluation:    {metrics['users'] / dt:8.1f} users/s      (full ranking of {ds.num_items} items)")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux

@@ -50,7 +50,7 @@ def run_one(n: int, num_items: int, device: str, batch: int) -> dict:
         torch.manual_seed(0)
         model = sasrec.Model(sasrec.Config(), num_items).to(resolve_device(device))
         item_ids = [f"i{i}" for i in range(num_items)]
-        cfg = R.RecommendConfig(top_k=10, exclude_history=True, batch_size=batch, max_len=50)
+        cfg = R.RecommendConfig(top_k=10, exclude_history=True, batch_size=batch)
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         stats = R.Stats()
         t0 = time.perf_counter()

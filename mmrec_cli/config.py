@@ -43,10 +43,6 @@ def build(cls: type, values: dict, where: str = "config", prefix: str = ""):
     return cls(**kwargs)
 
 
-def to_dict(cfg) -> dict:
-    return dataclasses.asdict(cfg)
-
-
 def read_config_file(path: str) -> dict:
     p = Path(path)
     if not p.is_file():

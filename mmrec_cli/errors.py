@@ -12,8 +12,8 @@ BAD_INPUT = 3  # malformed or inconsistent input data (file:line given where the
 NOT_FOUND = 4  # a file, model or checkpoint that does not exist
 MISMATCH = 5  # an artifact of the wrong kind/schema, or trained on other data/features
 IO_FAILURE = 6  # the output could not be written (disk full, permissions)
-NOT_IMPLEMENTED = 2  # a command or option that is not built yet (same code as a usage error)
 INTERRUPTED = 130
+INTERNAL = 1  # an mmrec bug: reported in one line, with MMREC_DEBUG=1 for a traceback
 
 
 class MmrecError(Exception):

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import typer
 
-from mmrec_cli.errors import INTERRUPTED, USAGE, MmrecError
+from mmrec_cli.errors import INTERNAL, INTERRUPTED, IO_FAILURE, USAGE, MmrecError
 
 CONFIG_HELP = "JSON or TOML file of settings (layered: defaults < --config < --set < flags)."
 SET_HELP = "Override one setting, e.g. --set train.lr=3e-4 (repeatable)."
@@ -45,12 +45,12 @@ def handle_errors(fn: Callable) -> Callable:
             raise typer.Exit(INTERRUPTED) from None
         except MemoryError:
             typer.echo("error: out of memory; lower --batch-size (or the eval chunk size)", err=True)
-            raise typer.Exit(6) from None
+            raise typer.Exit(IO_FAILURE) from None
         except Exception as err:  # an mmrec bug: say so in one line unless debugging
             if os.environ.get("MMREC_DEBUG"):
                 raise
             typer.echo(f"internal error: {type(err).__name__}: {_one_line(err)} (set MMREC_DEBUG=1 for a traceback and report it)", err=True)
-            raise typer.Exit(1) from None
+            raise typer.Exit(INTERNAL) from None
 
     return wrapper
 
@@ -87,22 +87,31 @@ def _jsonable(value):
 
 
 @contextmanager
-def progress(description: str, total: int | None):
-    """A rich progress bar on stderr (quiet when stderr is not a terminal); yields advance(n)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def progress(description: str, total: int | None, unit: str | None = None):
+    """A rich progress bar on stderr (quiet when stderr is not a terminal), with a rate column when a
+    `unit` is given; yields advance(n)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task):
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:,.1f} {unit}/s" if speed else f"? {unit}/s")
 
     con = console()
     if not con.is_terminal:
         yield lambda n=1: None
         return
-    cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    cols += (Rate(), TimeElapsedColumn(), TimeRemainingColumn()) if unit else (TimeElapsedColumn(),)
     with Progress(*cols, console=con, transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n=1: bar.advance(task, n)
-
-
-def not_implemented(what: str) -> None:
-    from mmrec_cli.errors import NOT_IMPLEMENTED
-
-    typer.echo(f"error: {what} is not implemented yet", err=True)
-    raise typer.Exit(NOT_IMPLEMENTED)

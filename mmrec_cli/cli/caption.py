@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mmrec_cli.cli._common import handle_errors
+from mmrec_cli.cli._common import handle_errors, progress
 from mmrec_cli.cli.extract import MAX_PIXELS, note, recorded
 
 
@@ -34,7 +34,6 @@ def caption(
     from mmrec_cli.features.caption import Options
     from mmrec_cli.features.caption import caption as run
     from mmrec_cli.features.extract import Hooks
-    from mmrec_cli.features.progress import bar
     from mmrec_cli.io.atomic import check_writable
 
     check_writable(output)  # before the CLIP model is loaded (OUTPUT.partial/ lies in the same folder)
@@ -47,4 +46,4 @@ def caption(
         max_images=max_images, max_pixels=max_pixels, batch_size=batch_size, device=device, threads=threads,
         resume=resume, max_batches=max_batches,
     )
-    run(items, output, opts, recorded(), Hooks(note=note, bar=bar))
+    run(items, output, opts, recorded(), Hooks(note=note, bar=progress))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mmrec_cli.cli._common import handle_errors, invocation
+from mmrec_cli.cli._common import handle_errors, invocation, progress
 
 MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb limit (mmrec_cli.features.images.DEFAULT_MAX_PIXELS)
 
@@ -44,7 +44,6 @@ def extract(
     """Encode item text and images into a features artifact (resumable; progress and skipped inputs on stderr)."""
     from mmrec_cli.features.extract import Hooks, Options
     from mmrec_cli.features.extract import extract as run
-    from mmrec_cli.features.progress import bar
     from mmrec_cli.io.atomic import check_artifact_path
 
     check_artifact_path(output)  # before any model is loaded (OUTPUT.partial/ lies in the same folder)
@@ -57,7 +56,7 @@ def extract(
         imports=[_import_spec(s, modality) for s in import_], dataset=str(dataset) if dataset else None,
         merge=str(merge) if merge else None, shard=shard,
     )
-    run(items, str(output), opts, recorded(), Hooks(note=note, bar=bar))
+    run(items, str(output), opts, recorded(), Hooks(note=note, bar=progress))
 
 
 def _import_spec(spec: str, modality: str) -> tuple[str, str]:

@@ -77,6 +77,7 @@ def rank_batch(model: Scorer, batch: dict, targets: list[np.ndarray], num_items:
     uniq, inv = torch.unique(flat, return_inverse=True)
     t_scores = scores_on_cpu(model, users, uniq, dev)[owner, inv]  # (M,)
     above = torch.zeros(len(flat), dtype=torch.long)
+    one_each = len(flat) == len(targets)  # one target per user (leave-one-out): rows need no copy
     mask_rows, mask_items = _mask_pairs(masks, targets)
     top_v = top_i = None
     for s in range(0, num_items, chunk):
@@ -85,7 +86,7 @@ def rank_batch(model: Scorer, batch: dict, targets: list[np.ndarray], num_items:
         if mask_rows is not None:
             sel = (mask_items >= s) & (mask_items < e)
             sc[mask_rows[sel], mask_items[sel] - s] = -math.inf
-        rows = sc[owner]  # (M, C)
+        rows = sc if one_each else sc[owner]  # (M, C)
         ge = rows >= t_scores[:, None]  # ties count as above
         inside = ((flat >= s) & (flat < e)).nonzero().squeeze(1)
         # the target is not above itself, even when its two scores (two matmul shapes) differ in the last bit

@@ -11,7 +11,6 @@ encoders, and CLIP image captioning with vocabulary words (MSM4SR's image-to-wor
     partial.py  OUTPUT.partial/: the finished batches of an interrupted run
     extract.py  the `mmrec extract` pipeline: units -> tensors of the features artifact
     caption.py  the `mmrec caption` pipeline: vocabulary embeddings (cached) and top-N words per image
-    progress.py a rich progress bar with items/s on stderr
 
 Nothing here imports typer; torch, transformers and open_clip are imported inside functions.
 """

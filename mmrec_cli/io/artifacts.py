@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from mmrec_cli import __version__
-from mmrec_cli.errors import MmrecError, mismatch, not_found
+from mmrec_cli.errors import mismatch, not_found
 from mmrec_cli.io.atomic import atomic_path
 
 SCHEMA = 1
@@ -134,8 +134,3 @@ def fingerprint_strings(items: list[str]) -> str:
         h.update(s.encode("utf-8"))
         h.update(b"\n")
     return "sha256:" + h.hexdigest()[:16]
-
-
-def check_same(what: str, expected: str, got: str, fix: str) -> None:
-    if expected != got:
-        raise MmrecError(f"{what}: fingerprint {got} does not match {expected}; {fix}", code=5)

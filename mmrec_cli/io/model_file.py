@@ -17,10 +17,6 @@ def save(path: str, model, meta: dict) -> None:
     artifacts.save(path, state, "model", meta)
 
 
-def save_state(path: str, state: dict, meta: dict) -> None:
-    artifacts.save(path, state, "model", meta)
-
-
 def load(path: str) -> tuple[dict, dict]:
     return artifacts.load(path, kind="model")
 

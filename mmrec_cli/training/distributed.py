@@ -73,13 +73,6 @@ def resolve_device(spec: str | None, local_rank: int = 0) -> str:
     raise bad_input(f"--device {spec}: expected cpu, cuda, cuda:N, mps or auto")
 
 
-def check_precision(precision: str | None, device: str) -> str:
-    precision = precision or "fp32"
-    if precision not in PRECISIONS:
-        raise bad_input(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
-    return precision
-
-
 @contextlib.contextmanager
 def session(device: str | None = "cpu"):
     """Join the process group when launched by torchrun, pick the device; leave the group at the end."""
@@ -161,7 +154,7 @@ def _rows(batch: dict) -> int:
     for v in batch.values():
         if torch.is_tensor(v) and v.dim() > 0:
             return v.shape[0]
-    raise MmrecError("cannot split a training batch without tensors across processes", 3)
+    raise MmrecError("cannot split a training batch without tensors across processes",)
 
 
 def count_targets(batch: dict) -> int:
@@ -263,10 +256,3 @@ def gather_rng(ctx: Context) -> list[dict]:
     out = [None] * ctx.world
     dist.all_gather_object(out, state)
     return out
-
-
-def barrier(ctx: Context) -> None:
-    if ctx.world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()

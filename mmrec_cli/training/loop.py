@@ -118,11 +118,11 @@ def _epoch(model, opt, params, batches, loss_fn, cfg: TrainConfig, progress, ctx
             ok = bool(torch.isfinite(loss))
             n_all, loss_sum, ok_all = D.all_sum([n, loss.item() * n if ok else 0.0, float(ok)], ctx)
             if ok_all < ctx.world:
-                raise MmrecError(f"training diverged: loss is not finite at step {steps} on some process; lower the learning rate", 3)
+                raise MmrecError(f"training diverged: loss is not finite at step {steps} on some process; lower the learning rate",)
             loss = loss * (n * ctx.world / max(n_all, 1.0))
             value = loss_sum / max(n_all, 1.0)
         elif not torch.isfinite(loss):
-            raise MmrecError(f"training diverged: loss is {loss.item()} at step {steps}; lower the learning rate", 3)
+            raise MmrecError(f"training diverged: loss is {loss.item()} at step {steps}; lower the learning rate",)
         if scaler is None:
             loss.backward()
             if cfg.clip_grad > 0:
