@@ -145,3 +145,20 @@ def test_init_with_another_max_len_keeps_the_pretrained_architecture(name):
     assert "model.max_len = 6 (not 4)" in kept and cfg.model.max_len == 6
     model, _ = stages.finetune(name, ds, features(spec), cfg.model, TrainConfig(epochs=1, batch_size=8), stages.Run(), pre.state_dict())
     assert model.max_len == 6
+
+
+def test_marked_copies_stay_equal():
+    """A class marked `# Copied from mmrec_cli.models.X.Name` has the same source as the original."""
+    import importlib
+    import inspect
+    import re
+    from pathlib import Path
+
+    found = 0
+    for path in sorted((Path(models.__file__).parent).glob("*.py")):
+        text = path.read_text()
+        for m in re.finditer(r"# Copied from (mmrec_cli(?:\.\w+)+)\.(\w+).*\n(class \2\b.*?)(?=\n\n\n|\Z)", text, re.S):
+            original = inspect.getsource(getattr(importlib.import_module(m.group(1)), m.group(2))).rstrip()
+            assert m.group(3).rstrip() == original, f"{path.name}: {m.group(2)} differs from {m.group(1)}"
+            found += 1
+    assert found >= 1

@@ -301,6 +301,7 @@ class ModalityEncoder(nn.Module):
         return (g.unsqueeze(-1) * y).sum(1)  # z (n, H)
 
 
+# Copied from mmrec_cli.models.sasrec.Block (tests/test_conformance.py checks that the two stay equal)
 class Block(nn.Module):
     """Post-LN transformer layer with causal attention (RecBole's SASRec layout)."""
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmrec_cli.data import batches as B
+from mmrec_cli.data.batches import sequence_batches
 from mmrec_cli.models import MAX_LEN, ModelSpec
 
 
@@ -58,9 +58,8 @@ class Model(nn.Module):
         assert L <= self.cfg.max_len, f"sequence length {L} > max_len {self.cfg.max_len}"
         pos = torch.arange(L, device=items.device)
         x = self.drop(self.norm(self.item_emb(items) + self.pos_emb(pos)))  # (B, L, D)
-        causal = torch.ones(L, L, dtype=torch.bool, device=items.device).triu(1)  # True = blocked
         for block in self.layers:
-            x = block(x, causal)
+            x = block(x)
         return x
 
     def users(self, batch: dict) -> torch.Tensor:
@@ -80,7 +79,7 @@ class Model(nn.Module):
 
 
 class Block(nn.Module):
-    """Post-LN transformer layer: x = LN(x + Drop(Attn(x))); x = LN(x + Drop(FFN(x)))."""
+    """Post-LN transformer layer with causal attention (RecBole's SASRec layout)."""
 
     def __init__(self, cfg: Config):
         super().__init__()
@@ -93,13 +92,13 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(cfg.hidden, eps=1e-12)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, blocked: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, L, D = x.shape
-        q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, L, d) each
+        q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # (B, h, L, d)
         p = self.attn_drop if self.training else 0.0
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=~blocked, dropout_p=p)  # (B, H, L, d)
+        a = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # right padding: no key mask needed
         x = self.norm1(x + self.drop(self.out(a.transpose(1, 2).reshape(B, L, D))))
         return self.norm2(x + self.drop(self.ff(x)))
 
 
-SPEC = ModelSpec(name="sasrec", config=Config, build=Model, train_batches=B.sequence_batches)
+SPEC = ModelSpec(name="sasrec", config=Config, build=Model, train_batches=sequence_batches)
