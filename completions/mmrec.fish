@@ -83,7 +83,7 @@ complete -c mmrec -n '__fish_seen_subcommand_from cluster' -l method -x -d 'dpc-
 complete -c mmrec -n '__fish_seen_subcommand_from cluster' -l ratio -x -d 'Interests = ceil(ratio x tokens) of each history (dpc-knn) or of the catalogue (kmeans)'
 complete -c mmrec -n '__fish_seen_subcommand_from cluster' -l knn-ratio -x -d 'dpc-knn: neighbours for the local density = ceil(ratio x tokens of the history)'
 complete -c mmrec -n '__fish_seen_subcommand_from cluster' -l split -x -d 'dpc-knn: cluster the history before this split\'s targets (valid = train items only: no evaluation target is seen)'
-complete -c mmrec -n '__fish_seen_subcommand_from cluster' -l max-len -x -d 'dpc-knn: the last N items of each history (as the model sees them)'
+complete -c mmrec -n '__fish_seen_subcommand_from cluster' -l max-len -x -d 'dpc-knn: the last N items of each history (as the model sees them: its model.max_len)'
 complete -c mmrec -n '__fish_seen_subcommand_from cluster' -l iters -x -d 'kmeans: Lloyd iterations'
 complete -c mmrec -n '__fish_seen_subcommand_from cluster' -l seed -x -d 'kmeans: seed of the initial centroids'
 complete -c mmrec -n '__fish_seen_subcommand_from cluster' -l batch-size -x -d 'dpc-knn: histories clustered at once'

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from mmrec_cli import models
 from mmrec_cli.cli._common import handle_errors, invocation, progress, say
 
 
@@ -18,7 +19,7 @@ def cluster(
     ratio: float = typer.Option(0.5, "--ratio", help="Interests = ceil(ratio x tokens) of each history (dpc-knn) or of the catalogue (kmeans)."),
     knn_ratio: float = typer.Option(0.1, "--knn-ratio", help="dpc-knn: neighbours for the local density = ceil(ratio x tokens of the history)."),
     split: str = typer.Option("valid", "--split", help="dpc-knn: cluster the history before this split's targets (valid = train items only: no evaluation target is seen)."),
-    max_len: int = typer.Option(50, "--max-len", help="dpc-knn: the last N items of each history (as the model sees them)."),
+    max_len: int = typer.Option(models.MAX_LEN, "--max-len", help="dpc-knn: the last N items of each history (as the model sees them: its model.max_len)."),
     iters: int = typer.Option(20, "--iters", help="kmeans: Lloyd iterations."),
     seed: int = typer.Option(0, "--seed", help="kmeans: seed of the initial centroids."),
     batch_size: int = typer.Option(256, "--batch-size", help="dpc-knn: histories clustered at once."),
