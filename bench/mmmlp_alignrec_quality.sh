@@ -106,28 +106,7 @@ PY
 done
 
 PROTOCOL="the bundled Scientific data (examples/scientific), full ranking over all items, CLIP ViT-B/32 text + image features, settings of $CFG/*.json, seed $SEED; sequential models: chronological leave-one-out, best epoch by validation NDCG@10; graph-based models: per-user random 8:1:1 split (seed 2020), training items masked, best epoch by validation Recall@20; test evaluated once per model."
-write_results() {  # write_results TABLE_FILE [EXTRA_FILE]: docs/results/<name>.md = a header + the table, atomically
-  local tmp="$RESULTS.tmp.$$" commit
-  commit=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || true)
-  mkdir -p "$(dirname "$RESULTS")"
-  {
-    echo "# Results of bench/$(basename "$0"), $(date -u +%Y-%m-%d)"
-    echo
-    echo "Written by \`bench/$(basename "$0")\` on every run; do not edit."
-    echo
-    echo "Protocol: $PROTOCOL"
-    echo
-    echo "Command, from the repository root${commit:+ at commit $commit}: \`$COMMAND_LINE\`"
-    echo
-    cat "$1"
-    if [ $# -ge 2 ] && [ -s "$2" ]; then
-      echo
-      cat "$2"
-    fi
-  } > "$tmp"
-  mv "$tmp" "$RESULTS"
-  echo "wrote $RESULTS" >&2
-}
+source "$ROOT/bench/results.sh"  # write_results TABLE [EXTRA]: docs/results/<name>.md
 TABLE=$(mktemp)
 trap 'rm -f "$TABLE"' EXIT
 # --- the tables ------------------------------------------------------------------------------------------------

@@ -78,28 +78,7 @@ spawn finetune image_only msm4sr --init "$OUT/pre_full.safetensors" --set model.
 finish
 
 PROTOCOL="the bundled Scientific data (examples/scientific), chronological leave-one-out, full ranking over all items; CLIP ViT-B/32 text + image features; settings of $PRE_CFG and $FT_CFG${EXTRA_PRE:+, pretrain $EXTRA_PRE}${EXTRA_FT:+, finetune $EXTRA_FT}; seed $SEED; best epoch by validation NDCG@10; test evaluated once per model."
-write_results() {  # write_results TABLE_FILE [EXTRA_FILE]: docs/results/<name>.md = a header + the table, atomically
-  local tmp="$RESULTS.tmp.$$" commit
-  commit=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || true)
-  mkdir -p "$(dirname "$RESULTS")"
-  {
-    echo "# Results of bench/$(basename "$0"), $(date -u +%Y-%m-%d)"
-    echo
-    echo "Written by \`bench/$(basename "$0")\` on every run; do not edit."
-    echo
-    echo "Protocol: $PROTOCOL"
-    echo
-    echo "Command, from the repository root${commit:+ at commit $commit}: \`$COMMAND_LINE\`"
-    echo
-    cat "$1"
-    if [ $# -ge 2 ] && [ -s "$2" ]; then
-      echo
-      cat "$2"
-    fi
-  } > "$tmp"
-  mv "$tmp" "$RESULTS"
-  echo "wrote $RESULTS" >&2
-}
+source "$ROOT/bench/results.sh"  # write_results TABLE [EXTRA]: docs/results/<name>.md
 TABLE=$(mktemp)
 trap 'rm -f "$TABLE"' EXIT
 # --- the table ------------------------------------------------------------------------------------------------
