@@ -162,3 +162,16 @@ def test_marked_copies_stay_equal():
             assert m.group(3).rstrip() == original, f"{path.name}: {m.group(2)} differs from {m.group(1)}"
             found += 1
     assert found >= 1
+
+
+@pytest.mark.parametrize("name", [n for n in models.names("pretrain") if "max_len" in vars(models.get(n).config())])
+def test_finetune_from_an_init_of_another_max_len_is_refused(name):
+    """Not a model with half its tensors random: the init's settings must be used (transfer keeps them)."""
+    from mmrec_cli.errors import MmrecError
+
+    ds = dataset()
+    spec = models.get(name)
+    pre = spec.build(spec.config(**TINY[name][0]), ds.num_items, features(spec))
+    cfg = spec.config(**{**TINY[name][0], "max_len": 4})
+    with pytest.raises(MmrecError, match=r"in the pre-trained model but .* here; build the model with the pre-trained model's settings"):
+        stages.finetune(name, ds, features(spec), cfg, TrainConfig(epochs=1, batch_size=8), stages.Run(), pre.state_dict())

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from mmrec_cli.data import batches as B
 from mmrec_cli.data import dataset as D
+from mmrec_cli.errors import MmrecError
 from mmrec_cli.models import missrec as MR
 from mmrec_cli.models import missrec_interests as CL
 from mmrec_cli.models import score
@@ -273,3 +274,36 @@ def test_cli_cluster_pretrain_finetune_transfer_eval(tmp_path):
     # an interests artifact of another dataset is refused
     r = runner.invoke(app, ["finetune", "missrec", p("tgt.safetensors"), "--features", p("f.safetensors"), "-o", p("x.safetensors"), "--config", str(conf), "--set", f"model.interests={p('dpc.safetensors')}"])
     assert r.exit_code == 5 and "run `mmrec cluster` on this dataset" in r.output
+
+
+def _target_domain():
+    n = N_ITEMS + 10
+    rng = np.random.default_rng(5)
+    seqs = [rng.choice(n, size=5, replace=False).tolist() for _ in range(10)]
+    return D.from_sequences(seqs, [f"t{i}" for i in range(n)], [f"v{u}" for u in range(10)]), feats(n, seed=1)
+
+
+def test_zero_shot_transfer_reclusters_the_new_catalogue():
+    """The interest table and centroids are catalogue-sized and start fresh on a new catalogue: they must be
+    re-clustered there, not left as zeros (every token in cluster 0 with a zero centroid)."""
+    init = _pretrained(tiny(), feats(), cfg(ids=False))
+    tgt, f_tgt = _target_domain()
+    model, _ = stages.transfer("missrec", tgt, f_tgt, cfg(ids=False), TrainConfig(epochs=0), stages.Run(), init)
+    from mmrec_cli.data.batches import collate_eval, eval_rows
+
+    hist, _, users = eval_rows(tgt, "test")
+    batch = collate_eval(hist, users, 50)
+    with torch.no_grad():
+        scores = score(model.eval(), batch, torch.arange(tgt.num_items))
+        assert model.interest_centroids.abs().sum() > 0 and len(model.interest_table.unique()) > 1
+        model.interest_centroids.zero_()  # what the interests were before: no information
+        blind = model.score_users(model.encode(batch["items"], batch["lengths"])[0], torch.arange(tgt.num_items))
+    assert not torch.allclose(scores, blind)
+
+
+def test_finetune_init_refuses_a_frozen_tensor_it_could_not_load():
+    """--init from a pre-training with another architecture must not train on frozen random weights."""
+    ds, f = tiny(), feats()
+    init = _pretrained(ds, f, cfg(ids=False))
+    with pytest.raises(MmrecError, match=r"pos_emb.weight has shape \(50, 16\) in the pre-trained model but \(20, 16\) here"):
+        stages.finetune("missrec", ds, f, cfg(max_len=20), TrainConfig(epochs=1, batch_size=8), stages.Run(), init)

@@ -106,7 +106,8 @@ class ModelSpec:
     modalities: tuple[str, ...] = ()  # features it reads (empty: IDs only, no --features)
     architecture: tuple[str, ...] = ()  # config keys a model built from a pre-trained one keeps from it
     needs_users: bool = False  # built with num_users=ds.num_users (a per-user table)
-    after_init: Callable[[Any, Callable[[str], None]], None] | None = None  # after pre-trained weights are loaded
+    fresh: tuple[str, ...] = ()  # state names (prefixes) that start fresh when an init's shape differs (catalogue-sized)
+    after_init: Callable[[Any, Callable[[str], None], set[str]], None] | None = None  # (model, log, names loaded)
 
 
 def get(name: str) -> ModelSpec:

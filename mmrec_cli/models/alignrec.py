@@ -397,4 +397,13 @@ def probe(ds, features: dict, split: str = "valid", ks=(5, 10, 20, 50), mask_his
     return {name: evaluate(FeatureProbe(t), ds, cfg)[0] for name, t in tables.items()}
 
 
-SPEC = ModelSpec(name="alignrec", config=Config, build=Model, train_batches=train_batches, modalities=MODALITIES, needs_users=True)
+SPEC = ModelSpec(
+    name="alignrec",
+    config=Config,
+    build=Model,
+    train_batches=train_batches,
+    modalities=MODALITIES,
+    architecture=("enc_chunks", "enc_hidden", "enc_layers", "enc_heads"),  # the pre-trained item encoder
+    needs_users=True,
+    fresh=("item_emb", "user_emb", "ui_users", "ui_items", "mm_trs."),  # mm_trs reads h_enc, whose width depends on `content`
+)

@@ -307,8 +307,12 @@ class Model(nn.Module):
 # ----- fine-tuning after pre-training ---------------------------------------------------------
 
 
-def after_init(model: Model, log=lambda s: None) -> None:
-    """Called once a pre-trained state is loaded: freeze the transformer unless cfg.full."""
+def after_init(model: Model, log=lambda s: None, loaded: frozenset[str] = frozenset()) -> None:
+    """Called once a pre-trained state is loaded: re-cluster a catalogue whose interests were not loaded
+    (another catalogue: the table would be all cluster 0 with a zero centroid); freeze the transformer
+    unless cfg.full."""
+    if model.mode == "kmeans" and "interest_table" not in loaded:
+        model.interest_epoch.fill_(-1)  # refreshed before the first batch or score
     if model.cfg.full:
         log("missrec: training all parameters (full=true)")
         return
@@ -412,5 +416,6 @@ SPEC = ModelSpec(
     train_batches=train_batches,
     modalities=MODALITIES,
     architecture=("hidden", "inner", "heads", "enc_layers", "dec_layers", "adapter", "experts", "max_len"),
+    fresh=("item_emb.", "interest_table", "interest_centroids", "user_centres"),
     after_init=after_init,
 )

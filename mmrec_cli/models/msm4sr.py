@@ -438,4 +438,12 @@ def _check_config(cfg: Config) -> None:
         raise bad_input("model.temperature and model.finetune_temperature must be positive")
 
 
-SPEC = ModelSpec(name="msm4sr", config=Config, build=Model, train_batches=train_batches, modalities=MODALITIES)
+SPEC = ModelSpec(
+    name="msm4sr",
+    config=Config,
+    build=Model,
+    train_batches=train_batches,
+    modalities=MODALITIES,
+    architecture=("max_len", "hidden", "layers", "heads", "inner", "experts", "pool_hidden", "project"),
+    fresh=("item_emb.",),
+)

@@ -13,6 +13,7 @@ import torch
 
 from mmrec_cli import models
 from mmrec_cli.data.dataset import Dataset
+from mmrec_cli.errors import mismatch
 from mmrec_cli.evaluation.ranking import EvalConfig, evaluate
 from mmrec_cli.models import ModelSpec, Pretrainable, Recommender
 from mmrec_cli.training.loop import FitResult, TrainConfig, fit
@@ -51,9 +52,10 @@ def finetune(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg
     torch.manual_seed(train_cfg.seed)
     model = recommender(spec, model_cfg, ds, features)
     if init is not None:
-        load_init(model, init, run.log)
+        loaded = load_init(spec, model, init, run.log)
         if spec.after_init is not None:  # e.g. MISSRec freezes its transformer after pre-training
-            spec.after_init(model, run.log)
+            spec.after_init(model, run.log, loaded)
+        check_frozen(model, loaded)
     mask = ds.protocol == "ratio"
     result = fit(
         model,
@@ -100,11 +102,29 @@ def transfer(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg
     return finetune(name, ds, features, model_cfg, train_cfg, run, init)
 
 
-def load_init(model, state: dict, log: Callable[[str], None]) -> None:
-    """Load pre-trained weights where names and shapes match; say what was left out."""
+def load_init(spec: ModelSpec, model: Recommender, state: dict, log: Callable[[str], None]) -> set[str]:
+    """Load pre-trained weights where names and shapes match; say what was left out; return the names loaded.
+
+    A tensor of another shape may only start fresh when the spec says so (`spec.fresh`: sized by the
+    catalogue or the users, or a fine-tuning layer); any other means the pre-trained model was built
+    with other settings, and half of it would be random: refused."""
     own = model.state_dict()
+    for name in sorted(set(state) & set(own)):
+        if own[name].shape != state[name].shape and not name.startswith(spec.fresh):
+            raise mismatch(
+                f"--init: {name} has shape {tuple(state[name].shape)} in the pre-trained model but {tuple(own[name].shape)} here; "
+                f"build the model with the pre-trained model's settings ({', '.join(f'model.{k}' for k in spec.architecture) or 'its config'}; see `mmrec info`)"
+            )
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     skipped = sorted(set(state) - set(usable))
     fresh = sorted(set(own) - set(usable))
     model.load_state_dict(usable, strict=False)
     log(f"initialised {len(usable)} tensors from the pre-trained model; {len(fresh)} trained from scratch, {len(skipped)} unused")
+    return set(usable)
+
+
+def check_frozen(model: Recommender, loaded: set[str]) -> None:
+    """A parameter frozen after an init must hold pre-trained values, never its random initialisation."""
+    random = [n for n, p in model.named_parameters() if not p.requires_grad and n not in loaded]
+    if random:
+        raise mismatch(f"--init: {random[0]} is frozen but was not in the pre-trained model; train every parameter (model.full=true) or pre-train with these settings")
