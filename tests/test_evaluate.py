@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from mmrec_cli.data import dataset as D
+from mmrec_cli.data.batches import collate_eval
 from mmrec_cli.evaluation.ranking import EvalConfig, evaluate, metrics, rank_batch, user_metrics
 
 
@@ -26,11 +27,12 @@ class Fixed(torch.nn.Module):
 
 def test_user_metrics_by_hand():
     m = user_metrics([2], 5)
-    assert m == {"recall": 1.0, "ndcg": pytest.approx(1 / math.log2(4)), "mrr": pytest.approx(1 / 3)}
-    assert user_metrics([7], 5) == {"recall": 0.0, "ndcg": 0.0, "mrr": 0.0}
+    assert m == {"recall": 1.0, "hit": 1.0, "ndcg": pytest.approx(1 / math.log2(4)), "mrr": pytest.approx(1 / 3)}
+    assert user_metrics([7], 5) == {"recall": 0.0, "hit": 0.0, "ndcg": 0.0, "mrr": 0.0}
     m = user_metrics([0, 3, 9], 5)  # two of three targets in the top 5
     idcg = 1 + 1 / math.log2(3) + 1 / math.log2(4)
     assert m["recall"] == pytest.approx(2 / 3) and m["ndcg"] == pytest.approx((1 + 1 / math.log2(5)) / idcg)
+    assert m["hit"] == 1.0  # hit@k: any target in the top k, where recall counts the share of them
 
 
 def test_ranks_are_exact_across_chunks_and_pessimistic_on_ties():
@@ -107,4 +109,11 @@ def test_evaluate_on_a_dataset():
 
 def test_metrics_average_over_users():
     m = metrics([{"ranks": [0]}, {"ranks": [10]}], ks=(5,))
-    assert m == {"recall@5": 0.5, "ndcg@5": 0.5, "mrr@5": 0.5, "users": 2}
+    assert m == {"recall@5": 0.5, "hit@5": 0.5, "ndcg@5": 0.5, "mrr@5": 0.5, "users": 2}
+
+
+def test_a_history_is_cut_to_at_least_one_item():
+    """max_len 0 meant "everything" in one place and crashed in another: it is refused."""
+    with pytest.raises(ValueError, match="max_len must be at least 1"):
+        collate_eval([np.array([1, 2, 3])], [0], 0)
+    assert collate_eval([np.array([1, 2, 3])], [0], 2)["items"].tolist() == [[3, 4]]

@@ -121,3 +121,13 @@ def test_missing_file_and_bad_features(tmp_path):
     r = run("prepare", src, "-o", tmp_path / "o.safetensors", "--features-out", tmp_path / "f.safetensors")
     assert r.exit_code == 3 and "70 floats do not divide into 1585 item rows" in error_line(r)
     assert not (tmp_path / "f.safetensors").exists() and not (tmp_path / "o.safetensors").exists()
+
+
+def test_ratio_split_keeps_a_train_item_for_short_users():
+    """8:1:1 promised every user a train item; a 2-item user got a valid and a test item and none to train on."""
+    from mmrec_cli.data.dataset import TEST, TRAIN, VALID, ratio_labels
+
+    labels = ratio_labels(np.array([1, 2, 3, 10]), seed=0)
+    parts = np.split(labels, [1, 3, 6])
+    assert [sorted(p.tolist()) for p in parts[:3]] == [[TRAIN], [TRAIN, TEST], [TRAIN, VALID, TEST]]
+    assert sorted(parts[3].tolist()) == [TRAIN] * 8 + [VALID, TEST]

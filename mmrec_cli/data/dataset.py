@@ -78,12 +78,13 @@ def loo_labels(lengths: np.ndarray) -> np.ndarray:
 
 
 def ratio_labels(lengths: np.ndarray, seed: int, ratios=(0.8, 0.1, 0.1)) -> np.ndarray:
-    """Per-user random 8:1:1 (AlignRec's protocol), at least one train, valid and test item each."""
+    """Per-user random 8:1:1 (AlignRec's protocol): at least one train item, one test item from two
+    items on and one valid item from three on (each of a user's items in exactly one part)."""
     rng = np.random.default_rng(seed)
     parts = []
     for n in lengths.tolist():
-        n_test = max(1, int(round(n * ratios[2])))
-        n_valid = max(1, int(round(n * ratios[1])))
+        n_test = min(max(1, int(round(n * ratios[2]))), n - 1)
+        n_valid = min(max(1, int(round(n * ratios[1]))), n - 1 - n_test)
         labels = np.zeros(n, dtype=np.int8)
         labels[n - n_test - n_valid : n - n_test] = VALID
         labels[n - n_test :] = TEST

@@ -123,10 +123,13 @@ def merge_top(top_v, top_i, sc: torch.Tensor, offset: int, k: int):
 
 
 def user_metrics(ranks: list[int], k: int) -> dict:
+    """Recall (share of the targets in the top k), NDCG, MRR, and hit (any target in the top k: the
+    `hit@k` of MISSRec's and RecBole's tables, equal to recall under leave-one-out)."""
     hits = [r for r in ranks if r < k]
     idcg = sum(1.0 / math.log2(i + 2) for i in range(min(len(ranks), k)))
     return {
         "recall": len(hits) / len(ranks),
+        "hit": float(bool(hits)),
         "ndcg": sum(1.0 / math.log2(r + 2) for r in hits) / idcg,
         "mrr": 1.0 / (min(ranks) + 1) if min(ranks) < k else 0.0,
     }
@@ -136,7 +139,7 @@ def metrics(records: list[dict], ks=KS) -> dict:
     out = {}
     n = max(1, len(records))
     for k in ks:
-        sums = {"recall": 0.0, "ndcg": 0.0, "mrr": 0.0}
+        sums = {"recall": 0.0, "hit": 0.0, "ndcg": 0.0, "mrr": 0.0}
         for rec in records:
             for name, v in user_metrics(rec["ranks"], k).items():
                 sums[name] += v
