@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from mmrec_cli.data import batches as B
 from mmrec_cli.data import dataset as D
+from mmrec_cli.errors import MmrecError
 from mmrec_cli.io import feature_file as FE
 from mmrec_cli.models import mmmlp as M
 from mmrec_cli.models import score
@@ -138,3 +140,17 @@ def test_cli_finetune_and_eval(tmp_path):
     assert result["model"]["name"] == "mmmlp" and 0 <= result["metrics"]["ndcg@10"] <= 1
     r = run.invoke(app, ["finetune", "mmmlp", d, "-o", out])  # no features: a clear error
     assert r.exit_code == 3 and "--features" in r.output
+
+
+def test_one_modality_drops_the_other_mixer():
+    """Text-only data (most public datasets) trains with the text and ID mixers; `modalities` gives the
+    paper's single-modality ablations on two-modality data. Text-only features were refused before."""
+    batch = tiny_batch()
+    text_only = {"text": tiny_features()["text"]}
+    for net in (M.Model(quiet(), N_ITEMS, text_only), M.Model(quiet(modalities=("text",)), N_ITEMS, tiny_features())):
+        assert set(net.mixers) == {"text", "id"} and net.fuse.in_features == 12 + 8
+        loss = net.loss(batch)
+        assert torch.isfinite(loss)
+        loss.backward()
+    with pytest.raises(MmrecError, match="the features file lacks image"):
+        M.Model(quiet(modalities=("image",)), N_ITEMS, text_only)

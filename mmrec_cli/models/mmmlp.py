@@ -28,6 +28,8 @@ Departures from the paper, all settable: the paper does not give r_N, r_D, depth
 (`examples/configs/mmmlp.json` holds values chosen on Scientific validation); `modal_dim` > 0
 projects the frozen image and text features to that width before their mixers (0 = the paper's
 layout: mixers at the features' own width, 512 for CLIP ViT-B/32, about 8x the compute).
+With one modality (text-only data, or `modalities = text` / `image`) the other mixer is left out and
+the fusion reads the remaining feature mixer and the ID mixer: the paper's single-modality ablations.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Config:
     feature_output: bool = False  # True: output item vectors = ID embedding + Linear(text) + Linear(image)
     dropout: float = 0.5
     init_std: float = 0.02
+    modalities: tuple[str, ...] = ()  # mixers of these features (empty: every one the features have); text or image alone = the paper's ablations
 
 
 class Model(nn.Module):
@@ -64,22 +67,20 @@ class Model(nn.Module):
         super().__init__()
         self.cfg = cfg
         feats = features or {}
-        missing = [m for m in MODALITIES if m not in feats]
-        if missing:
-            raise bad_input(f"mmmlp reads text and image features; the features file lacks {', '.join(missing)}")
+        self.mods = select_modalities(cfg, feats)
         widths = {}
-        for m in MODALITIES:
+        for m in self.mods:
             table = feats[m].float()
             if f"{m}_mask" in feats:
                 table = table * feats[f"{m}_mask"].float()[:, None]
             # row 0 = padding; frozen, not stored in the model artifact (the features file is given again)
             self.register_buffer(f"{m}_table", torch.cat([torch.zeros(1, table.shape[1]), table]), persistent=False)
             widths[m] = cfg.modal_dim or table.shape[1]
-        self.proj = nn.ModuleDict({m: nn.Linear(feats[m].shape[1], cfg.modal_dim) for m in MODALITIES}) if cfg.modal_dim else None
-        self.out_proj = nn.ModuleDict({m: nn.Linear(feats[m].shape[1], cfg.hidden) for m in MODALITIES}) if cfg.feature_output else None
+        self.proj = nn.ModuleDict({m: nn.Linear(feats[m].shape[1], cfg.modal_dim) for m in self.mods}) if cfg.modal_dim else None
+        self.out_proj = nn.ModuleDict({m: nn.Linear(feats[m].shape[1], cfg.hidden) for m in self.mods}) if cfg.feature_output else None
         self.item_emb = nn.Embedding(num_items + 1, cfg.hidden, padding_idx=0)
         self.drop = nn.Dropout(cfg.dropout)
-        self.mixers = nn.ModuleDict({m: MixerModule(cfg, widths[m], cfg.layers) for m in MODALITIES})
+        self.mixers = nn.ModuleDict({m: MixerModule(cfg, widths[m], cfg.layers) for m in self.mods})
         self.mixers["id"] = MixerModule(cfg, cfg.hidden, cfg.layers)
         self.fuse = nn.Linear(sum(widths.values()) + cfg.hidden, cfg.hidden)
         self.fusion = MixerModule(cfg, cfg.hidden, cfg.fusion_layers)
@@ -100,7 +101,7 @@ class Model(nn.Module):
         """Fused state at every position (B, L, hidden) of right-padded item sequences (B, L)."""
         assert items.shape[1] <= self.cfg.max_len, f"sequence length {items.shape[1]} > max_len {self.cfg.max_len}"
         outs = []
-        for m in MODALITIES:
+        for m in self.mods:
             x = getattr(self, f"{m}_table")[items]  # (B, L, D_m)
             if self.proj is not None:
                 x = self.proj[m](x)
@@ -118,7 +119,7 @@ class Model(nn.Module):
         """Output vectors (n, hidden) of 0-based items: the tied ID embeddings (+ features, see Config)."""
         v = self.item_emb.weight[items + 1]
         if self.out_proj is not None:
-            for m in MODALITIES:
+            for m in self.mods:
                 v = v + self.out_proj[m](getattr(self, f"{m}_table")[items + 1])
         return v
 
@@ -130,6 +131,17 @@ class Model(nn.Module):
 
     def score_users(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return users @ self.item_vectors(items).T  # (B, n)
+
+
+def select_modalities(cfg: Config, feats: dict) -> list[str]:
+    """The feature mixers to build: cfg.modalities, or every modality the features have."""
+    present = [m for m in MODALITIES if m in feats]
+    if any(m not in MODALITIES for m in cfg.modalities):
+        raise bad_input(f"model.modalities={','.join(cfg.modalities)}: choose among {', '.join(MODALITIES)}")
+    missing = [m for m in cfg.modalities if m not in present]
+    if missing or not present:
+        raise bad_input(f"mmmlp reads text and/or image features; the features file lacks {', '.join(missing or MODALITIES)}")
+    return list(cfg.modalities) or present
 
 
 class MixerModule(nn.Module):
