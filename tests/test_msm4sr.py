@@ -381,7 +381,7 @@ def test_a_few_steps_overfit_one_batch(stage):
             batch_eval = {**batch}
             keep = batch["targets"] >= 0
             inputs, tables = net._finetune_inputs(batch["items"], full=True)
-            logits = sum(F.normalize(net.encode(inputs[m])[keep], dim=-1) @ F.normalize(tables[m], dim=-1).T for m in net.cfg.modalities)
+            logits = sum(F.normalize(net.encode(inputs[m])[keep], dim=-1) @ F.normalize(tables[m], dim=-1).T for m in net.mods)
             assert (logits.argmax(1) == batch_eval["targets"][keep]).float().mean() > 0.9
 
 
@@ -394,10 +394,24 @@ def test_config_is_validated():
         with pytest.raises(MmrecError):
             M.Model(quiet(**bad), N_ITEMS, feats)
     with pytest.raises(MmrecError, match="lack modality 'image'"):
-        M.Model(quiet(), N_ITEMS, {"text": feats["text"]})
-    text_only = M.Model(quiet(modalities=("text",)), N_ITEMS, {"text": feats["text"]})  # -T needs text only
-    with pytest.raises(MmrecError, match="needs both"):
-        text_only.pretrain_loss(tiny_batch())
+        M.Model(quiet(modalities=("image",)), N_ITEMS, {"text": feats["text"]})
+
+
+def test_text_only_features_pretrain_with_nip_alone():
+    """Text-only data (no images): the model uses the text modality, pre-training is NIP with its one view.
+    It was refused ("needs both text and image features")."""
+    feats = tiny_features()
+    torch.manual_seed(0)
+    net = M.Model(quiet(), N_ITEMS, {"text": feats["text"], "text_stack": feats["text_stack"], "text_stack_mask": feats["text_stack_mask"]})
+    assert net.mods == ("text",) and "image" not in net.encoders
+    loss = net.pretrain_loss(tiny_batch())
+    assert torch.isfinite(loss) and loss.dim() == 0
+    loss.backward()
+    assert net.encoders["text"].experts.weight.grad is not None
+    # one view: eq. 7 with m~ = m^ is the same InfoNCE (log 2x - log 2y = log x - log y)
+    g = torch.Generator().manual_seed(3)
+    hat, z = torch.randn(6, 8, generator=g), torch.randn(6, 8, generator=g)
+    assert torch.allclose(M.nip_loss(hat, None, z, 0.1), M.nip_loss(hat, hat, z, 0.1), atol=1e-6)
 
 
 def test_defaults_follow_the_official_code():

@@ -31,6 +31,11 @@ which has dot products and no temperature: that is `score = dot`, slower to lear
 (README). `modalities = text` / `image`
 keeps one term of eq. 12 (MSM4SR-T / MSM4SR-V; the paper pre-trains those on both modalities).
 
+One modality (text-only data such as most public datasets, or features with one of the two): the
+model uses what the features have. Pre-training is then NIP on that modality alone, with its one view
+(the m~ term of eq. 7 and the mixup need the other modality's view, CMCL needs two views of an item:
+both are off), and fine-tuning has the one term of eq. 12. This is not in the paper.
+
 Training instances (`instances`): `windows` (default) makes every position of a user's window one
 (prefix -> next item) instance, so a batch of B windows gives the in-batch negatives of all its
 positions, the same user's other positions among them; `prefixes` makes each prefix its own row,
@@ -86,7 +91,7 @@ class Config:
     seq_dropout: float = 0.2  # items of a sequence dropped with a rate ~ U(0, seq_dropout) (official: 0.2)
     project: bool = True  # the projections of eq. 6 (false: the transformer outputs are used directly)
     mask_same_target: bool = True  # sequences with the same next item are no in-batch negatives
-    modalities: tuple[str, ...] = ("text", "image")  # terms of eq. 12: text,image | text (-T) | image (-V)
+    modalities: tuple[str, ...] = ()  # terms of eq. 12: text,image | text (-T) | image (-V); empty: those the features have
     id_embeddings: bool = True  # add item ID embeddings in fine-tuning (eq. 12)
     e2e: bool = False  # "E2E": the fine-tuning loss plus the pre-training loss, in one stage
     image_source: str = "clip-image"  # what `image` holds: clip-image (image vectors) | clip-words (top-N words, text-encoded)
@@ -119,9 +124,10 @@ class Model(nn.Module):
             raise bad_input("msm4sr reads item features (text, image); pass --features FEATS.safetensors")
         present = [m for m in MODALITIES if m in features or f"{m}_stack" in features]
         missing = [m for m in cfg.modalities if m not in present]
-        if missing:
-            raise bad_input(f"msm4sr: the features lack modality '{missing[0]}' (have: {', '.join(present) or 'none'}); set model.modalities to the ones present")
+        if missing or not present:
+            raise bad_input(f"msm4sr: the features lack modality '{(missing or MODALITIES)[0]}' (have: {', '.join(present) or 'none'}); set model.modalities to the ones present")
         self.present = tuple(present)
+        self.mods = tuple(cfg.modalities) or self.present  # the terms of eq. 12
         self.encoders = nn.ModuleDict()
         for m in present:
             stack, mask = _stack(features, m, num_items)
@@ -185,7 +191,7 @@ class Model(nn.Module):
 
     def _finetune_inputs(self, items: torch.Tensor, full: bool) -> tuple[dict, dict]:
         """Per active modality: the input vectors (B, L, H) and the candidate table (F^m + E)."""
-        mods = self.cfg.modalities
+        mods = self.mods
         if full:
             idx = torch.arange(self.num_items, device=items.device)
             tables = {m: self.item_repr(m, idx) for m in mods}
@@ -203,7 +209,7 @@ class Model(nn.Module):
         keep = targets >= 0
         inputs, tables = self._finetune_inputs(items, full=True)
         logits = 0.0
-        for m in self.cfg.modalities:
+        for m in self.mods:
             logits = logits + self._logits(self.encode(inputs[m])[keep], tables[m])  # (P, N)
         loss = F.cross_entropy(logits, targets[keep])
         if self.cfg.e2e:
@@ -236,15 +242,15 @@ class Model(nn.Module):
     # ---- pre-training (eq. 6-11) ---------------------------------------------------------
     def pretrain_loss(self, batch: dict) -> torch.Tensor:
         cfg = self.cfg
-        for m in MODALITIES:
-            if m not in self.present:
-                raise bad_input(f"msm4sr pre-training needs both text and image features; '{m}' is missing")
         items, targets = batch["items"], batch["targets"]
         if self.training and cfg.seq_dropout > 0:
             drop = prefix_random_dropout if cfg.instances == "prefixes" else seq_random_dropout
             items, targets = drop(items, targets, cfg.seq_dropout)
         keep = targets >= 0
         tgt = targets[keep]  # (P,) next item of each instance
+        same = same_target(tgt) if cfg.mask_same_target else None
+        if len(self.present) == 1:
+            return self._single_modality_nip(items, keep, tgt, same)
         z = self._tables(MODALITIES, items, tgt)
         zt_seq, zt_pos = z["text"]
         zv_seq, zv_pos = z["image"]
@@ -259,7 +265,6 @@ class Model(nn.Module):
             hat_v, til_v = self.proj["image"](hv), self.proj["image"](ht)
         else:
             hat_t, til_t, hat_v, til_v = ht, hv, hv, ht
-        same = same_target(tgt) if cfg.mask_same_target else None
         tau = cfg.temperature
         loss = ht.new_zeros(())
         if cfg.nip:
@@ -267,6 +272,14 @@ class Model(nn.Module):
         if cfg.cmcl:
             loss = loss + cfg.lam * (cmcl_loss(hat_t, til_t, tau, same) + cmcl_loss(hat_v, til_v, tau, same))
         return loss
+
+    def _single_modality_nip(self, items: torch.Tensor, keep: torch.Tensor, tgt: torch.Tensor, same) -> torch.Tensor:
+        """Eq. 7 with the one view a single modality has: InfoNCE of m^ against the next item's z."""
+        (m,) = self.present
+        seq, pos = self._tables((m,), items, tgt)[m]
+        h = self.encode(seq)[keep]  # (P, H)
+        hat = self.proj[m](h) if self.proj is not None else h
+        return nip_loss(hat, None, pos, self.cfg.temperature, same)
 
 
 class ModalityEncoder(nn.Module):
@@ -377,8 +390,15 @@ def same_target(tgt: torch.Tensor) -> torch.Tensor:
     return same & ~torch.eye(len(tgt), dtype=torch.bool, device=tgt.device)
 
 
-def nip_loss(hat: torch.Tensor, til: torch.Tensor, z: torch.Tensor, tau: float, same: torch.Tensor | None = None) -> torch.Tensor:
-    """Eq. 7, averaged over the batch: hat, til (P, H) sequence projections, z (P, H) next-item z^m."""
+def nip_loss(hat: torch.Tensor, til: torch.Tensor | None, z: torch.Tensor, tau: float, same: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 7, averaged over the batch: hat, til (P, H) sequence projections, z (P, H) next-item z^m.
+    Without `til` (one modality): the InfoNCE of hat against z, in-batch negatives."""
+    if til is None:
+        hat, z = F.normalize(hat, dim=-1), F.normalize(z, dim=-1)
+        a = hat @ z.T / tau  # (P, P)
+        if same is not None:
+            a = a.masked_fill(same, float("-inf"))
+        return F.cross_entropy(a, torch.arange(len(a), device=a.device))
     hat, til, z = (F.normalize(t, dim=-1) for t in (hat, til, z))
     a, b = hat @ z.T / tau, til @ z.T / tau  # (P, P)
     if same is not None:
@@ -420,7 +440,7 @@ def _stack(features: dict, m: str, num_items: int) -> tuple[torch.Tensor, torch.
 
 
 def _check_config(cfg: Config) -> None:
-    if not cfg.modalities or any(m not in MODALITIES for m in cfg.modalities) or len(set(cfg.modalities)) != len(cfg.modalities):
+    if any(m not in MODALITIES for m in cfg.modalities) or len(set(cfg.modalities)) != len(cfg.modalities):
         raise bad_input(f"model.modalities={','.join(cfg.modalities)}: choose text,image (MSM4SR), text (MSM4SR-T) or image (MSM4SR-V)")
     if not 0 <= cfg.mixup_max <= 0.5:
         raise bad_input(f"model.mixup_max={cfg.mixup_max}: the paper's mixup probability is at most 0.5")
