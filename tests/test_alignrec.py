@@ -279,3 +279,21 @@ def test_cli_pretrain_finetune_eval_probe(tmp_path):
     assert r.exit_code == 0, r.output
     probe = json.loads((tmp_path / "p.json").read_text())
     assert set(probe["probe"]) == {"text", "image", "image+text"} and probe["mask_history"] is True
+
+
+def test_text_only_features_align_and_train():
+    """One modality: ICA masks and regresses that modality's own tokens, h_enc is built from it alone.
+    Text-only features were refused ("the features file lacks image")."""
+    ds, text = tiny_ds(), {"text": tiny_features()["text"]}
+    tc = TrainConfig(batch_size=8)
+    torch.manual_seed(0)
+    net = A.Model(small(), N_ITEMS, text, num_users=ds.num_users)
+    assert net.mods == ["text"]
+    pre = net.pretrain_loss(next(A.train_batches(ds, small(), tc, 0, stage="pretrain")))
+    assert torch.isfinite(pre) and pre.dim() == 0
+    for content in ("encoder", "raw"):
+        net = A.Model(small(content=content), N_ITEMS, text, num_users=ds.num_users)
+        net.encoder_trained.fill_(1)
+        loss = net.loss(next(A.train_batches(ds, small(), tc, 0)))
+        assert torch.isfinite(loss)
+        loss.backward()

@@ -35,6 +35,9 @@ example Scientific data (frozen CLIP ViT-B/32 features) that is the better h_enc
 probe and by validation Recall@20, so `examples/configs/alignrec.json` uses it;
 `bench/mmmlp_alignrec_quality.sh` reports both.
 
+With one modality (text-only data), ICA masks and regresses that modality's tokens from its own
+remaining tokens, and h_enc (encoder or raw) is built from it alone; not in the paper.
+
 The model needs the user count and the training graph, which the standard Model(cfg, num_items,
 features) call does not pass. The count comes at construction: its spec says `needs_users=True` and
 the recommendation stages (`stages.finetune`, `stages.transfer`) then build it with the extra
@@ -103,13 +106,13 @@ class Model(nn.Module):
         if cfg.content not in ("encoder", "raw"):
             raise bad_input(f"alignrec: model.content must be 'encoder' or 'raw', not {cfg.content!r}")
         feats = features or {}
-        missing = [m for m in MODALITIES if m not in feats]
-        if missing:
-            raise bad_input(f"alignrec reads text and image features; the features file lacks {', '.join(missing)}")
+        self.mods = [m for m in MODALITIES if m in feats]  # one modality: h_enc and ICA over it alone
+        if not self.mods:
+            raise bad_input("alignrec reads text and/or image features; the features file has neither")
         self.cfg = cfg
         self.num_items = num_items
         dims = {}
-        for m in MODALITIES:
+        for m in self.mods:
             x = feats[m].float()
             dims[m] = x.shape[1]
             # frozen inputs, standardised per dimension (CLIP vectors share a large common direction),
@@ -176,14 +179,14 @@ class Model(nn.Module):
         if self._content is None:
             with torch.no_grad():
                 if self.cfg.content == "raw":
-                    h = torch.cat([F.normalize(getattr(self, f"feat_{m}"), dim=1) for m in MODALITIES], dim=1)
+                    h = torch.cat([F.normalize(getattr(self, f"feat_{m}"), dim=1) for m in self.mods], dim=1)
                 else:
                     if not int(self.encoder_trained):
                         raise bad_input(
                             "alignrec: the item encoder is not pre-trained; run `mmrec pretrain alignrec` and pass its "
                             "output with --init, or use the raw features with --set model.content=raw"
                         )
-                    h = self.encoder.encode_all({m: getattr(self, f"feat_{m}") for m in MODALITIES})
+                    h = self.encoder.encode_all({m: getattr(self, f"feat_{m}") for m in self.mods})
                 self._content = (h, G.knn_graph(h, self.cfg.knn_k))
         return self._content
 
@@ -242,7 +245,7 @@ class Model(nn.Module):
         """L_ICA = L_MIM + L_MLM on a batch of items."""
         self.encoder_trained.fill_(1)
         idx = batch["item_index"]
-        return self.encoder.masked_loss({m: getattr(self, f"feat_{m}")[idx] for m in MODALITIES}, self.cfg.mask_ratio)
+        return self.encoder.masked_loss({m: getattr(self, f"feat_{m}")[idx] for m in self.mods}, self.cfg.mask_ratio)
 
 
 class ItemEncoder(nn.Module):
