@@ -484,3 +484,21 @@ def test_cli_pretrain_finetune_eval(tmp_path):
     c = json.loads((tmp_path / "c.json").read_text())
     assert [t["label"] for t in c["tests"]][-1] == "msm4sr · test (sc1.json) vs msm4sr · test (pt1.json), mean over seeds 1, 2"
     assert len(c["seeds"]) == 2 and len(c["tests"]) == 3
+
+
+def test_text_only_pretraining_fine_tunes_on_text_and_image():
+    """Pre-trained on a text-only domain, fine-tuned where images exist too: the text side loads, the image
+    encoder starts fresh and the log names it."""
+    from mmrec_cli.training import stages
+    from mmrec_cli.training.loop import TrainConfig
+
+    feats = tiny_features()
+    text = {k: v for k, v in feats.items() if k.startswith("text")}
+    ds = tiny_dataset(8)
+    pre, _ = stages.pretrain("msm4sr", ds, text, quiet(), TrainConfig(epochs=1, batch_size=8), stages.Run())
+    lines = []
+    net, _ = stages.finetune("msm4sr", ds, feats, quiet(), TrainConfig(epochs=0), stages.Run(log=lines.append), pre.state_dict())
+    assert net.mods == ("text", "image")
+    loaded = [k for k in pre.state_dict() if k.startswith(("encoders.text.", "blocks.", "pos_emb."))]
+    assert loaded and all(torch.equal(net.state_dict()[k], pre.state_dict()[k]) for k in loaded)
+    assert "encoders.image" in lines[0] and "trained from scratch" in lines[0]

@@ -119,7 +119,9 @@ def load_init(spec: ModelSpec, model: Recommender, state: dict, log: Callable[[s
     skipped = sorted(set(state) - set(usable))
     fresh = sorted(set(own) - set(usable))
     model.load_state_dict(usable, strict=False)
-    log(f"initialised {len(usable)} tensors from the pre-trained model; {len(fresh)} trained from scratch, {len(skipped)} unused")
+    parts = sorted({name.rsplit(".", 1)[0] if "." in name else name for name in fresh})  # modules, not each tensor
+    log(f"initialised {len(usable)} tensors from the pre-trained model; {len(fresh)} trained from scratch"
+        + (f" ({', '.join(parts[:6])}{', ...' if len(parts) > 6 else ''})" if parts else "") + f", {len(skipped)} unused")
     return set(usable)
 
 
