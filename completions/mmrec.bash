@@ -7,7 +7,7 @@ _mmrec() {
         case "${COMP_WORDS[i]}" in -*) ;; *) cmd="${COMP_WORDS[i]}"; at=$i; break ;; esac
     done
     if [[ -z "$cmd" ]]; then
-        COMPREPLY=($(compgen -W "prepare extract merge caption cluster pretrain finetune transfer eval recommend info --install-completion --show-completion --help" -- "$cur"))
+        COMPREPLY=($(compgen -W "prepare extract merge caption cluster pretrain finetune transfer eval recommend info config --install-completion --show-completion --help" -- "$cur"))
         return
     fi
     local opts="" values="" choices="" files=0
@@ -206,6 +206,16 @@ _mmrec() {
             case "$prev" in
             esac
             files=1
+            ;;
+        config)
+            opts="--config --set --help"
+            values=" --config --set "
+            case "$prev" in
+                --config) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
+                --set) return ;;
+            esac
+            choices="sasrec msm4sr missrec mmmlp alignrec"
+            files=0
             ;;
         *) return ;;
     esac

@@ -16,6 +16,7 @@ complete -c mmrec -n __fish_use_subcommand -a transfer -d 'Fine-tune PRETRAINED 
 complete -c mmrec -n __fish_use_subcommand -a eval -d 'Rank every item for every user of SPLIT and report Recall, NDCG and MRR at each cut-off'
 complete -c mmrec -n __fish_use_subcommand -a recommend -d 'Rank the catalogue for every history read from --input'
 complete -c mmrec -n __fish_use_subcommand -a info -d 'Print an artifact\'s metadata as JSON: kind, producing command, config, inputs, versions, tensors'
+complete -c mmrec -n __fish_use_subcommand -a config -d 'Print MODEL\'s full config (model and train sections) as a run would resolve it: defaults < --config < --set'
 complete -c mmrec -n '__fish_seen_subcommand_from prepare' -s o -l output -r -F -d 'Dataset artifact to write (.safetensors)'
 complete -c mmrec -n '__fish_seen_subcommand_from prepare' -l items -r -F -d 'Items JSONL (item_id, text, images)'
 complete -c mmrec -n '__fish_seen_subcommand_from prepare' -l format -x -d 'auto | interactions | unisrec'
@@ -173,3 +174,7 @@ complete -c mmrec -n '__fish_seen_subcommand_from recommend' -F
 complete -c mmrec -n '__fish_seen_subcommand_from info' -l full -d 'Print all metadata, id lists and history included'
 complete -c mmrec -n '__fish_seen_subcommand_from info' -l help -d 'Show this message and exit.'
 complete -c mmrec -n '__fish_seen_subcommand_from info' -F
+complete -c mmrec -n '__fish_seen_subcommand_from config' -l config -r -F -d 'JSON or TOML file of settings (layered: defaults < --config < --set < flags)'
+complete -c mmrec -n '__fish_seen_subcommand_from config' -l set -x -d 'Override one setting, e.g'
+complete -c mmrec -n '__fish_seen_subcommand_from config' -l help -d 'Show this message and exit.'
+complete -c mmrec -n '__fish_seen_subcommand_from config' -a 'sasrec msm4sr missrec mmmlp alignrec'

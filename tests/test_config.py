@@ -53,3 +53,20 @@ def test_missing_and_malformed_config_files(tmp_path):
     bad.write_text("{")
     with pytest.raises(MmrecError, match="cannot parse config"):
         C.resolve(Outer, str(bad))
+
+
+def test_mmrec_config_prints_the_resolved_settings(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from mmrec_cli.cli.app import app
+
+    conf = tmp_path / "c.json"
+    conf.write_text('{"train": {"epochs": 7}, "model": {"hidden": 32}}')
+    r = CliRunner().invoke(app, ["config", "sasrec", "--config", str(conf), "--set", "model.hidden=16"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert (out["train"]["epochs"], out["model"]["hidden"], out["model"]["max_len"], out["stages"]) == (7, 16, 50, ["finetune"])
+    r = CliRunner().invoke(app, ["config", "sasrec", "--set", "model.hiden=16"])
+    assert r.exit_code == 3 and "unknown key 'model.hiden'" in r.output

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from mmrec_cli.cli import caption, cluster, extract, finetune, info, merge, prepare, pretrain, recommend, transfer
+from mmrec_cli.cli import (
+    caption,
+    cluster,
+    extract,
+    finetune,
+    info,
+    merge,
+    prepare,
+    pretrain,
+    recommend,
+    show_config,
+    transfer,
+)
 from mmrec_cli.cli import eval as eval_cmd
 
 app = typer.Typer(
@@ -26,6 +38,7 @@ app.command("transfer")(transfer.transfer)
 app.command("eval")(eval_cmd.eval_)
 app.command("recommend")(recommend.recommend)
 app.command("info")(info.info)
+app.command("config")(show_config.show_config)
 
 
 def main() -> None:

@@ -50,7 +50,7 @@ def names(stage: str | None = None) -> list[str]:
     return [n for n, e in MODELS.items() if stage is None or stage in e.stages]
 
 
-def help_text(stage: str) -> str:
+def help_text(stage: str | None) -> str:
     return " | ".join(names(stage))
 
 
