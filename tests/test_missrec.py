@@ -168,6 +168,8 @@ def test_losses_compose_as_documented(monkeypatch):
     want = F.cross_entropy(model.logits(u), batch["target"]) + 0.3 * orth
     assert torch.allclose(model.loss(batch), want)
     monkeypatch.setattr(model, "augment", lambda items, lengths: (items, lengths, None))  # the second view = the first
+    u, xi, imask = model.encode_batch(batch, use_ids=False)  # pre-training: no item IDs in the queries
+    orth = MR.orthogonality(xi, imask).mean()
     want = MR.seq_item_loss(model.logits(u, batch["target"], use_ids=False)) + 0.7 * MR.seq_seq_loss(u, u, c.temperature) + 0.3 * orth
     assert torch.allclose(model.pretrain_loss(batch), want)
 
@@ -307,3 +309,21 @@ def test_finetune_init_refuses_a_frozen_tensor_it_could_not_load():
     init = _pretrained(ds, f, cfg(ids=False))
     with pytest.raises(MmrecError, match=r"pos_emb.weight has shape \(50, 16\) in the pre-trained model but \(20, 16\) here"):
         stages.finetune("missrec", ds, f, cfg(max_len=20), TrainConfig(epochs=1, batch_size=8), stages.Run(), init)
+
+
+def test_pretraining_uses_no_item_ids_even_when_the_config_has_them():
+    """The official pre-training has no ID embeddings (they cannot transfer); model.ids=true put them into
+    the pre-training queries."""
+    ds, f = tiny(), feats()
+    torch.manual_seed(0)
+    model = MR.Model(cfg(ids=True, dropout=0.0), ds.num_items, f)
+    batch = first_batch(ds, cfg(ids=True))
+
+    def loss():
+        torch.manual_seed(1)  # the same augmented view both times
+        return model.pretrain_loss(batch)
+
+    before = loss()
+    with torch.no_grad():
+        model.item_emb.weight.mul_(5.0)
+    assert torch.equal(loss(), before)

@@ -207,8 +207,9 @@ class Model(nn.Module):
 
     # ----- sequences and candidates -----------------------------------------------------------
 
-    def encode(self, items: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None = None, feature_mask: torch.Tensor | None = None):
-        """(u (B, H) normalised, encoded interests xi (B, K, H), interest mask (B, K)) of item sequences (B, L)."""
+    def encode(self, items: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None = None, feature_mask: torch.Tensor | None = None, use_ids: bool = True):
+        """(u (B, H) normalised, encoded interests xi (B, K, H), interest mask (B, K)) of item sequences (B, L);
+        `use_ids=False` leaves the ID embeddings out of the queries (pre-training: IDs do not transfer)."""
         valid = items > 0
         idx = (items - 1).clamp_min(0)
         tokens = []
@@ -221,7 +222,7 @@ class Model(nn.Module):
         L = items.shape[1]
         assert L <= self.cfg.max_len, f"sequence length {L} > max_len {self.cfg.max_len}"
         q = tokens.sum(2) + self.pos_emb(torch.arange(L, device=items.device))
-        if self.item_emb is not None:
+        if use_ids and self.item_emb is not None:
             q = q + self.item_emb(items)
         q = self.drop(self.norm(q))
         interests, imask = self.interest_tokens(items, tokens, valid, users)
@@ -253,10 +254,10 @@ class Model(nn.Module):
             fused = (u @ F.normalize(z, dim=-1).T + 2 * fused) / 3
         return fused / self.cfg.temperature
 
-    def encode_batch(self, batch: dict) -> tuple:
+    def encode_batch(self, batch: dict, use_ids: bool = True) -> tuple:
         """encode() of a training batch, after the interests of its epoch are refreshed."""
         self._sync(batch)
-        return self.encode(batch["items"], batch["lengths"], batch.get("user"))
+        return self.encode(batch["items"], batch["lengths"], batch.get("user"), use_ids=use_ids)
 
     def score_users(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return self.logits(users, items.to(users.device))
@@ -283,10 +284,11 @@ class Model(nn.Module):
         return F.cross_entropy(self.logits(u), batch["target"]) + self.cfg.orth_weight * orthogonality(xi, imask).mean()
 
     def pretrain_loss(self, batch: dict) -> torch.Tensor:
-        """Sequence-item InfoNCE + lambda * sequence-sequence InfoNCE (vs an augmented view) + gamma * R."""
-        u, xi, imask = self.encode_batch(batch)
+        """Sequence-item InfoNCE + lambda * sequence-sequence InfoNCE (vs an augmented view) + gamma * R.
+        No item IDs, whatever model.ids says: the official pre-training has none (IDs cannot transfer)."""
+        u, xi, imask = self.encode_batch(batch, use_ids=False)
         items, lengths, fmask = self.augment(batch["items"], batch["lengths"])
-        u_aug, _, _ = self.encode(items, lengths, batch.get("user"), fmask)
+        u_aug, _, _ = self.encode(items, lengths, batch.get("user"), fmask, use_ids=False)
         si = seq_item_loss(self.logits(u, batch["target"], use_ids=False))
         ss = seq_seq_loss(u, u_aug, self.cfg.temperature)
         return si + self.cfg.seq_seq_weight * ss + self.cfg.orth_weight * orthogonality(xi, imask).mean()
