@@ -73,7 +73,7 @@ def test_known_users_get_their_index_unknown_ids_are_counted(tmp_path):
     assert [(r.user_id, r.user, r.items.tolist()) for r in rows] == [("u1", 1, [3, 7]), ("stranger", -1, []), (None, -1, [2])]
     assert (stats.histories, stats.unknown_items, stats.with_unknown, stats.empty, stats.known_users) == (3, 1, 1, 1, 1)
     model = Recorder(10, max_len=2)
-    list(R.recommend(model, rows, 10, R.RecommendConfig(top_k=2)))
+    list(R.recommend(model, rows, 10, R.RecommendConfig(top_k=2, window=1)))  # one batch, in input order
     assert model.seen[0]["user"].tolist() == [1, -1, -1]
     assert model.seen[0]["items"].tolist() == [[4, 8], [0, 0], [3, 0]]  # index + 1, right-padded, last max_len
     with pytest.raises(MmrecError, match=r"h.jsonl:1: unknown item id 'nope'"):
@@ -87,8 +87,17 @@ def test_streams_lazily():
     """An endless input is consumed one batch at a time: the first results come before the end."""
     model = Recorder(6)
     endless = (R.History(n, -1, np.array([n % 6])) for n in itertools.count())
-    first = list(itertools.islice(R.recommend(model, endless, 6, R.RecommendConfig(top_k=3, batch_size=5)), 12))
-    assert [f[0].user_id for f in first] == list(range(12)) and len(model.seen) == 3
+    first = list(itertools.islice(R.recommend(model, endless, 6, R.RecommendConfig(top_k=3, batch_size=5, window=2)), 12))
+    assert [f[0].user_id for f in first] == list(range(12)) and len(model.seen) == 4  # two windows of two batches
+
+
+def test_regrouping_by_length_keeps_the_input_order_and_the_results():
+    model = sasrec.Model(sasrec.Config(max_len=5, hidden=8, layers=1, heads=2, inner=16), 23)
+    rows = histories([(f"u{i}", list(np.random.default_rng(i).choice(23, size=(7 * i) % 6, replace=False))) for i in range(20)])
+    plain = list(R.recommend(model, rows, 23, R.RecommendConfig(top_k=5, batch_size=3, window=1)))
+    grouped = list(R.recommend(model, rows, 23, R.RecommendConfig(top_k=5, batch_size=3, window=4)))
+    assert [g[0].user_id for g in grouped] == [f"u{i}" for i in range(20)]
+    assert [g[1] for g in grouped] == [p[1] for p in plain]
 
 
 @pytest.fixture

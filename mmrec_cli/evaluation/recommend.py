@@ -35,6 +35,7 @@ class RecommendConfig:
     exclude_history: bool = False
     batch_size: int = 256  # histories scored at once
     chunk: int = 65536  # items scored at once
+    window: int = 8  # batches read ahead and regrouped by history length (1 = input order)
     strict: bool = False
 
 
@@ -92,23 +93,36 @@ def read_histories(path: str, item_ids: list[str], user_ids: list[str], stats: S
 
 
 def recommend(model: Scorer, rows: Iterable[History], num_items: int, cfg: RecommendConfig, on_batch=None) -> Iterator[tuple[History, list[int], list[float]]]:
-    """(history, top item indices, their scores) for each history, in input order, batch by batch."""
+    """(history, top item indices, their scores) for each history, in input order.
+
+    Histories are read `cfg.window` batches at a time and scored in batches of similar length (less
+    padding for the sequence encoder); the results of a window come out in input order before the
+    next window is read, so memory stays flat however many histories stream through."""
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            batch: list[History] = []
+            window: list[History] = []
             for row in rows:
-                batch.append(row)
-                if len(batch) == cfg.batch_size:
-                    yield from _batch(model, batch, num_items, cfg)
-                    on_batch and on_batch(len(batch))
-                    batch = []
-            if batch:
-                yield from _batch(model, batch, num_items, cfg)
-                on_batch and on_batch(len(batch))
+                window.append(row)
+                if len(window) == cfg.batch_size * cfg.window:
+                    yield from _window(model, window, num_items, cfg, on_batch)
+                    window = []
+            if window:
+                yield from _window(model, window, num_items, cfg, on_batch)
     finally:
         model.train(was_training)
+
+
+def _window(model: Scorer, rows: list[History], num_items: int, cfg: RecommendConfig, on_batch):
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i].items))  # stable: equal lengths keep input order
+    out: list = [None] * len(rows)
+    for s in range(0, len(order), cfg.batch_size):
+        idx = order[s : s + cfg.batch_size]
+        for i, result in zip(idx, _batch(model, [rows[i] for i in idx], num_items, cfg)):
+            out[i] = result
+        on_batch and on_batch(len(idx))
+    yield from out
 
 
 def _batch(model: Scorer, rows: list[History], num_items: int, cfg: RecommendConfig):
