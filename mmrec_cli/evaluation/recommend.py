@@ -115,7 +115,9 @@ def recommend(model: Scorer, rows: Iterable[History], num_items: int, cfg: Recom
 
 
 def _window(model: Scorer, rows: list[History], num_items: int, cfg: RecommendConfig, on_batch):
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i].items))  # stable: equal lengths keep input order
+    order = list(range(len(rows)))
+    if cfg.window > 1:
+        order.sort(key=lambda i: len(rows[i].items))  # stable: equal lengths keep input order
     out: list = [None] * len(rows)
     for s in range(0, len(order), cfg.batch_size):
         idx = order[s : s + cfg.batch_size]
