@@ -110,22 +110,28 @@ def _coerce(tp, value, where: str, key: str):
     return _scalar(tp, value, f"{where}: {key}")
 
 
+_HINT = {bool: "true or false", int: "a whole number", float: "a number"}
+
+
 def _scalar(tp, value, where: str):
+    """Strict: a bool is never a number (`layers=true` is no 1) and a number never a bool (`ids=0`)."""
     try:
         if tp is bool:
-            if isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                return value.lower() in ("true", "1", "yes")
-            return bool(value)
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+                return value.lower() in ("true", "yes")
+            raise ValueError(value)
         if tp is int:
-            if isinstance(value, float) and not value.is_integer():
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError(value)
             return int(value)
         if tp is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
             return float(value)
         if tp is str:
             return str(value)
     except (TypeError, ValueError, OverflowError):  # OverflowError: an integer too large for a float
-        raise bad_input(f"{where}: {value!r} is not a valid {tp.__name__}") from None
+        raise bad_input(f"{where}: {value!r} is not a valid {tp.__name__}; use {_HINT[tp]}") from None
     return value

@@ -1,6 +1,7 @@
 """Bad input for every subcommand, in one table: each case runs in-process (CliRunner) and must fail with its
-own exit code, exactly one line on stderr naming the problem, no traceback, nothing on stdout and no file left
-in the output folder (no output, temporary file, checkpoint or .partial folder).
+own exit code, exactly one line on stderr naming the problem, no traceback, nothing on stdout, no file left
+in the output folder (no output, temporary file, checkpoint or .partial folder) and every input file unchanged
+byte for byte (an output that names an input must be refused before it is written).
 
 CASES rows are (command, case name, argv builder, expected exit code, expected fragment of the stderr line).
 A builder gets an `Fx`: the shared inputs (`fx.inp`), a scratch folder for case-specific inputs
@@ -62,6 +63,12 @@ def build_inputs(folder: Path) -> SimpleNamespace:
     p.items = str(items)
     p.text = str(folder / "notes.txt")
     Path(p.text).write_text("not an artifact\n")
+    p.raw = str(folder / "x.feat1CLS")  # UniSRec-style raw float32 features of the 20 items
+    Path(p.raw).write_bytes(np.arange(20 * 4, dtype="<f4").tobytes())
+    for k in (0, 1):  # the two shards of `extract --shard k/2`, for `mmrec merge`
+        setattr(p, f"shard{k}", str(folder / f"shard{k}.safetensors"))
+        r = CliRunner().invoke(app, ["extract", p.items, "--import", f"text={p.raw}", "--shard", f"{k}/2", "-o", getattr(p, f"shard{k}")])
+        assert r.exit_code == 0, r.output
     p.missing = str(folder / "missing.safetensors")
     _altered(folder, p)
     return p
@@ -101,9 +108,19 @@ class Fx:
     def o(self, name: str = "out.safetensors") -> str:
         return str(self.out / name)
 
+    def copy(self, path: str) -> str:
+        """A private copy of a shared input, for a case that points an output at its input."""
+        return self.write(Path(path).name, Path(path).read_bytes())
+
 
 def inter(fx: Fx, text: str, name: str = "i.csv") -> str:
     return fx.write(name, text)
+
+
+def link(fx: Fx, target: str, name: str = "link.csv") -> str:
+    """A symbolic link to `target` in the scratch folder."""
+    (fx.scratch / name).symlink_to(target)
+    return str(fx.scratch / name)
 
 
 def blocked(fx: Fx, name: str = "out.safetensors") -> str:
@@ -111,7 +128,10 @@ def blocked(fx: Fx, name: str = "out.safetensors") -> str:
     return fx.write("blocker", "a file, not a folder\n") + "/" + name
 
 
+SAME = "is also the {} input; write to another file"  # an output that names an input (exit 6)
+SAME_OPTION = "is also the {} file; write to another file"
 GOOD_CSV = "user_id,item_id,timestamp\n" + "".join(f"u{u},i{i},{i}\n" for u in range(3) for i in range(4))
+TINY = ["--set", "model.hidden=8", "--set", "model.inner=16", "--set", "model.layers=1"]
 IMAGE_ITEMS = lambda fx: fx.write("items.jsonl", '{"item_id": "a", "images": ["a.png"]}\n')  # noqa: E731
 HISTORIES = '{"user_id": "u0", "items": ["i1", "i2"]}\n'
 
@@ -124,6 +144,7 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("prepare", "CSV header without item_id", lambda fx: ["prepare", inter(fx, "user_id,item\nu,a\n"), "-o", fx.o()], 3, "i.csv:1: header lacks 'item_id'"),
     ("prepare", "malformed JSONL line", lambda fx: ["prepare", inter(fx, '{"user_id": "u", "item_id": "a"}\n{"user_id": \n', "i.jsonl"), "-o", fx.o()], 3, "i.jsonl:2: malformed JSON"),
     ("prepare", "NaN timestamp", lambda fx: ["prepare", inter(fx, "user_id,item_id,timestamp\nu,a,1\nu,b,nan\n"), "-o", fx.o()], 3, "i.csv:3: timestamp 'nan' is not finite"),
+    ("prepare", "empty timestamp cell (was sorted first)", lambda fx: ["prepare", inter(fx, "user_id,item_id,timestamp\nA,i1,10\nA,i2,20\nA,i3,30\nA,i4,\n"), "-o", fx.o()], 3, "i.csv:5: missing timestamp; give every interaction a timestamp, or drop the timestamp column to keep the file's order"),
     ("prepare", "bare CR inside a CSV record", lambda fx: ["prepare", inter(fx, "user_id,item_id\nu\rv,a\n"), "-o", fx.o()], 3, "i.csv:2: unreadable record"),
     ("prepare", "number beyond 4300 digits", lambda fx: ["prepare", inter(fx, '{"user_id": 1' + "0" * 5000 + ', "item_id": "a"}\n', "i.jsonl"), "-o", fx.o()], 3, "i.jsonl:1: unreadable JSON"),
     ("prepare", "wrong --split value", lambda fx: ["prepare", inter(fx, GOOD_CSV), "--split", "random", "-o", fx.o()], 2, "--split must be loo or ratio"),
@@ -136,6 +157,9 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("prepare", "unknown --format", lambda fx: ["prepare", inter(fx, GOOD_CSV), "--format", "parquet", "-o", fx.o()], 2, "--format must be auto, interactions or unisrec"),
     ("prepare", "negative --seed of the ratio split", lambda fx: ["prepare", inter(fx, GOOD_CSV), "--split", "ratio", "--seed", "-1", "-o", fx.o()], 2, "--kcore, --max-history and --seed must be 0 or more"),
     ("prepare", "--features-out for an interactions file", lambda fx: ["prepare", inter(fx, GOOD_CSV), "--features-out", fx.o("f.safetensors"), "-o", fx.o()], 2, "--features-out and --items-out are for a UniSRec folder; "),
+    ("prepare", "-o names the interactions file", lambda fx: ["prepare", (c := inter(fx, GOOD_CSV, "c.csv")), "-o", c], 6, "scratch/c.csv " + SAME.format("SOURCE")),
+    ("prepare", "-o names the --items file", lambda fx: ["prepare", inter(fx, GOOD_CSV), "--items", (i := fx.copy(fx.inp.items)), "-o", i], 6, "scratch/items.jsonl " + SAME_OPTION.format("--items")),
+    ("prepare", "-o is a link to the interactions file", lambda fx: ["prepare", (c := inter(fx, GOOD_CSV, "c.csv")), "-o", link(fx, c)], 6, "scratch/link.csv " + SAME.format("SOURCE")),
     # extract
     ("extract", "missing items file", lambda fx: ["extract", fx.inp.missing, "--text", "bert", "-o", fx.o()], 4, "missing.safetensors: no such file"),
     ("extract", "malformed items line", lambda fx: ["extract", fx.write("items.jsonl", '{"item_id": "a"}\n{"item_id": "b", "text": 3}\n'), "--text", "bert", "-o", fx.o()], 3, "items.jsonl:2: 'text' must be a string or a list of strings"),
@@ -147,6 +171,8 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("extract", "output folder is a file", lambda fx: ["extract", fx.inp.items, "--text", "bert", "-o", blocked(fx, "f.safetensors")], 6, "blocker/f.safetensors: Not a directory"),
     ("extract", "--import of an empty file", lambda fx: ["extract", fx.inp.items, "--import", "text=" + fx.write("x.feat1CLS", b""), "-o", fx.o()], 3, "x.feat1CLS: empty feature file; give the raw float32 features"),
     ("extract", "--import of one modality twice", lambda fx: ["extract", fx.inp.items, "--import", "text=" + fx.write("a.feat", np.zeros((20, 4), "<f4").tobytes()), "--import", "text=" + fx.write("b.feat", np.ones((20, 4), "<f4").tobytes()), "-o", fx.o()], 3, "--import text=...: the modality name must be new"),
+    ("extract", "-o names the items file", lambda fx: ["extract", (i := fx.copy(fx.inp.items)), "--import", "text=" + fx.inp.raw, "-o", i], 6, "scratch/items.jsonl " + SAME.format("ITEMS")),
+    ("extract", "-o names the --merge features", lambda fx: ["extract", fx.inp.items, "--import", "raw=" + fx.inp.raw, "--merge", (f := fx.copy(fx.inp.feats)), "-o", f], 6, "scratch/feats.safetensors " + SAME_OPTION.format("--merge")),
     # caption
     ("caption", "missing items file", lambda fx: ["caption", fx.inp.missing, "-o", fx.o("c.jsonl")], 4, "missing.safetensors: no such file"),
     ("caption", "malformed items line", lambda fx: ["caption", fx.write("items.jsonl", '{"item_id": "a", "images": 5}\n'), "-o", fx.o("c.jsonl")], 3, "items.jsonl:1: 'images' must be a path or a list of paths"),
@@ -157,6 +183,7 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("caption", "missing --image-root (no model loaded)", lambda fx: ["caption", IMAGE_ITEMS(fx), "--image-root", fx.inp.missing, "-o", fx.o("c.jsonl")], 3, "missing.safetensors: no such folder"),
     ("caption", "output folder is a file", lambda fx: ["caption", IMAGE_ITEMS(fx), "-o", blocked(fx, "c.jsonl")], 6, "blocker/c.jsonl: Not a directory"),
     ("caption", "--vocab-cache folder is a file", lambda fx: ["caption", IMAGE_ITEMS(fx), "--vocab-cache", blocked(fx, "v.safetensors"), "-o", fx.o("c.jsonl")], 6, "blocker is a file; give another --vocab-cache path"),
+    ("caption", "-o names the items file", lambda fx: ["caption", (i := IMAGE_ITEMS(fx)), "-o", i], 6, "scratch/items.jsonl " + SAME.format("ITEMS")),
     # cluster
     ("cluster", "missing features", lambda fx: ["cluster", fx.inp.missing, fx.inp.ds, "-o", fx.o()], 4, "missing.safetensors: no such file"),
     ("cluster", "dataset given as features", lambda fx: ["cluster", fx.inp.ds, fx.inp.ds, "-o", fx.o()], 5, "expected a features artifact, got a dataset artifact"),
@@ -167,6 +194,7 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("cluster", "output folder is a file", lambda fx: ["cluster", fx.inp.feats, fx.inp.ds, "-o", blocked(fx)], 6, "blocker/out.safetensors: Not a directory"),
     ("cluster", "features with fewer rows than item ids", lambda fx: ["cluster", fx.inp.short_rows, fx.inp.ds, "-o", fx.o()], 5, "short_rows.safetensors: feature 'text' has shape (5, 12) for 20 item ids; the file was altered"),
     ("cluster", "--batch-size 0", lambda fx: ["cluster", fx.inp.feats, fx.inp.ds, "--batch-size", "0", "-o", fx.o()], 2, "--max-len, --iters and --batch-size must be at least 1"),
+    ("cluster", "-o names the features", lambda fx: ["cluster", (f := fx.copy(fx.inp.feats)), fx.inp.ds, "-o", f], 6, "scratch/feats.safetensors " + SAME.format("FEATURES")),
     # pretrain
     ("pretrain", "model without pre-training", lambda fx: ["pretrain", "sasrec", fx.inp.ds, "-o", fx.o()], 3, "model 'sasrec' has no pre-training stage"),
     ("pretrain", "unknown model", lambda fx: ["pretrain", "bert4rec", fx.inp.ds, "-o", fx.o()], 3, "unknown model 'bert4rec'"),
@@ -177,6 +205,7 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("pretrain", "output folder is a file (before training)", lambda fx: ["pretrain", "msm4sr", fx.inp.ds, "--features", fx.inp.feats, "-o", blocked(fx)], 6, "blocker/out.safetensors: Not a directory"),
     ("pretrain", "--checkpoint folder is a file", lambda fx: ["pretrain", "msm4sr", fx.inp.ds, "--features", fx.inp.feats, "--checkpoint", blocked(fx, "p.ckpt"), "-o", fx.o()], 6, "blocker is a file; give another --checkpoint path"),
     ("pretrain", "--max-len 0 (looped forever)", lambda fx: ["pretrain", "msm4sr", fx.inp.ds, "--features", fx.inp.feats, "--max-len", "0", "-o", fx.o()], 3, "config: model.max_len: 0 is out of range; use 1 or more"),
+    ("pretrain", "-o names the --features file", lambda fx: ["pretrain", "msm4sr", fx.inp.ds, "--features", (f := fx.copy(fx.inp.feats)), "--epochs", "1", "-o", f], 6, "scratch/feats.safetensors " + SAME_OPTION.format("--features")),
     # finetune
     ("finetune", "missing dataset", lambda fx: ["finetune", "sasrec", fx.inp.missing, "-o", fx.o()], 4, "missing.safetensors: no such file"),
     ("finetune", "features given as dataset", lambda fx: ["finetune", "sasrec", fx.inp.feats, "-o", fx.o()], 5, "expected a dataset artifact, got a features artifact"),
@@ -199,9 +228,21 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("finetune", "--lr nan", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--lr", "nan", "-o", fx.o()], 3, "config: train.lr: nan is out of range; use a positive number"),
     ("finetune", "hidden not divisible by heads", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--set", "model.hidden=7", "-o", fx.o()], 3, "config: model.hidden=7 is not divisible by model.heads=2; change one of them"),
     ("finetune", "dropout of 2", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--set", "model.dropout=2", "-o", fx.o()], 3, "config: model.dropout: 2.0 is out of range; use a rate in [0, 1)"),
+    ("finetune", "negative init_std (torch's RuntimeError)", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--set", "model.init_std=-1", "-o", fx.o()], 3, "config: model.init_std: -1.0 is out of range; use a finite number, 0 or more"),
+    ("finetune", "NaN init_std", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--set", "model.init_std=nan", "-o", fx.o()], 3, "config: model.init_std: nan is out of range; use a finite number, 0 or more"),
+    ("finetune", "negative inner width", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--set", "model.inner=-5", "-o", fx.o()], 3, "config: model.inner: -5 is out of range; use 0 or more"),
+    ("finetune", "negative layers (trained as 0)", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--epochs", "1", *TINY, "--set", "model.layers=-1", "-o", fx.o()], 3, "config: model.layers: -1 is out of range; use 0 or more"),
+    ("finetune", "layers=true (trained one layer)", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--epochs", "1", *TINY, "--set", "model.layers=true", "-o", fx.o()], 3, "config: model.layers: True is not a valid int; use a whole number"),
+    ("finetune", "infinite temperature", lambda fx: ["finetune", "msm4sr", fx.inp.ds, "--features", fx.inp.feats, "--set", "model.temperature=inf", "-o", fx.o()], 3, "config: model.temperature: inf is out of range; use a finite number"),
+    ("finetune", "a number for a switch", lambda fx: ["finetune", "msm4sr", fx.inp.ds, "--features", fx.inp.feats, "--set", "model.nip=0", "-o", fx.o()], 3, "config: model.nip: 0 is not a valid bool; use true or false"),
+    ("pretrain", "negative experts", lambda fx: ["pretrain", "msm4sr", fx.inp.ds, "--features", fx.inp.feats, "--set", "model.experts=-2", "-o", fx.o()], 3, "config: model.experts: -2 is out of range; use 0 or more"),
     ("finetune", "empty --seeds list", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--seeds", ",", "-o", fx.o()], 2, "--seeds ,: expected integers separated by commas, each once"),
     ("finetune", "negative --nproc", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--nproc", "-2", "-o", fx.o()], 3, "--nproc -2: give at least 1 process"),
     ("finetune", "repeated seed", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--seeds", "1,1", "-o", fx.o()], 2, "--seeds 1,1: expected integers separated by commas, each once"),
+    ("finetune", "-o names the dataset", lambda fx: ["finetune", "sasrec", (d := fx.copy(fx.inp.ds)), "--epochs", "1", *TINY, "-o", d], 6, "scratch/ds.safetensors " + SAME.format("DATASET")),
+    ("finetune", "--checkpoint names the dataset", lambda fx: ["finetune", "sasrec", (d := fx.copy(fx.inp.ds)), "--epochs", "1", *TINY, "--checkpoint", d, "-o", fx.o()], 6, "scratch/ds.safetensors " + SAME.format("DATASET")),
+    ("finetune", "-o with --seeds names the dataset", lambda fx: ["finetune", "sasrec", fx.write("ds.seed1.safetensors", Path(fx.inp.ds).read_bytes()), "--epochs", "1", *TINY, "--seeds", "1", "-o", fx.scratch / "ds.safetensors"], 6, "scratch/ds.seed1.safetensors " + SAME.format("DATASET")),
+    ("finetune", "-o names the --config file", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--config", (c := fx.write("c.json", '{"train": {"epochs": 1}}')), "-o", c], 6, "scratch/c.json " + SAME_OPTION.format("--config")),
     # transfer
     ("transfer", "missing pre-trained model", lambda fx: ["transfer", fx.inp.missing, fx.inp.ds, "-o", fx.o()], 4, "missing.safetensors: no such file"),
     ("transfer", "dataset given as the model", lambda fx: ["transfer", fx.inp.ds, fx.inp.ds, "-o", fx.o()], 5, "expected a model artifact, got a dataset artifact"),
@@ -210,6 +251,7 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("transfer", "model without a transfer stage", lambda fx: ["transfer", fx.inp.model, fx.inp.ds, "-o", fx.o()], 3, "model 'sasrec' has no transfer stage"),
     ("transfer", "output folder is a file (before loading)", lambda fx: ["transfer", fx.inp.model, fx.inp.ds, "-o", blocked(fx)], 6, "blocker/out.safetensors: Not a directory"),
     ("transfer", "--checkpoint folder is a file", lambda fx: ["transfer", fx.inp.model, fx.inp.ds, "--checkpoint", blocked(fx, "t.ckpt"), "-o", fx.o()], 6, "blocker is a file; give another --checkpoint path"),
+    ("transfer", "-o names the pre-trained model", lambda fx: ["transfer", (m := fx.copy(fx.inp.model)), fx.inp.ds, "-o", m], 6, "scratch/model.safetensors " + SAME.format("PRETRAINED")),
     # eval
     ("eval", "one argument", lambda fx: ["eval", fx.inp.model, "-o", fx.o("m.json")], 2, "expected MODEL DATASET, got 1 argument(s)"),
     ("eval", "wrong --split value", lambda fx: ["eval", fx.inp.model, fx.inp.ds, "--split", "train", "-o", fx.o("m.json")], 2, "--split must be valid or test"),
@@ -225,6 +267,11 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("eval", "--ks 0", lambda fx: ["eval", fx.inp.model, fx.inp.ds, "--ks", "0", "-o", fx.o("m.json")], 3, "--ks 0: expected cut-offs of 1 or more separated by commas"),
     ("eval", "negative --chunk (gave wrong metrics)", lambda fx: ["eval", fx.inp.model, fx.inp.ds, "--chunk", "-1", "-o", fx.o("m.json")], 3, "--top-k, --batch-size and --chunk must be at least 1"),
     ("eval", "--probe features with fewer rows than ids", lambda fx: ["eval", "--probe", fx.inp.ds, "--features", fx.inp.short_rows, "-o", fx.o("p.json")], 5, "feature 'text' has shape (5, 12) for 20 item ids"),
+    ("eval", "-o names the dataset", lambda fx: ["eval", fx.inp.model, (d := fx.copy(fx.inp.ds)), "-o", d], 6, "scratch/ds.safetensors " + SAME.format("DATASET")),
+    ("eval", "-o names the model", lambda fx: ["eval", (m := fx.copy(fx.inp.model)), fx.inp.ds, "-o", m], 6, "scratch/model.safetensors " + SAME.format("MODEL")),
+    ("eval", "--rankings and -o name one file", lambda fx: ["eval", fx.inp.model, fx.inp.ds, "-o", fx.o("r.json"), "--rankings", fx.o("r.json")], 6, "out/r.json is also the -o file; give each output its own file"),
+    ("eval", "--probe -o names the --features file", lambda fx: ["eval", "--probe", fx.inp.ds, "--features", (f := fx.copy(fx.inp.feats)), "-o", f], 6, "scratch/feats.safetensors " + SAME_OPTION.format("--features")),
+    ("eval", "--compare -o names a result file", lambda fx: ["eval", "--compare", (a := fx.write("a.json", "{}")), fx.write("b.json", "{}"), "-o", a], 6, "scratch/a.json " + SAME.format("RESULT")),
     # recommend
     ("recommend", "missing --input file", lambda fx: ["recommend", fx.inp.model, fx.inp.ds, "--input", fx.inp.missing, "-o", fx.o("r.jsonl")], 4, "missing.safetensors: no such file"),
     ("recommend", "malformed history line", lambda fx: ["recommend", fx.inp.model, fx.inp.ds, "--input", fx.write("h.jsonl", HISTORIES + "{oops\n"), "-o", fx.o("r.jsonl")], 3, "h.jsonl:2: malformed JSON"),
@@ -233,6 +280,7 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("recommend", "output folder is a file", lambda fx: ["recommend", fx.inp.model, fx.inp.ds, "--input", fx.write("h.jsonl", HISTORIES), "-o", blocked(fx, "r.jsonl")], 6, "blocker/r.jsonl: Not a directory"),
     ("recommend", "wrong --top-k value", lambda fx: ["recommend", fx.inp.model, fx.inp.ds, "--top-k", "0", "--input", fx.write("h.jsonl", HISTORIES), "-o", fx.o("r.jsonl")], 3, "--top-k, --batch-size and --chunk must be at least 1"),
     ("recommend", "model of another dataset", lambda fx: ["recommend", fx.inp.model, fx.inp.ds2, "--input", fx.write("h.jsonl", HISTORIES), "-o", fx.o("r.jsonl")], 5, "the model was trained on dataset"),
+    ("recommend", "-o names the --input histories", lambda fx: ["recommend", fx.inp.model, fx.inp.ds, "-i", (h := fx.write("h.jsonl", HISTORIES)), "-o", h], 6, "scratch/h.jsonl " + SAME_OPTION.format("--input")),
     # info
     ("info", "missing file", lambda fx: ["info", fx.inp.missing], 4, "missing.safetensors: no such file"),
     ("info", "a text file", lambda fx: ["info", fx.inp.text], 5, "notes.txt: not a safetensors artifact"),
@@ -240,11 +288,17 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("info", "truncated artifact", lambda fx: ["info", fx.inp.truncated], 5, "not a safetensors artifact"),
     ("info", "artifact of a newer schema", lambda fx: ["info", fx.inp.future], 5, "artifact schema 99 is not supported"),
     ("info", "mmrec metadata not JSON", lambda fx: ["info", fx.inp.bad_meta], 5, "bad_meta.safetensors: corrupt mmrec metadata ("),
+    # config (prints the resolved settings; writes no file)
+    ("config", "unknown model", lambda fx: ["config", "bert4rec"], 3, "unknown model 'bert4rec'; choose one of"),
+    ("config", "missing --config file", lambda fx: ["config", "sasrec", "--config", fx.inp.missing], 4, "missing.safetensors: config file not found; check the path"),
+    ("config", "a bool for a count", lambda fx: ["config", "sasrec", "--set", "model.layers=true"], 3, "config: model.layers: True is not a valid int; use a whole number"),
+    ("config", "negative init_std", lambda fx: ["config", "sasrec", "--set", "model.init_std=-1"], 3, "config: model.init_std: -1.0 is out of range; use a finite number, 0 or more"),
     # merge (joins `extract --shard I/N` outputs)
     ("merge", "missing shard", lambda fx: ["merge", fx.inp.missing, "-o", fx.o()], 4, "missing.safetensors: no such file"),
     ("merge", "a features artifact that is no shard", lambda fx: ["merge", fx.inp.feats, fx.inp.feats, "-o", fx.o()], 5, "not a shard"),
     ("merge", "dataset given as a shard", lambda fx: ["merge", fx.inp.ds, "-o", fx.o()], 5, "expected a features artifact, got a dataset artifact"),
     ("merge", "output folder is a file", lambda fx: ["merge", fx.inp.feats, "-o", blocked(fx)], 6, "blocker/out.safetensors: Not a directory"),
+    ("merge", "-o names a shard", lambda fx: ["merge", (s := fx.copy(fx.inp.shard0)), fx.inp.shard1, "-o", s], 6, "scratch/shard0.safetensors " + SAME.format("SHARDS")),
 ]
 
 
@@ -270,12 +324,19 @@ def test_bad_input(command, name, argv, code, fragment, inputs, tmp_path):
     fx = Fx(inputs, tmp_path / "scratch", tmp_path / "out")
     args = [str(a) for a in argv(fx)]
     assert args[0] == command
+    folders = (Path(inputs.ds).parent, fx.scratch)
+    before = _contents(*folders)
     r = CliRunner().invoke(app, args)
     lines = r.stderr.strip().splitlines()
     assert r.exit_code == code, r.output
     assert isinstance(r.exception, SystemExit) and "Traceback" not in r.output, r.output
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], r.stderr
     assert r.stdout == "" and sorted(p.name for p in fx.out.iterdir()) == []
+    assert _contents(*folders) == before  # every input (and nothing else) there, unchanged byte for byte
+
+
+def _contents(*folders: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_every_subcommand_has_at_least_three_cases():
@@ -317,3 +378,60 @@ def test_check_writable_creates_nothing_and_names_the_fix(tmp_path, monkeypatch)
         check_writable(tmp_path / "new" / "m.ckpt", "--checkpoint")
     assert err.value.code == IO_FAILURE
     assert str(err.value) == f"cannot write {tmp_path}/new/m.ckpt: Permission denied; make {tmp_path} writable or give another --checkpoint path"
+
+
+def test_check_distinct_sees_one_file_under_every_name(tmp_path):
+    """Links, hard links, '..' through a missing folder and lists are one file; '-' and None are streams."""
+    import os
+
+    from mmrec_cli.errors import IO_FAILURE, MmrecError
+    from mmrec_cli.io.atomic import check_distinct
+
+    data = tmp_path / "ds.safetensors"
+    data.write_bytes(b"data")
+    (tmp_path / "soft").symlink_to(data)
+    os.link(data, tmp_path / "hard")
+    refused = {
+        str(data): f"-o {data} is also the DATASET input; write to another file",
+        str(tmp_path / "soft"): f"-o {tmp_path}/soft is also the DATASET input; write to another file",
+        str(tmp_path / "hard"): f"-o {tmp_path}/hard is also the DATASET input; write to another file",
+        f"{tmp_path}/new/../ds.safetensors": f"-o {tmp_path}/new/../ds.safetensors is also the DATASET input; write to another file",
+    }
+    for out, message in refused.items():
+        with pytest.raises(MmrecError) as err:
+            check_distinct({"-o": out, "--report": None}, {"MODEL": "-", "DATASET": [tmp_path / "other", data]})
+        assert err.value.code == IO_FAILURE and str(err.value) == message
+    with pytest.raises(MmrecError) as err:
+        check_distinct({"-o": tmp_path / "m.json", "--rankings": tmp_path / "x" / ".." / "m.json"}, {"--input": "-"})
+    assert str(err.value) == f"--rankings {tmp_path}/x/../m.json is also the -o file; give each output its own file"
+    with pytest.raises(MmrecError) as err:
+        check_distinct({"-o": tmp_path / "c.json"}, {"--config": tmp_path / "c.json"})  # neither exists yet
+    assert str(err.value) == f"-o {tmp_path}/c.json is also the --config file; write to another file"
+    check_distinct({"-o": "-", "--rankings": None, "--report": tmp_path / "r.html"}, {"--input": "-", "DATASET": data, "--features": None})
+    assert data.read_bytes() == b"data" and sorted(p.name for p in tmp_path.iterdir()) == ["ds.safetensors", "hard", "soft"]
+
+
+def test_model_settings_are_checked_by_name_before_any_data():
+    """Negative sizes and counts, non-finite floats and std: out_of_range (exit 3), each by its name; 0 layers
+    (an ablation) and 0 modal_dim (no projection) stay allowed."""
+    import dataclasses
+
+    from mmrec_cli import models
+    from mmrec_cli.errors import BAD_INPUT, MmrecError
+    from mmrec_cli.training.loading import check_shape
+
+    cfg = lambda name, **kw: dataclasses.replace(models.get(name).config(), **kw)  # noqa: E731
+    for ok in (cfg("sasrec", layers=0, inner=0, init_std=0.0), cfg("alignrec", layers=0, item_layers=0, enc_layers=0), cfg("mmmlp", modal_dim=0, fusion_layers=0), cfg("missrec", dec_layers=0)):
+        check_shape(ok)
+    refused = [
+        (cfg("sasrec", init_std=-0.5), "config: model.init_std: -0.5 is out of range; use a finite number, 0 or more"),
+        (cfg("mmmlp", init_std=float("inf")), "config: model.init_std: inf is out of range; use a finite number, 0 or more"),
+        (cfg("missrec", dec_layers=-1), "config: model.dec_layers: -1 is out of range; use 0 or more"),
+        (cfg("alignrec", knn_k=-3), "config: model.knn_k: -3 is out of range; use 0 or more"),
+        (cfg("mmmlp", token_hidden=0), "config: model.token_hidden: 0 is out of range; use 1 or more"),
+        (cfg("missrec", temperature=float("nan")), "config: model.temperature: nan is out of range; use a finite number"),
+    ]
+    for bad, message in refused:
+        with pytest.raises(MmrecError) as err:
+            check_shape(bad)
+        assert (err.value.code, str(err.value)) == (BAD_INPUT, message)

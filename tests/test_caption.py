@@ -123,3 +123,17 @@ def test_caption_checks_items_and_output_before_loading_clip(data, models, monke
         r = run("caption", *args, *opts)
         assert (r.exit_code, r.stderr.strip()) == (code, line)
     assert not (data.dir / "c.jsonl").exists() and not (data.dir / "v.safetensors").exists()
+
+
+def test_caption_items_on_stdin(data, models):
+    """`caption - -o c.jsonl` crashed (exit 1) fingerprinting '-' for OUTPUT.partial/; it captions what the file does
+    (images relative to --image-root, or to the current folder)."""
+    from _cli import cli
+
+    from mmrec_cli.cli.app import app
+
+    opts = [*models.clip, "--vocab", str(data.vocab), "--vocab-cache", str(data.dir / "v.safetensors"), "--top-n", "3", "--image-root", str(data.dir)]
+    assert run("caption", data.items, *opts, "-o", data.dir / "named.jsonl").exit_code == 0
+    r = cli.invoke(app, ["caption", "-", *opts, "-o", str(data.dir / "piped.jsonl")], input=open(data.items, encoding="utf-8").read())
+    assert r.exit_code == 0, r.output
+    assert _lines(data.dir / "piped.jsonl") == _lines(data.dir / "named.jsonl") and len(_lines(data.dir / "piped.jsonl")) == 4

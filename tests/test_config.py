@@ -70,3 +70,32 @@ def test_mmrec_config_prints_the_resolved_settings(tmp_path):
     assert (out["train"]["epochs"], out["model"]["hidden"], out["model"]["max_len"], out["stages"]) == (7, 16, 50, ["finetune"])
     r = CliRunner().invoke(app, ["config", "sasrec", "--set", "model.hiden=16"])
     assert r.exit_code == 3 and "unknown key 'model.hiden'" in r.output
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("train.epochs=true", "config: train.epochs: True is not a valid int; use a whole number"),  # was 1 epoch
+        ("train.epochs=false", "config: train.epochs: False is not a valid int; use a whole number"),
+        ("train.lr=true", "config: train.lr: True is not a valid float; use a number"),
+        ("flag=1", "config: flag: 1 is not a valid bool; use true or false"),  # was True
+        ("flag=0", "config: flag: 0 is not a valid bool; use true or false"),
+        ("flag=0.0", "config: flag: 0.0 is not a valid bool; use true or false"),
+        ('flag="1"', "config: flag: '1' is not a valid bool; use true or false"),
+        ("ks=5,true", "config: ks: 'true' is not a valid int; use a whole number"),
+        ("train.epochs=2.5", "config: train.epochs: 2.5 is not a valid int; use a whole number"),
+    ],
+)
+def test_coercion_is_strict(item, message):
+    """A bool is no number and a number no bool: `--set model.layers=true` trained one layer."""
+    with pytest.raises(MmrecError) as err:
+        C.resolve(Outer, None, [item])
+    assert str(err.value) == message
+
+
+def test_coercion_keeps_what_is_meant(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('flag = "Yes"\n[train]\nepochs = 4.0\nlr = 1\n')
+    assert C.resolve(Outer, str(f)) == Outer(flag=True, train=Inner(lr=1.0, epochs=4))
+    assert C.resolve(Outer, None, ["flag=false", "train.epochs=\"7\"", "train.lr=2"]) == Outer(flag=False, train=Inner(lr=2.0, epochs=7))
+    assert isinstance(C.resolve(Outer, None, ["train.lr=2"]).train.lr, float)

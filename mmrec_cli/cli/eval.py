@@ -45,7 +45,7 @@ def eval_(
     if top_k < 1 or batch_size < 1 or chunk < 1:  # as `mmrec recommend`; a negative --chunk gave wrong metrics
         raise bad_input("--top-k, --batch-size and --chunk must be at least 1")
     cut = _cutoffs(ks)
-    _check_outputs(output, rankings, report)
+    _check_outputs(output, rankings, report, {"MODEL": model, "DATASET": dataset, "--features": features})
     ds = D.load(str(dataset))
     _, net, meta = loading.load_trained(str(model), ds, features)
     from mmrec_cli.training.distributed import resolve_device
@@ -90,12 +90,15 @@ def _cutoffs(ks: str) -> tuple[int, ...]:
     return cut
 
 
-def _check_outputs(output: str | None, rankings: str | None, report: str | None) -> None:
-    """Fail before any model or dataset is loaded if an output could not be written."""
-    from mmrec_cli.io.atomic import check_writable
+def _check_outputs(output: str | None, rankings: str | None, report: str | None, inputs: dict) -> None:
+    """Fail before any model or dataset is loaded if an output could not be written, or would replace an
+    input or another output."""
+    from mmrec_cli.io.atomic import check_distinct, check_writable
 
-    for path, option in ((output, "-o"), (rankings, "--rankings"), (report, "--report")):
+    outputs = {"-o": output, "--rankings": rankings, "--report": report}
+    for option, path in outputs.items():
         check_writable(path, option)
+    check_distinct(outputs, inputs)
 
 
 def _summary(metrics: dict, split: str) -> str:
@@ -108,7 +111,7 @@ def _compare(paths: list[str], output: str | None, report: str | None) -> None:
     from mmrec_cli.evaluation import stats
     from mmrec_cli.io.jsonl import write_json
 
-    _check_outputs(output, None, report)
+    _check_outputs(output, None, report, {"RESULT": paths})
     comparison = stats.compare_files(paths)
     write_json(output, comparison)
     for line in stats.text_table(comparison):
@@ -131,7 +134,7 @@ def _probe(paths: list[Path], features: str | None, split: str, mask_history: bo
         raise usage("--probe takes one DATASET and --features FEATS.safetensors")
     if split not in ("valid", "test"):
         raise bad_input("--split must be valid or test")
-    _check_outputs(output, None, None)
+    _check_outputs(output, None, None, {"DATASET": paths[0], "--features": features})
     ds = D.load(str(paths[0]))
     feats, meta = FE.align(features, ds.item_ids)
     mask = (ds.protocol == "ratio") if mask_history is None else mask_history

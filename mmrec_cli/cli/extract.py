@@ -44,16 +44,18 @@ def extract(
     """Encode item text and images into a features artifact (resumable; progress and skipped inputs on stderr)."""
     from mmrec_cli.features.extract import Hooks, Options
     from mmrec_cli.features.extract import extract as run
-    from mmrec_cli.io.atomic import check_artifact_path
+    from mmrec_cli.io.atomic import check_artifact_path, check_distinct
 
     check_artifact_path(output)  # before any model is loaded (OUTPUT.partial/ lies in the same folder)
+    imports = [_import_spec(s, modality) for s in import_]
+    check_distinct({"-o": output}, {"ITEMS": items, "--dataset": dataset, "--merge": merge, "--import": [path for _, path in imports]})
     opts = Options(
         text=text, image=image, text_model=text_model, pooling=pooling, normalize=normalize, max_length=max_length,
         per_sentence=per_sentence, max_sentences=max_sentences, text_as=as_, clip_model=clip_model,
         clip_pretrained=clip_pretrained, image_root=str(image_root) if image_root else None,
         allow_outside_root=allow_outside_root, max_images=max_images, max_pixels=max_pixels, batch_size=batch_size,
         device=device, threads=threads, resume=resume, max_batches=max_batches,
-        imports=[_import_spec(s, modality) for s in import_], dataset=str(dataset) if dataset else None,
+        imports=imports, dataset=str(dataset) if dataset else None,
         merge=str(merge) if merge else None, shard=shard,
     )
     run(items, str(output), opts, recorded(), Hooks(note=note, bar=progress))

@@ -44,11 +44,14 @@ def finetune(
     """Train MODEL on DATASET; the best epoch by validation NDCG@10 is written to OUTPUT."""
     from mmrec_cli.data import dataset as D
     from mmrec_cli.io import model_file
-    from mmrec_cli.io.atomic import check_artifact_path
+    from mmrec_cli.io.atomic import check_artifact_path, check_distinct
     from mmrec_cli.training import distributed, loading, stages
 
     check_artifact_path(output)  # now, not after the first epoch; before torchrun starts its processes
     check_artifact_path(checkpoint, "--checkpoint")  # None: OUTPUT.ckpt, in OUTPUT's folder
+    paths = run_paths(output, checkpoint, seeds)
+    written = {"-o": [out for _, out, _ in paths], "--checkpoint": [ckpt for _, _, ckpt in paths]}
+    check_distinct(written, {"DATASET": dataset, "--features": features, "--init": init, "--config": config})
     if nproc != 1 and not distributed.launched():  # launch refuses 0 and below
         return distributed.launch(nproc)  # this command again, under torchrun
     spec = models.get(model)
@@ -60,7 +63,7 @@ def finetune(
     extra = {"init": None if init is None else loading.init_record(str(init), init_meta)}  # the same for every seed
     with distributed.session(device) as ctx:
         log = say if ctx.main else (lambda s: None)
-        for cfg, out, ckpt in seed_runs(base, output, checkpoint, seeds):
+        for cfg, out, ckpt in seed_runs(base, paths):
             with progress(f"finetune {model}", None) if ctx.main else contextlib.nullcontext() as advance:
                 run = stages.Run(checkpoint=ckpt, resume=resume, log=log, progress=advance)
                 net, result = stages.finetune(model, ds, feats, cfg.model, cfg.train, run, init_state)
@@ -83,19 +86,23 @@ def _init_state(init: Path | None, model: str):
     return state, meta
 
 
-def seed_runs(cfg, output: Path, checkpoint: Path | None, seeds: str | None):
-    """(config, output, checkpoint) of each run: one without --seeds, else one per seed (OUTPUT.seedN.ext)."""
+def run_paths(output: Path, checkpoint: Path | None, seeds: str | None) -> list[tuple[int | None, Path, str]]:
+    """(seed, output, checkpoint) of each run: one without --seeds (seed None: the config's), else one per
+    seed (OUTPUT.seedN.ext)."""
+    if seeds is None:
+        return [(None, output, str(checkpoint or f"{output}.ckpt"))]
+    runs = []
+    for s in _seed_list(seeds):
+        out = output.with_name(f"{output.stem}.seed{s}{output.suffix}")
+        runs.append((s, out, f"{checkpoint}.seed{s}" if checkpoint else f"{out}.ckpt"))
+    return runs
+
+
+def seed_runs(cfg, paths: list[tuple[int | None, Path, str]]):
+    """(config, output, checkpoint) of each run of `run_paths`, the config with the run's seed."""
     import dataclasses
 
-    if seeds is None:
-        return [(cfg, output, str(checkpoint or f"{output}.ckpt"))]
-    values = _seed_list(seeds)
-    runs = []
-    for s in values:
-        out = output.with_name(f"{output.stem}.seed{s}{output.suffix}")
-        ckpt = f"{checkpoint}.seed{s}" if checkpoint else f"{out}.ckpt"
-        runs.append((dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=s)), out, ckpt))
-    return runs
+    return [(cfg if s is None else dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=s)), out, ckpt) for s, out, ckpt in paths]
 
 
 def _seed_list(seeds: str) -> list[int]:

@@ -17,7 +17,8 @@ def merge(
     """Join extraction shards into the features artifact an unsharded `mmrec extract` writes (checks they are complete)."""
     from mmrec_cli.cli.extract import note
     from mmrec_cli.features.shards import merge as run
-    from mmrec_cli.io.atomic import check_artifact_path
+    from mmrec_cli.io.atomic import check_artifact_path, check_distinct
 
     check_artifact_path(output)
+    check_distinct({"-o": output}, {"SHARDS": shards})
     run([str(s) for s in shards], str(output), invocation(), note)

@@ -26,7 +26,8 @@ def prepare(
 ) -> None:
     """Build a dataset: id maps, chronological order, optional k-core, and the train/valid/test split."""
     from mmrec_cli.data import dataset as D
-    from mmrec_cli.io.atomic import check_artifact_path, check_writable
+    from mmrec_cli.errors import usage
+    from mmrec_cli.io.atomic import check_artifact_path, check_distinct, check_writable
 
     if split not in ("loo", "ratio"):
         raise typer.BadParameter("--split must be loo or ratio")
@@ -34,10 +35,14 @@ def prepare(
         raise typer.BadParameter("--format must be auto, interactions or unisrec")
     if min(kcore, max_history, seed) < 0:  # a negative seed also fails numpy's generator of the ratio split
         raise typer.BadParameter("--kcore, --max-history and --seed must be 0 or more")
+    if items == "-" and source == "-":  # stdin can be read once
+        raise usage("--items -: standard input already holds the interactions (SOURCE -); give the items as a file")
     for path, option in ((output, "-o"), (features_out, "--features-out")):
         check_artifact_path(path, option)
     check_writable(items_out, "--items-out")  # JSON lines: '-' is stdout
     is_unisrec = fmt == "unisrec" or (fmt == "auto" and _looks_unisrec(source))
+    read = _unisrec_files(source) if is_unisrec else source
+    check_distinct({"-o": output, "--features-out": features_out, "--items-out": items_out}, {"SOURCE": read, "--items": items})
     inv = invocation()
     if is_unisrec:
         ds, inputs = _from_unisrec(source, features_out, feature, items_out, inv)
@@ -57,16 +62,23 @@ def _looks_unisrec(source: str) -> bool:
     return p.is_dir() or (p.parent / f"{p.name}.test.inter").is_file()
 
 
+def _unisrec_files(source: str) -> list[Path]:
+    """The files of a UniSRec dataset (<folder>/<name>.*): the inputs an output must not replace."""
+    from mmrec_cli.io import unisrec
+
+    folder, name = unisrec.locate(source)
+    return sorted(folder.glob(f"{name}.*"))
+
+
 def _from_records(source, items, kcore, max_history, split, seed, drop_short):
     from mmrec_cli.data import prepare, records
-    from mmrec_cli.io import artifacts
 
     inters = records.read_interactions(source)
     item_map = records.read_items(items) if items else None
     ds = prepare.build(inters, item_map, where=source, items_where=items or "", kcore=kcore, max_history=max_history, protocol=split, seed=seed, drop_short=drop_short)
     inputs = {"interactions": _fp(source)}
     if items:
-        inputs["items"] = {"path": items, "fingerprint": artifacts.fingerprint_file(items)}
+        inputs["items"] = _fp(items)
     return ds, inputs
 
 
@@ -110,6 +122,7 @@ def _write_items(texts: dict, item_ids: list[str], out) -> None:
 
 
 def _fp(path: str) -> dict:
+    """An input's record in the metadata; standard input ('-') has no file to fingerprint."""
     from mmrec_cli.io import artifacts
 
     if path == "-":

@@ -38,11 +38,13 @@ def pretrain(
     """Pre-train MODEL with its self-supervised losses on the train split of every DATASET."""
     from mmrec_cli.errors import bad_input
     from mmrec_cli.io import model_file
-    from mmrec_cli.io.atomic import check_artifact_path
+    from mmrec_cli.io.atomic import check_artifact_path, check_distinct
     from mmrec_cli.training import distributed, loading, stages
 
     check_artifact_path(output)  # now, not after the first epoch; before torchrun starts its processes
     check_artifact_path(checkpoint, "--checkpoint")  # None: OUTPUT.ckpt, in OUTPUT's folder
+    ckpt = str(checkpoint or f"{output}.ckpt")
+    check_distinct({"-o": output, "--checkpoint": ckpt}, {"DATASETS": datasets, "--features": features, "--config": config})
     if nproc != 1 and not distributed.launched():  # launch refuses 0 and below
         return distributed.launch(nproc)  # this command again, under torchrun
     spec = models.get(model)
@@ -53,7 +55,6 @@ def pretrain(
     flags = {"train.epochs": epochs, "train.lr": lr, "train.batch_size": batch_size, "model.max_len": max_len, "train.seed": seed, "train.precision": precision}
     cfg = loading.resolve_stage(spec, config, set_, flags)
     ds, feats, feats_meta = _load_all(spec, datasets, features)
-    ckpt = str(checkpoint or f"{output}.ckpt")
     with distributed.session(device) as ctx, progress(f"pretrain {model}", None) if ctx.main else contextlib.nullcontext() as advance:
         run = stages.Run(checkpoint=ckpt, resume=resume, log=say if ctx.main else (lambda s: None), progress=advance)
         net, result = stages.pretrain(model, ds, feats, cfg.model, cfg.train, run)

@@ -27,13 +27,14 @@ def recommend(
     from mmrec_cli.data import dataset as D
     from mmrec_cli.errors import bad_input
     from mmrec_cli.evaluation import recommend as R
-    from mmrec_cli.io.atomic import check_writable
+    from mmrec_cli.io.atomic import check_distinct, check_writable
     from mmrec_cli.io.jsonl import jsonl_writer
     from mmrec_cli.training import distributed, loading
 
     if top_k < 1 or batch_size < 1 or chunk < 1:
         raise bad_input("--top-k, --batch-size and --chunk must be at least 1")
     check_writable(output)  # None and '-' (stdout) pass
+    check_distinct({"-o": output}, {"MODEL": model, "DATASET": dataset, "--features": features, "--input": input_})
     ds = D.load(str(dataset))
     _, net, _ = loading.load_trained(str(model), ds, features)
     net.to(distributed.resolve_device(device))

@@ -37,13 +37,15 @@ def transfer(
     from mmrec_cli.data import dataset as D
     from mmrec_cli.errors import bad_input
     from mmrec_cli.io import model_file
-    from mmrec_cli.io.atomic import check_artifact_path
+    from mmrec_cli.io.atomic import check_artifact_path, check_distinct
     from mmrec_cli.training import distributed, loading, stages
 
     if mode not in ("inductive", "transductive"):
         raise typer.BadParameter("--mode must be inductive or transductive")
     check_artifact_path(output)  # now, not after the first epoch; before torchrun starts its processes
     check_artifact_path(checkpoint, "--checkpoint")  # None: OUTPUT.ckpt, in OUTPUT's folder
+    ckpt = str(checkpoint or f"{output}.ckpt")
+    check_distinct({"-o": output, "--checkpoint": ckpt}, {"PRETRAINED": pretrained, "DATASET": dataset, "--features": features, "--config": config})
     if nproc != 1 and not distributed.launched():  # launch refuses 0 and below
         return distributed.launch(nproc)  # this command again, under torchrun
     state, meta = model_file.load(str(pretrained))
@@ -55,7 +57,6 @@ def transfer(
     cfg = loading.resolve_stage(spec, config, set_, flags, min_epochs=0)  # --epochs 0: zero-shot
     ds = D.load(str(dataset))
     feats, feats_meta = loading.features_for(spec, ds, features)
-    ckpt = str(checkpoint or f"{output}.ckpt")
     with distributed.session(device) as ctx:
         log = say if ctx.main else (lambda s: None)
         kept = loading.keep_architecture(spec, cfg, meta)  # said with the result: an error before it stays one line

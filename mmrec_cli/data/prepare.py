@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from mmrec_cli.data import dataset as D
-from mmrec_cli.data.records import Interaction, Item
+from mmrec_cli.data.records import Interaction, Item, missing_time
 from mmrec_cli.errors import bad_input
 
 
@@ -23,7 +23,7 @@ def build(
 ) -> D.Dataset:
     if items is not None:
         _check_known(inters, items, where, items_where)
-    by_user = _chronological(inters)
+    by_user = _chronological(inters, where)
     if kcore > 0:  # users that --drop-short would drop leave the k-core too, so that their items are recounted
         by_user = _kcore(by_user, kcore, max(kcore, 3) if drop_short else kcore)
     if max_history > 0:
@@ -46,17 +46,18 @@ def _check_known(inters: list[Interaction], items: dict[str, Item], where: str, 
             raise bad_input(f"{where}:{it.line}: unknown item id '{it.item}' (not in {items_where}); add it to the items file or drop the interaction")
 
 
-def _chronological(inters: list[Interaction]) -> dict[str, list[str]]:
-    """Each user's items, sorted by timestamp; file order breaks ties (a stable sort)."""
+def _chronological(inters: list[Interaction], where: str) -> dict[str, list[str]]:
+    """Each user's items, sorted by timestamp; file order breaks ties (a stable sort). Without timestamps,
+    file order; with some, every interaction needs one (a missing one is no time to sort by)."""
+    timed = any(it.time is not None for it in inters)
     by_user: dict[str, list[Interaction]] = defaultdict(list)
     for it in inters:
+        if timed and it.time is None:
+            raise missing_time(where, it.line)
         by_user[it.user].append(it)
-    out = {}
-    for u, rows in by_user.items():
-        if any(r.time is not None for r in rows):
-            rows = sorted(rows, key=lambda r: (r.time if r.time is not None else float("-inf")))
-        out[u] = [r.item for r in rows]
-    return out
+    if timed:
+        return {u: [r.item for r in sorted(rows, key=lambda r: r.time)] for u, rows in by_user.items()}
+    return {u: [r.item for r in rows] for u, rows in by_user.items()}
 
 
 def _kcore(by_user: dict[str, list[str]], k: int, k_user: int) -> dict[str, list[str]]:

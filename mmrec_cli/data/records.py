@@ -30,16 +30,31 @@ class Item:
 
 
 def read_interactions(path: str) -> list[Interaction]:
-    """Interactions in file order; the format follows the extension (.csv, .tsv, anything else JSONL)."""
+    """Interactions in file order; the format follows the extension (.csv, .tsv, anything else JSONL).
+
+    A file with a timestamp column (a CSV/TSV header naming it, a JSON record holding the key) needs a
+    timestamp on every record: one without would be sorted before all the others."""
     suffix = Path(path).suffix.lower()
     if suffix in (".csv", ".tsv"):
         rows = _read_delimited(path, "," if suffix == ".csv" else "\t")
     else:
         rows = read_jsonl(path) if path != "-" else _stdin_jsonl(read_jsonl(path))
-    out = [_interaction(path, lineno, row) for lineno, row in rows]
+    out: list[Interaction] = []
+    timed, untimed = False, None  # whether the file has timestamps; the first record without one
+    for lineno, row in rows:
+        out.append(_interaction(path, lineno, row))
+        timed = timed or "timestamp" in row
+        if out[-1].time is None and untimed is None:
+            untimed = lineno
+        if timed and untimed is not None:
+            raise missing_time(path, untimed)
     if not out:
         raise bad_input(f"{path}: no interactions found; the file is empty")
     return out
+
+
+def missing_time(where: str, lineno: int) -> MmrecError:
+    return bad_input(f"{where}:{lineno}: missing timestamp; give every interaction a timestamp, or drop the timestamp column to keep the file's order")
 
 
 def _stdin_jsonl(rows):
@@ -99,10 +114,11 @@ def _time(path: str, lineno: int, value) -> float | None:
     return t
 
 
-def read_items(path: str) -> dict[str, Item]:
-    """Items by id from JSONL: item_id, text (string or list of sentences), images (path or list)."""
+def read_items(path: str, data: bytes | None = None) -> dict[str, Item]:
+    """Items by id from JSONL: item_id, text (string or list of sentences), images (path or list); `data`:
+    the bytes of `path` when they were read before (io.jsonl.read_lines)."""
     items: dict[str, Item] = {}
-    for lineno, obj in read_jsonl(path):
+    for lineno, obj in read_jsonl(path, data):
         item = _item(path, lineno, obj)
         if item.item_id in items:
             raise bad_input(f"{path}:{lineno}: duplicate item_id '{item.item_id}' (first on line {items[item.item_id].line}); keep one record per item")

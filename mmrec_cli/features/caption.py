@@ -56,7 +56,7 @@ def caption(items_path: str, output: str, opts: Options, command: dict | None = 
     words = words or default_vocabulary(clip.tokenizer)
     vocab = vocabulary_embeddings(clip, words, opts, command, hooks)
     encoder = image_encoder(clip, True, opts.max_pixels, _workers())
-    partial = _partial(items_path, output, opts, source, clip.info, words, hooks)
+    partial = _partial(output, opts, source, clip.info, words, hooks)
     try:
         with hooks.bar("images", len(plan.units), "images") as advance:
             encoded = runner.run("image", plan.units, encoder, opts.batch_size, partial, advance, runner.Budget(opts.max_batches))
@@ -172,14 +172,14 @@ def _read_cache(path: Path, key: dict, hooks: Hooks) -> np.ndarray | None:
     return tensors["embeddings"]
 
 
-def _partial(items_path, output, opts, source, clip_info, words, hooks):
+def _partial(output, opts, source, clip_info, words, hooks):
     if output in ("-", None):
         return None
     from mmrec_cli.features.partial import Partial
-    from mmrec_cli.io.artifacts import fingerprint_file, fingerprint_strings
+    from mmrec_cli.io.artifacts import fingerprint_strings
 
     settings = {
-        "items": fingerprint_file(items_path),
+        "items": source.fingerprint,
         "item_ids": fingerprint_strings(source.item_ids),
         "clip": clip_info,
         "options": {k: getattr(opts, k) for k in ("image_root", "allow_outside_root", "max_images", "max_pixels", "batch_size", "device", "threads")},

@@ -74,7 +74,7 @@ def extract(items_path: str, output: str, opts: Options, command: dict | None = 
     root = image_root(items_path, opts.image_root) if opts.image else None
     device = runtime(opts.device, opts.threads)
     encoders = build_encoders(opts, device)
-    settings = resume_key(items_path, source, opts, encoders, device)
+    settings = resume_key(source, opts, encoders, device)
     partial = _partial(output, settings, opts, hooks) if encoders else None
     tensors, infos, timing = encode_all(source, encoders, root, opts, partial, hooks)
     _imports(opts.imports, len(whole.item_ids), shard.rows if shard else slice(None), tensors, infos)
@@ -188,15 +188,15 @@ def decode_workers() -> int:
     return max(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2)
 
 
-def resume_key(items_path: str, source: Source, opts: Options, encoders: dict, device: str) -> dict:
+def resume_key(source: Source, opts: Options, encoders: dict, device: str) -> dict:
     """Everything the vectors depend on; a resumed run must match it exactly."""
     import torch
 
-    from mmrec_cli.io.artifacts import fingerprint_file, fingerprint_strings
+    from mmrec_cli.io.artifacts import fingerprint_strings
 
     skip = ("resume", "max_batches", "imports", "merge", "device", "threads")
     return {
-        "items": fingerprint_file(items_path),
+        "items": source.fingerprint,
         "item_ids": fingerprint_strings(source.item_ids),
         "options": {k: v for k, v in dataclasses.asdict(opts).items() if k not in skip},
         "encoders": {k: e.info for k, e in encoders.items()},

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from mmrec_cli.data import records
 from mmrec_cli.errors import bad_input
-from mmrec_cli.io.jsonl import read_jsonl
+from mmrec_cli.io.jsonl import read_jsonl, read_stdin
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -26,10 +26,11 @@ class Source:
     sentences: list[list[str]]
     images: list[list[str]] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
+    fingerprint: str = ""  # of the whole file's bytes (standard input's too), as artifacts.fingerprint_file
 
     def subset(self, rows: list[int]) -> Source:
         pick = lambda xs: [xs[r] for r in rows]  # noqa: E731
-        return Source(self.path, self.kind, pick(self.item_ids), pick(self.texts), pick(self.sentences), pick(self.images), pick(self.lines))
+        return Source(self.path, self.kind, pick(self.item_ids), pick(self.texts), pick(self.sentences), pick(self.images), pick(self.lines), self.fingerprint)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -38,25 +39,29 @@ def split_sentences(text: str) -> list[str]:
 
 
 def read_source(path: str) -> Source:
-    """Read an items file, or a captions file (recognised by a 'words' field on its first record)."""
-    first = next(read_jsonl(path), None)
+    """Read an items file, or a captions file (recognised by a 'words' field on its first record); '-' is
+    standard input, read once into memory (the file is read twice)."""
+    from mmrec_cli.io import artifacts
+
+    data = read_stdin() if path == "-" else None
+    first = next(read_jsonl(path, data), None)
     if first is None:
         raise bad_input(f"{path}: no items found; the file is empty")
-    if "words" in first[1]:
-        return _read_captions(path)
-    return _read_items(path)
+    source = _read_captions(path, data) if "words" in first[1] else _read_items(path, data)
+    source.fingerprint = artifacts.fingerprint_bytes(data) if data is not None else artifacts.fingerprint_file(path)
+    return source
 
 
-def _read_items(path: str) -> Source:
-    items = list(records.read_items(path).values())
+def _read_items(path: str, data: bytes | None) -> Source:
+    items = list(records.read_items(path, data).values())
     sentences = [it.text if len(it.text) != 1 else split_sentences(it.text[0]) for it in items]
     texts = [" ".join(t.strip() for t in it.text) for it in items]
     return Source(path, "items", [it.item_id for it in items], texts, sentences, [it.images for it in items], [it.line for it in items])
 
 
-def _read_captions(path: str) -> Source:
+def _read_captions(path: str, data: bytes | None) -> Source:
     groups: dict[str, tuple[int, list[str]]] = {}
-    for lineno, obj in read_jsonl(path):
+    for lineno, obj in read_jsonl(path, data):
         item_id, words = obj.get("item_id"), obj.get("words")
         if item_id is None or item_id == "" or isinstance(item_id, (dict, list, bool)):
             raise bad_input(f"{path}:{lineno}: missing or invalid 'item_id'; every caption record needs one")

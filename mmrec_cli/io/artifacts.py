@@ -128,6 +128,11 @@ def fingerprint_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return "sha256:" + h.hexdigest()[:16]
 
 
+def fingerprint_bytes(data: bytes) -> str:
+    """fingerprint_file of a file holding `data` (standard input, read into memory)."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()[:16]
+
+
 def fingerprint_strings(items: list[str]) -> str:
     h = hashlib.sha256()
     for s in items:

@@ -90,6 +90,41 @@ def check_artifact_path(path: str | os.PathLike | None, option: str = "-o") -> N
     check_writable(path, option)
 
 
+Paths = str | os.PathLike | list | tuple | None
+
+
+def check_distinct(outputs: dict[str, Paths], inputs: dict[str, Paths]) -> None:
+    """Fail now (exit 6) if an output is one of the inputs, or another output: the same file after links are
+    resolved (os.path.samefile where both exist, else the resolved paths). Keys name each path as the user
+    gave it: an option ('-o', '--items') or an argument ('DATASET'); a value may be a list of paths.
+    None and '-' (stdin/stdout) are skipped. Writing would replace the input, or lose the other output."""
+    seen: list[tuple[str, str]] = []
+    for option, path in _each(outputs):
+        for label, other in _each(inputs):
+            if _same_file(path, other):
+                raise MmrecError(f"{option} {path} is also the {label} {'file' if label.startswith('-') else 'input'}; write to another file", IO_FAILURE)
+        for label, other in seen:
+            if _same_file(path, other):
+                raise MmrecError(f"{option} {path} is also the {label} file; give each output its own file", IO_FAILURE)
+        seen.append((option, path))
+
+
+def _each(paths: dict[str, Paths]) -> Iterator[tuple[str, str]]:
+    for label, value in paths.items():
+        for path in value if isinstance(value, (list, tuple)) else [value]:
+            if path is not None and str(path) != "-":
+                yield label, str(path)
+
+
+def _same_file(a: str, b: str) -> bool:
+    """One file under two names: a link, a hard link, 'x/../f' (resolved even where x does not exist)."""
+    try:
+        a, b = os.path.realpath(a), os.path.realpath(b)
+        return a == b or (os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b))
+    except (OSError, ValueError):  # an unreadable folder on the way, a NUL in a name: reported where it is opened
+        return False
+
+
 def _nearest_existing(folder: Path) -> Path:
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent

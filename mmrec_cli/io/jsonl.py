@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from collections.abc import Iterator
@@ -25,10 +26,11 @@ def open_binary(path: str) -> BinaryIO:
         raise not_found(f"{path}: cannot read ({err.strerror}); check its permissions") from err
 
 
-def read_lines(path: str) -> Iterator[tuple[int, str]]:
+def read_lines(path: str, data: bytes | None = None) -> Iterator[tuple[int, str]]:
     """(line number, text) for each non-blank line; each line is decoded on its own, so a non-UTF-8
-    byte is reported on the line where it is."""
-    f = open_binary(path)
+    byte is reported on the line where it is. `data`: the bytes of `path`, read before (standard input,
+    which can be read only once, by a reader that reads twice)."""
+    f = io.BytesIO(data) if data is not None else open_binary(path)
     try:
         for lineno, raw in enumerate(f, start=1):
             try:
@@ -42,8 +44,13 @@ def read_lines(path: str) -> Iterator[tuple[int, str]]:
             f.close()
 
 
-def read_jsonl(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    for lineno, line in read_lines(path):
+def read_stdin() -> bytes:
+    """All of standard input, for a reader that reads its input more than once."""
+    return sys.stdin.buffer.read()
+
+
+def read_jsonl(path: str, data: bytes | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    for lineno, line in read_lines(path, data):
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as err:

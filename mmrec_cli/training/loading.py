@@ -48,13 +48,23 @@ def check_ranges(cfg, min_epochs: int = 1) -> None:
 
 
 def check_shape(model_cfg) -> None:
-    """Widths, heads and dropouts, by name across the models: a bad one failed deep in torch (internal error).
-    Layer counts are left alone: 0 graph or decoder layers is a meaningful ablation."""
+    """Sizes, counts, rates and init scales, by name across the models: a bad one failed deep in torch (internal
+    error) or trained something else than asked (-1 layers as 0). No size or count is negative; widths and
+    heads are 1 or more, while 0 layers (graph, decoder) is a meaningful ablation. No float is NaN or inf."""
     for name, value in vars(model_cfg).items():
+        key = f"config: model.{name}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
         if name.endswith(("hidden", "heads")) and isinstance(value, int) and value < 1:
-            raise out_of_range(f"config: model.{name}", value, "1 or more")
+            raise out_of_range(key, value, "1 or more")
+        if isinstance(value, int) and value < 0:
+            raise out_of_range(key, value, "0 or more")
         if name.endswith("dropout") and isinstance(value, float) and not 0 <= value < 1:
-            raise out_of_range(f"config: model.{name}", value, "a rate in [0, 1)")
+            raise out_of_range(key, value, "a rate in [0, 1)")
+        if name.endswith("_std") and not (math.isfinite(value) and value >= 0):
+            raise out_of_range(key, value, "a finite number, 0 or more")
+        if not math.isfinite(value):
+            raise out_of_range(key, value, "a finite number")
     values = vars(model_cfg)
     for hidden, heads in (("hidden", "heads"), ("enc_hidden", "enc_heads")):
         h, n = values.get(hidden), values.get(heads)
