@@ -147,7 +147,8 @@ complete -c mmrec -n '__fish_seen_subcommand_from transfer' -l help -d 'Show thi
 complete -c mmrec -n '__fish_seen_subcommand_from transfer' -F
 complete -c mmrec -n '__fish_seen_subcommand_from eval' -l split -x -d 'valid | test'
 complete -c mmrec -n '__fish_seen_subcommand_from eval' -l features -r -F -d 'The features artifact it was trained with'
-complete -c mmrec -n '__fish_seen_subcommand_from eval' -l mask-history -l no-mask-history -d 'Remove the user\'s earlier items from the ranking (default: off for leave-one-out, on for the ratio split)'
+complete -c mmrec -n '__fish_seen_subcommand_from eval' -l mask-history -l no-mask-history -d 'Remove the user\'s train items from the ranking (default: off for leave-one-out, on for the ratio split; MMRec\'s protocol)'
+complete -c mmrec -n '__fish_seen_subcommand_from eval' -l mask-valid -d 'With --mask-history and --split test: also remove the user\'s validation items'
 complete -c mmrec -n '__fish_seen_subcommand_from eval' -l ks -x -d 'Cut-offs for Recall/NDCG/MRR'
 complete -c mmrec -n '__fish_seen_subcommand_from eval' -s o -l output -r -F -d 'Write the metrics JSON here (default: stdout)'
 complete -c mmrec -n '__fish_seen_subcommand_from eval' -l rankings -r -F -d 'Also write per-user rankings as JSON lines (\'-\' = stdout)'

@@ -297,3 +297,24 @@ def test_text_only_features_align_and_train():
         loss = net.loss(next(A.train_batches(ds, small(), tc, 0)))
         assert torch.isfinite(loss)
         loss.backward()
+
+
+def test_eval_records_what_the_ranking_masked(tmp_path):
+    """Under the ratio split the test ranking masks the train items (MMRec's protocol); --mask-valid adds the valid ones."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from mmrec_cli.cli.app import app
+
+    ds = tiny_ds()
+    D.save(ds, str(tmp_path / "ds.safetensors"), {"command": "test"}, {}, {})
+    FE.save(str(tmp_path / "f.safetensors"), tiny_features(), ds.item_ids, "test", {}, {}, {})
+    common = ["--features", str(tmp_path / "f.safetensors")]
+    r = CliRunner().invoke(app, ["finetune", "alignrec", str(tmp_path / "ds.safetensors"), *common, "--epochs", "1", "--set", "model.content=raw", "--set", "model.embedding=8", "-o", str(tmp_path / "m.safetensors")])
+    assert r.exit_code == 0, r.output
+    for extra, want in (([], "train"), (["--mask-valid"], "train+valid"), (["--no-mask-history"], "none")):
+        out = tmp_path / f"r{len(extra)}{want}.json"
+        r = CliRunner().invoke(app, ["eval", str(tmp_path / "m.safetensors"), str(tmp_path / "ds.safetensors"), *common, "--split", "test", *extra, "-o", str(out)])
+        assert r.exit_code == 0, r.output
+        assert json.loads(out.read_text())["masked"] == want

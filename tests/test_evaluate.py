@@ -6,7 +6,7 @@ import torch
 
 from mmrec_cli.data import dataset as D
 from mmrec_cli.data.batches import collate_eval
-from mmrec_cli.evaluation.ranking import EvalConfig, evaluate, metrics, rank_batch, user_metrics
+from mmrec_cli.evaluation.ranking import EvalConfig, evaluate, mask_name, metrics, rank_batch, user_metrics
 
 
 class Fixed(torch.nn.Module):
@@ -103,8 +103,18 @@ def test_evaluate_on_a_dataset():
     assert m["recall@1"] == 0.5 and m["recall@2"] == 1.0 and m["users"] == 2
     m, _ = evaluate(model, ds, EvalConfig(split="test", ks=(1,)))
     assert m["recall@1"] == 0.5  # user 0: target 3 is below item 2; user 1: target 0 is first
-    m, _ = evaluate(model, ds, EvalConfig(split="test", ks=(1,), mask_history=True))
-    assert m["recall@1"] == 1.0  # with item 2 (history) masked, user 0's target is first too
+    m, _ = evaluate(model, ds, EvalConfig(split="test", ks=(1,), mask_history=True, mask_valid=True))
+    assert m["recall@1"] == 1.0  # with item 2 (user 0's valid item) masked, user 0's target is first too
+
+
+def test_test_ranking_masks_train_items_only_by_default():
+    """MMRec's protocol (AlignRec): the train items are removed from the test ranking, the valid items are not.
+    Masking the valid items too made test figures higher than the paper's protocol gives."""
+    ds = D.from_sequences([[0, 1, 2, 3], [3, 2, 1, 0]], list("abcd"), ["u", "v"])
+    model = Fixed([[0, 0, 3, 1], [4, 3, 2, 1]])  # user 0: train 0, 1; valid 2 (scored highest); test 3
+    m, recs = evaluate(model, ds, EvalConfig(split="test", ks=(1,), mask_history=True))
+    assert [r["ranks"] for r in recs] == [[1], [0]]  # user 0's valid item 2 still ranks above its target
+    assert mask_name(EvalConfig(split="test", mask_history=True)) == "train"
 
 
 def test_metrics_average_over_users():

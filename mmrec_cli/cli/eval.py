@@ -15,7 +15,8 @@ def eval_(
     paths: list[Path] = typer.Argument(..., metavar="MODEL DATASET", help="Model artifact (`mmrec finetune` / `mmrec transfer`) and the dataset artifact it was trained on; with --compare, two or more eval result files instead."),
     split: str = typer.Option("valid", "--split", help="valid | test. Choose settings on valid; evaluate test once, at the end."),
     features: str | None = typer.Option(None, "--features", help="The features artifact it was trained with."),
-    mask_history: bool | None = typer.Option(None, "--mask-history/--no-mask-history", help="Remove the user's earlier items from the ranking (default: off for leave-one-out, on for the ratio split)."),
+    mask_history: bool | None = typer.Option(None, "--mask-history/--no-mask-history", help="Remove the user's train items from the ranking (default: off for leave-one-out, on for the ratio split; MMRec's protocol)."),
+    mask_valid: bool = typer.Option(False, "--mask-valid", help="With --mask-history and --split test: also remove the user's validation items."),
     ks: str = typer.Option("5,10,20,50", "--ks", help="Cut-offs for Recall/NDCG/MRR."),
     output: str | None = typer.Option(None, "-o", "--output", help="Write the metrics JSON here (default: stdout)."),
     rankings: str | None = typer.Option(None, "--rankings", help="Also write per-user rankings as JSON lines ('-' = stdout)."),
@@ -36,7 +37,7 @@ def eval_(
         raise usage(f"expected MODEL DATASET, got {len(paths)} argument(s); to compare result files pass --compare")
     model, dataset = paths
     from mmrec_cli.data import dataset as D
-    from mmrec_cli.evaluation.ranking import EvalConfig, evaluate
+    from mmrec_cli.evaluation.ranking import EvalConfig, evaluate, mask_name
     from mmrec_cli.io.jsonl import jsonl_writer, write_json
     from mmrec_cli.training import loading
 
@@ -52,13 +53,14 @@ def eval_(
 
     net.to(resolve_device(device))  # evaluation moves each batch to the model's device
     mask = (ds.protocol == "ratio") if mask_history is None else mask_history
-    cfg = EvalConfig(split=split, ks=cut, mask_history=mask, batch_size=batch_size, chunk=chunk)
+    cfg = EvalConfig(split=split, ks=cut, mask_history=mask, mask_valid=mask_valid, batch_size=batch_size, chunk=chunk)
     with progress(f"eval {split}", None) as advance:
         metrics, records = evaluate(net, ds, cfg, rankings_k=top_k if rankings else 0, on_batch=advance)
     result = {
         "metrics": metrics,
         "split": split,
         "mask_history": mask,
+        "masked": mask_name(cfg),  # what was removed from the ranking: none | train | train+valid
         "protocol": ds.protocol,
         "model": {"path": str(model), "name": meta["model"], "fingerprint": loading.fingerprint(str(model)), "setting": loading.setting(meta), "best_epoch": meta.get("best_epoch")},
         "dataset": {"path": str(dataset), "fingerprint": ds.fingerprint()},

@@ -5,8 +5,10 @@ A model provides `users(batch)`, computed once per batch of users, and `score_us
 (users per batch) x (items per chunk), whatever the catalogue size. Batches go to the model's
 device; scores come back to the CPU for ranking.
 Ranks are pessimistic on ties (an item scoring exactly as the target counts as above it), so a
-model that scores everything alike gets no credit. With `mask_history` the items the user already
-interacted with (except the targets themselves) are removed from the ranking.
+model that scores everything alike gets no credit. With `mask_history` the user's TRAIN items (except
+the targets themselves) are removed from the ranking, for valid and for test, as MMRec's evaluation
+(`EvalDataLoader(..., additional_dataset=train)`) does; `mask_valid` also removes the validation
+items when ranking the test split.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 
 from mmrec_cli.data.batches import collate_eval, eval_rows, to_device
-from mmrec_cli.data.dataset import Dataset
+from mmrec_cli.data.dataset import TRAIN, Dataset
 from mmrec_cli.models import Scorer
 
 KS = (5, 10, 20, 50)
@@ -28,7 +30,8 @@ KS = (5, 10, 20, 50)
 class EvalConfig:
     split: str = "valid"
     ks: tuple[int, ...] = KS
-    mask_history: bool = False
+    mask_history: bool = False  # remove the user's train items from the ranking
+    mask_valid: bool = False  # with mask_history on the test split: remove the validation items too
     batch_size: int = 512
     chunk: int = 65536
 
@@ -44,7 +47,7 @@ def evaluate(model: Scorer, ds: Dataset, cfg: EvalConfig, rankings_k: int = 0, o
         for start in range(0, len(users), cfg.batch_size):
             sl = slice(start, start + cfg.batch_size)
             batch = collate_eval(histories[sl], users[sl], model.max_len)
-            masks = histories[sl] if cfg.mask_history else None
+            masks = _masks(ds, histories[sl], users[sl], cfg) if cfg.mask_history else None
             ranks, top = rank_batch(model, batch, targets[sl], ds.num_items, cfg.chunk, masks, rankings_k)
             for b, u in enumerate(users[sl]):
                 rec = {"user": u, "targets": targets[sl][b].tolist(), "ranks": ranks[b]}
@@ -56,6 +59,19 @@ def evaluate(model: Scorer, ds: Dataset, cfg: EvalConfig, rankings_k: int = 0, o
                 on_batch(len(users[sl]))
     model.train(was_training)
     return metrics(records, cfg.ks), records
+
+
+def mask_name(cfg: EvalConfig) -> str:
+    """What was removed from the ranking, as results record it."""
+    if not cfg.mask_history:
+        return "none"
+    return "train+valid" if cfg.mask_valid and cfg.split == "test" else "train"
+
+
+def _masks(ds: Dataset, histories: list[np.ndarray], users: list[int], cfg: EvalConfig) -> list[np.ndarray]:
+    if cfg.split == "valid" or cfg.mask_valid:
+        return histories  # everything before the split's targets
+    return [ds.sequence(u)[ds.labels(u) == TRAIN] for u in users]
 
 
 def device_of(model) -> torch.device:

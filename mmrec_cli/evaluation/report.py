@@ -255,7 +255,7 @@ def eval_report(result: dict, history: list[dict] | None) -> str:
     """The report of one `mmrec eval` result; `history` from the model artifact's metadata."""
     m = result.get("model", {})
     title = f"{m.get('name', 'model')} on {result.get('split', '?')}"
-    subtitle = f"{result['metrics'].get('users', '?')} users, protocol {result.get('protocol')}, history masked: {result.get('mask_history')}"
+    subtitle = f"{result['metrics'].get('users', '?')} users, protocol {result.get('protocol')}, masked from the ranking: {result.get('masked') or ('train' if result.get('mask_history') else 'none')}"
     body = ["<h2>Metrics</h2>", metrics_table(result["metrics"])]
     body.append("<h2>Training and validation</h2>")
     if history:

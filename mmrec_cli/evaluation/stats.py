@@ -150,7 +150,7 @@ def _load_result(p: str, label: str) -> dict:
     model = r.get("model") or {}
     return {
         "label": label, "path": p, "model": model.get("name"), "setting": model.get("setting"), "model_path": model.get("path"), "split": r.get("split"),
-        "seed": r.get("seed"), "dataset": (r.get("dataset") or {}).get("fingerprint"), "mask_history": r.get("mask_history"),
+        "seed": r.get("seed"), "dataset": (r.get("dataset") or {}).get("fingerprint"), "mask_history": r.get("mask_history"), "masked": r.get("masked"),
         "metrics": r["metrics"], "rankings": rankings_path(r, p), "best_epoch": model.get("best_epoch"),
     }
 
@@ -172,7 +172,7 @@ def _groups(results: list[dict]) -> list[dict]:
     """Runs of one model and setting on one split, in the order their first result was given."""
     by_key: dict[tuple, list[dict]] = {}
     for r in results:
-        by_key.setdefault((r["model"], r["split"], r["setting"], r["dataset"], r["mask_history"]), []).append(r)
+        by_key.setdefault((r["model"], r["split"], r["setting"], r["dataset"], r["mask_history"], r["masked"]), []).append(r)
     labels = [f"{model} · {split}" for model, split, *_ in by_key]
     # the same model and split twice (another setting, dataset or masking): name each by its first file
     return [
