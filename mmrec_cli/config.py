@@ -18,9 +18,13 @@ import tomllib
 from mmrec_cli.errors import bad_input, not_found
 
 
-def resolve(cls: type, config_file: str | None = None, sets: list[str] | None = None, flags: dict | None = None):
-    """An instance of dataclass `cls` from the layers; `flags` entries that are None are not given."""
+def resolve(cls: type, config_file: str | None = None, sets: list[str] | None = None, flags: dict | None = None, defaults: dict | None = None):
+    """An instance of dataclass `cls` from the layers; `flags` entries that are None are not given.
+    `defaults` (nested, e.g. a model's own training defaults) sit above the dataclasses' defaults and
+    below everything the user gives."""
     values: dict[str, Any] = {}
+    if defaults:
+        _merge(values, {k: dict(v) if isinstance(v, dict) else v for k, v in defaults.items()}, "defaults")
     if config_file:
         _merge(values, read_config_file(config_file), config_file)
     for item in sets or []:

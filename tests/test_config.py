@@ -99,3 +99,17 @@ def test_coercion_keeps_what_is_meant(tmp_path):
     assert C.resolve(Outer, str(f)) == Outer(flag=True, train=Inner(lr=1.0, epochs=4))
     assert C.resolve(Outer, None, ["flag=false", "train.epochs=\"7\"", "train.lr=2"]) == Outer(flag=False, train=Inner(lr=2.0, epochs=7))
     assert isinstance(C.resolve(Outer, None, ["train.lr=2"]).train.lr, float)
+
+
+def test_a_model_brings_its_papers_selection_defaults():
+    """MSM4SR's official code selects on Recall@20 with patience 20 and clips gradients at 5; AlignRec's on Recall@20.
+    Every model selected on NDCG@10 with patience 10 before. A config file or --set still wins."""
+    from mmrec_cli import models
+    from mmrec_cli.training import loading
+
+    msm = loading.resolve_stage(models.get("msm4sr"), None, [], {})
+    assert (msm.train.metric, msm.train.patience, msm.train.clip_grad) == ("recall@20", 20, 5.0)
+    assert loading.resolve_stage(models.get("alignrec"), None, [], {}).train.metric == "recall@20"
+    assert loading.resolve_stage(models.get("sasrec"), None, [], {}).train.metric == "ndcg@10"
+    assert loading.resolve_stage(models.get("msm4sr"), None, ["train.metric=ndcg@10"], {"train.patience": 3}).train.patience == 3
+    assert loading.resolve_stage(models.get("msm4sr"), None, ["train.metric=ndcg@10"], {}).train.metric == "ndcg@10"

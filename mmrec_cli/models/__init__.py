@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from mmrec_cli.errors import bad_input
@@ -106,6 +106,7 @@ class ModelSpec:
     modalities: tuple[str, ...] = ()  # features it reads (empty: IDs only, no --features)
     architecture: tuple[str, ...] = ()  # config keys a model built from a pre-trained one keeps from it
     needs_users: bool = False  # built with num_users=ds.num_users (a per-user table)
+    train_defaults: dict = field(default_factory=dict)  # the paper's training/selection settings (e.g. metric), above TrainConfig's
     fresh: tuple[str, ...] = ()  # state names (prefixes) that start fresh when an init's shape differs (catalogue-sized)
     after_init: Callable[[Any, Callable[[str], None], set[str]], None] | None = None  # (model, log, names loaded)
 

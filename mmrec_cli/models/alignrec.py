@@ -408,5 +408,6 @@ SPEC = ModelSpec(
     modalities=MODALITIES,
     architecture=("enc_chunks", "enc_hidden", "enc_layers", "enc_heads"),  # the pre-trained item encoder
     needs_users=True,
+    train_defaults={"metric": "recall@20"},  # the official code's early stopping
     fresh=("item_emb", "user_emb", "ui_users", "ui_items", "mm_trs."),  # mm_trs reads h_enc, whose width depends on `content`
 )

@@ -466,4 +466,5 @@ SPEC = ModelSpec(
     modalities=MODALITIES,
     architecture=("max_len", "hidden", "layers", "heads", "inner", "experts", "pool_hidden", "project"),
     fresh=("item_emb.",),
+    train_defaults={"metric": "recall@20", "patience": 20, "clip_grad": 5.0},  # the official code's model selection
 )

@@ -25,7 +25,7 @@ def stage_config_class(spec: ModelSpec):
 
 def resolve_stage(spec: ModelSpec, config_file: str | None, sets: list[str], flags: dict, min_epochs: int = 1):
     """The stage's config from its layers; `min_epochs` 0 where no training is meaningful (zero-shot transfer)."""
-    cfg = C.resolve(stage_config_class(spec), config_file, sets, flags)
+    cfg = C.resolve(stage_config_class(spec), config_file, sets, flags, defaults={"train": spec.train_defaults})
     check_ranges(cfg, min_epochs)
     return cfg
 
