@@ -277,3 +277,19 @@ def test_items_and_captions_on_stdin(tmp_path, models):
         assert all(np.array_equal(t[k], want[k]) for k in t)
         assert meta["inputs"]["items"] == {"path": "-", "fingerprint": artifacts.fingerprint_file(path)}
     assert meta["item_ids"] == ["a", "b"] and "image" in t  # captions: the words' vectors are MSM4SR's x^v
+
+
+def test_features_of_two_encoders_are_refused_across_domains():
+    """A model carried from one domain to another reads both domains' vectors: they must come from one encoder."""
+    import pytest
+
+    from mmrec_cli.errors import MmrecError
+    from mmrec_cli.io.feature_file import check_same_encoders
+
+    minilm = {"text": {"encoder": "bert", "model": "all-MiniLM-L6-v2", "pooling": "mean", "dim": 384, "item_vector": "the whole text"}}
+    same = {"text": {**minilm["text"], "item_vector": "mean of the item's caption rows"}}
+    check_same_encoders(minilm, same, "pre.safetensors", "feats.safetensors")  # how items were summarised may differ
+    check_same_encoders(minilm, {"image": {"encoder": "clip"}}, "a", "b")  # no modality in common: nothing to compare
+    other = {"text": {**minilm["text"], "model": "bert-base-uncased", "dim": 768}}
+    with pytest.raises(MmrecError, match=r"feats.safetensors: 'text' features come from another encoder than pre.safetensors's \(model 'bert-base-uncased', not 'all-MiniLM-L6-v2'\)"):
+        check_same_encoders(minilm, other, "pre.safetensors", "feats.safetensors")

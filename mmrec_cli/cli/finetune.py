@@ -60,6 +60,10 @@ def finetune(
     ds = D.load(str(dataset))
     feats, feats_meta = loading.features_for(spec, ds, features)
     init_state, init_meta = _init_state(init, model)
+    if init_meta is not None and feats_meta is not None:
+        from mmrec_cli.io.feature_file import check_same_encoders
+
+        check_same_encoders((init_meta.get("features") or {}).get("encoders"), feats_meta.get("encoders"), str(init), str(features))
     extra = {"init": None if init is None else loading.init_record(str(init), init_meta)}  # the same for every seed
     with distributed.session(device) as ctx:
         log = say if ctx.main else (lambda s: None)

@@ -71,6 +71,7 @@ def _load_all(spec, datasets, features):
     import torch
 
     from mmrec_cli.data import dataset as D
+    from mmrec_cli.io import feature_file as FE
     from mmrec_cli.training import loading
 
     loaded = [D.load(str(p)) for p in datasets]
@@ -81,5 +82,7 @@ def _load_all(spec, datasets, features):
     names = [k for k in feats_list[0][0] if all(k in f[0] for f in feats_list)]
     feats = {k: torch.cat([f[0][k] for f in feats_list]) for k in names}
     metas = [f[1] for f in feats_list]
+    for other in metas[1:]:  # one model reads them all: the same encoder for each modality
+        FE.check_same_encoders(metas[0].get("encoders"), other.get("encoders"), metas[0]["path"], other["path"])
     meta = metas[0] if len(metas) == 1 else {"path": "+".join(m["path"] for m in metas), "fingerprint": "+".join(m["fingerprint"] for m in metas), "encoders": metas[0].get("encoders")}
     return ds, feats, meta

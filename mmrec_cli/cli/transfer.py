@@ -57,6 +57,10 @@ def transfer(
     cfg = loading.resolve_stage(spec, config, set_, flags, min_epochs=0)  # --epochs 0: zero-shot
     ds = D.load(str(dataset))
     feats, feats_meta = loading.features_for(spec, ds, features)
+    if feats_meta is not None:
+        from mmrec_cli.io.feature_file import check_same_encoders
+
+        check_same_encoders((meta.get("features") or {}).get("encoders"), feats_meta.get("encoders"), str(pretrained), str(features))
     with distributed.session(device) as ctx:
         log = say if ctx.main else (lambda s: None)
         kept = loading.keep_architecture(spec, cfg, meta)  # said with the result: an error before it stays one line

@@ -67,3 +67,17 @@ def check_finite(tensors: dict, where: str) -> None:
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             row = int(np.argwhere(~np.isfinite(arr))[0][0])
             raise bad_input(f"{where}: feature '{name}' holds NaN or inf (row {row}); recompute the features")
+
+
+# What names an encoder's vectors: two feature files whose entries differ here hold vectors of different spaces.
+_SIGNATURE = ("encoder", "model", "pretrained", "weights", "revision", "pooling", "normalize", "dim", "source")
+
+
+def check_same_encoders(a: dict | None, b: dict | None, what_a: str, what_b: str) -> None:
+    """Refuse features of two different encoders for one modality (a model carried across domains reads both)."""
+    for m in sorted(set(a or {}) & set(b or {})):
+        sa, sb = ({k: e.get(k) for k in _SIGNATURE if k in e} for e in (a[m], b[m]))
+        differ = [k for k in _SIGNATURE if k in sa and k in sb and sa[k] != sb[k]]
+        if differ:
+            k = differ[0]
+            raise mismatch(f"{what_b}: '{m}' features come from another encoder than {what_a}'s ({k} {sb[k]!r}, not {sa[k]!r}); extract both with the same encoder")
