@@ -7,7 +7,7 @@ _mmrec() {
         case "${COMP_WORDS[i]}" in -*) ;; *) cmd="${COMP_WORDS[i]}"; at=$i; break ;; esac
     done
     if [[ -z "$cmd" ]]; then
-        COMPREPLY=($(compgen -W "prepare extract merge caption cluster pretrain finetune transfer eval recommend info config --install-completion --show-completion --help" -- "$cur"))
+        COMPREPLY=($(compgen -W "prepare extract merge caption cluster pretrain finetune transfer eval recommend info config subsample --install-completion --show-completion --help" -- "$cur"))
         return
     fi
     local opts="" values="" choices="" files=0
@@ -216,6 +216,16 @@ _mmrec() {
             esac
             choices="sasrec msm4sr missrec mmmlp alignrec"
             files=0
+            ;;
+        subsample)
+            opts="--keep-users --seed -o --output --help"
+            values=" --keep-users --seed -o --output "
+            case "$prev" in
+                --keep-users) return ;;
+                --seed) return ;;
+                -o|--output) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
+            esac
+            files=1
             ;;
         *) return ;;
     esac

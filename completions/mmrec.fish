@@ -17,6 +17,7 @@ complete -c mmrec -n __fish_use_subcommand -a eval -d 'Rank every item for every
 complete -c mmrec -n __fish_use_subcommand -a recommend -d 'Rank the catalogue for every history read from --input'
 complete -c mmrec -n __fish_use_subcommand -a info -d 'Print an artifact\'s metadata as JSON: kind, producing command, config, inputs, versions, tensors'
 complete -c mmrec -n __fish_use_subcommand -a config -d 'Print MODEL\'s full config (model and train sections) as a run would resolve it: defaults < --config < --set'
+complete -c mmrec -n __fish_use_subcommand -a subsample -d 'Keep a share of the users for training (a learning curve)'
 complete -c mmrec -n '__fish_seen_subcommand_from prepare' -s o -l output -r -F -d 'Dataset artifact to write (.safetensors)'
 complete -c mmrec -n '__fish_seen_subcommand_from prepare' -l items -r -F -d 'Items JSONL (item_id, text, images)'
 complete -c mmrec -n '__fish_seen_subcommand_from prepare' -l format -x -d 'auto | interactions | unisrec'
@@ -179,3 +180,8 @@ complete -c mmrec -n '__fish_seen_subcommand_from config' -l config -r -F -d 'JS
 complete -c mmrec -n '__fish_seen_subcommand_from config' -l set -x -d 'Override one setting, e.g'
 complete -c mmrec -n '__fish_seen_subcommand_from config' -l help -d 'Show this message and exit.'
 complete -c mmrec -n '__fish_seen_subcommand_from config' -a 'sasrec msm4sr missrec mmmlp alignrec'
+complete -c mmrec -n '__fish_seen_subcommand_from subsample' -l keep-users -x -d 'Share of the users whose train interactions are trained on, in (0, 1]'
+complete -c mmrec -n '__fish_seen_subcommand_from subsample' -l seed -x -d 'Seed of the choice of users (the same seed keeps the same users)'
+complete -c mmrec -n '__fish_seen_subcommand_from subsample' -s o -l output -r -F -d 'Dataset artifact to write'
+complete -c mmrec -n '__fish_seen_subcommand_from subsample' -l help -d 'Show this message and exit.'
+complete -c mmrec -n '__fish_seen_subcommand_from subsample' -F

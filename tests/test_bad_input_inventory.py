@@ -294,6 +294,10 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("config", "a bool for a count", lambda fx: ["config", "sasrec", "--set", "model.layers=true"], 3, "config: model.layers: True is not a valid int; use a whole number"),
     ("config", "negative init_std", lambda fx: ["config", "sasrec", "--set", "model.init_std=-1"], 3, "config: model.init_std: -1.0 is out of range; use a finite number, 0 or more"),
     # merge (joins `extract --shard I/N` outputs)
+    ("subsample", "share of 0", lambda fx: ["subsample", fx.inp.ds, "--keep-users", "0", "-o", fx.o()], 3, "--keep-users: 0.0 is out of range; use a share in (0, 1], e.g. 0.1"),
+    ("subsample", "share above 1", lambda fx: ["subsample", fx.inp.ds, "--keep-users", "1.5", "-o", fx.o()], 3, "--keep-users: 1.5 is out of range; use a share in (0, 1], e.g. 0.1"),
+    ("subsample", "missing dataset", lambda fx: ["subsample", fx.inp.missing, "--keep-users", "0.5", "-o", fx.o()], 4, "missing.safetensors"),
+    ("subsample", "-o names the dataset", lambda fx: ["subsample", (d := fx.copy(fx.inp.ds)), "--keep-users", "0.5", "-o", d], 6, "is also the DATASET input; write to another file"),
     ("merge", "missing shard", lambda fx: ["merge", fx.inp.missing, "-o", fx.o()], 4, "missing.safetensors: no such file"),
     ("merge", "a features artifact that is no shard", lambda fx: ["merge", fx.inp.feats, fx.inp.feats, "-o", fx.o()], 5, "not a shard"),
     ("merge", "dataset given as a shard", lambda fx: ["merge", fx.inp.ds, "-o", fx.o()], 5, "expected a features artifact, got a dataset artifact"),

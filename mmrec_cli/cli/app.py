@@ -15,6 +15,7 @@ from mmrec_cli.cli import (
     pretrain,
     recommend,
     show_config,
+    subsample,
     transfer,
 )
 from mmrec_cli.cli import eval as eval_cmd
@@ -39,6 +40,7 @@ app.command("eval")(eval_cmd.eval_)
 app.command("recommend")(recommend.recommend)
 app.command("info")(info.info)
 app.command("config")(show_config.show_config)
+app.command("subsample")(subsample.subsample)
 
 
 def main() -> None:

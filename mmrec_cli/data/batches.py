@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mmrec_cli.data.dataset import TEST, TRAIN, VALID, Dataset
+from mmrec_cli.data.dataset import TEST, TRAIN, VALID, Dataset, before
 
 IGNORE = -100
 
@@ -130,7 +130,7 @@ def eval_rows(ds: Dataset, split: str) -> tuple[list[np.ndarray], list[np.ndarra
         tgt = seq[lab == level]
         if len(tgt) == 0:
             continue
-        hist = seq[lab < level]
+        hist = seq[before(lab, level)]
         inputs.append(hist)
         targets.append(tgt)
         users.append(u)

@@ -20,7 +20,14 @@ from mmrec_cli.errors import bad_input, mismatch
 from mmrec_cli.io import artifacts
 
 TRAIN, VALID, TEST = 0, 1, 2
+HISTORY = 3  # a train-time interaction of a user left out of training (`subsample_users`): input history only
 SPLITS = {"train": TRAIN, "valid": VALID, "test": TEST}
+
+
+def before(labels: np.ndarray, level: int) -> np.ndarray:
+    """Which of a user's interactions come before the targets labelled `level` (VALID or TEST): the
+    history a model reads to rank them."""
+    return (labels < level) | (labels == HISTORY)
 
 
 @dataclass
@@ -90,6 +97,19 @@ def ratio_labels(lengths: np.ndarray, seed: int, ratios=(0.8, 0.1, 0.1)) -> np.n
         labels[n - n_test :] = TEST
         parts.append(labels[rng.permutation(n)])
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int8)
+
+
+def subsample_users(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, int]:
+    """Train on a share of the users: the others' train interactions become HISTORY (read as input when
+    their valid and test targets are ranked, never trained on), so every fraction is evaluated on the
+    same, complete set of users. Returns the dataset and the number of users kept for training."""
+    keep = max(1, round(fraction * ds.num_users))
+    chosen = np.zeros(ds.num_users, dtype=bool)
+    chosen[np.random.default_rng(seed).permutation(ds.num_users)[:keep]] = True
+    owner = np.repeat(np.arange(ds.num_users), np.diff(ds.offsets))
+    split = ds.split.copy()
+    split[(split == TRAIN) & ~chosen[owner]] = HISTORY
+    return Dataset(ds.item_ids, ds.user_ids, ds.offsets, ds.items, split, ds.protocol, dict(ds.meta)), keep
 
 
 def save(ds: Dataset, path: str, command: str, config: dict, inputs: dict) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from mmrec_cli.data.batches import collate_eval, eval_rows, to_device
-from mmrec_cli.data.dataset import TRAIN, Dataset
+from mmrec_cli.data.dataset import VALID, Dataset, before
 from mmrec_cli.models import Scorer
 
 KS = (5, 10, 20, 50)
@@ -71,7 +71,7 @@ def mask_name(cfg: EvalConfig) -> str:
 def _masks(ds: Dataset, histories: list[np.ndarray], users: list[int], cfg: EvalConfig) -> list[np.ndarray]:
     if cfg.split == "valid" or cfg.mask_valid:
         return histories  # everything before the split's targets
-    return [ds.sequence(u)[ds.labels(u) == TRAIN] for u in users]
+    return [ds.sequence(u)[before(ds.labels(u), VALID)] for u in users]  # train (and history-only) items
 
 
 def device_of(model) -> torch.device:

@@ -149,10 +149,10 @@ def space_tokens(feats: dict, mods: list[str]) -> torch.Tensor:
 
 def histories(ds, split: str, max_len: int) -> list:
     """Every user's items before `split`'s targets (valid: the train items; test: train and valid), last max_len."""
-    from mmrec_cli.data.dataset import SPLITS
+    from mmrec_cli.data.dataset import SPLITS, before
 
     level = SPLITS[split]
-    return [ds.sequence(u)[ds.labels(u) < level][-max_len:] for u in range(ds.num_users)]
+    return [ds.sequence(u)[before(ds.labels(u), level)][-max_len:] for u in range(ds.num_users)]
 
 
 def user_interests(tokens: torch.Tensor, M: int, hists: list, ratio: float, knn_ratio: float, batch_size: int = 256, on_batch=None) -> dict:
