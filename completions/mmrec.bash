@@ -170,7 +170,7 @@ _mmrec() {
             files=1
             ;;
         eval)
-            opts="--split --features --mask-history --no-mask-history --mask-valid --ks -o --output --rankings --top-k --batch-size --chunk --report --compare --device --probe --help"
+            opts="--split --features --mask-history --no-mask-history --mask-valid --ks -o --output --rankings --top-k --batch-size --chunk --report --compare --device --slice --probe --help"
             values=" --split --features --ks -o --output --rankings --top-k --batch-size --chunk --report --device "
             case "$prev" in
                 --split) return ;;

@@ -159,6 +159,7 @@ complete -c mmrec -n '__fish_seen_subcommand_from eval' -l chunk -x -d 'Items sc
 complete -c mmrec -n '__fish_seen_subcommand_from eval' -l report -r -F -d 'Also write a self-contained HTML report: metrics, training and validation curves (with --compare: the comparison)'
 complete -c mmrec -n '__fish_seen_subcommand_from eval' -l compare -d 'Compare eval result files (the arguments) side by side: metrics, mean ± std over seeds, paired tests on their --rankings files'
 complete -c mmrec -n '__fish_seen_subcommand_from eval' -l device -x -d 'cpu | cuda | cuda:N | mps | auto'
+complete -c mmrec -n '__fish_seen_subcommand_from eval' -l slice -d 'Also report metrics per slice: target popularity in train (unseen, cold = seen 1-5 times, mid, popular) and history length'
 complete -c mmrec -n '__fish_seen_subcommand_from eval' -l probe -d 'Zero-shot feature probe (AlignRec\'s): the one argument is a DATASET'
 complete -c mmrec -n '__fish_seen_subcommand_from eval' -l help -d 'Show this message and exit.'
 complete -c mmrec -n '__fish_seen_subcommand_from eval' -F

@@ -26,6 +26,7 @@ def eval_(
     report: str | None = typer.Option(None, "--report", help="Also write a self-contained HTML report: metrics, training and validation curves (with --compare: the comparison)."),
     compare: bool = typer.Option(False, "--compare", help="Compare eval result files (the arguments) side by side: metrics, mean ± std over seeds, paired tests on their --rankings files."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | mps | auto."),
+    slices: bool = typer.Option(False, "--slice", help="Also report metrics per slice: target popularity in train (unseen, cold = seen 1-5 times, mid, popular) and history length."),
     probe: bool = typer.Option(False, "--probe", help="Zero-shot feature probe (AlignRec's): the one argument is a DATASET; rank items by the cosine of their --features to the mean of the user's history features, per modality and all together. No model."),
 ) -> None:
     """Rank every item for every user of SPLIT and report Recall, NDCG and MRR at each cut-off."""
@@ -69,6 +70,10 @@ def eval_(
         "versions": meta.get("versions"),
         "rankings": rankings if rankings and rankings != "-" else None,
     }
+    if slices:
+        from mmrec_cli.evaluation.slices import slice_metrics
+
+        result["slices"] = slice_metrics(ds, split, records, cut)
     if rankings:
         with jsonl_writer(rankings) as write:
             for rec in records:
@@ -80,6 +85,10 @@ def eval_(
 
         write_text(report, html_report.eval_report(result, meta.get("history")))
     say(_summary(metrics, split))
+    for kind, table in (result.get("slices") or {}).items():
+        if isinstance(table, dict):
+            for name, m in table.items():
+                say(f"  {kind} {name}: " + _summary(m, split))
 
 
 def _cutoffs(ks: str) -> tuple[int, ...]:
