@@ -94,3 +94,23 @@ def test_help_does_not_import_torch():
     code = "import sys; from mmrec_cli.cli.app import app; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(tiny_dataset, tmp_path):
+    """A resume with another --lr/--seed trained a hybrid whose metadata claimed the new settings."""
+    from mmrec_cli import models
+    from mmrec_cli.training import loading
+
+    path, ds = tiny_dataset
+    ck = tmp_path / "m.safetensors.ckpt"
+    flags = {"train.epochs": 2, "train.batch_size": 4, "train.seed": 7, "model.hidden": 16, "model.inner": 32}
+    cfg = loading.resolve_stage(models.get("sasrec"), None, [], flags)
+    run = stages.Run(checkpoint=str(ck), identity=loading.run_identity(cfg, ds, None))
+    stages.finetune("sasrec", ds, None, cfg.model, cfg.train, run)  # as if killed after its last checkpoint
+    common = ["finetune", "sasrec", str(path), "--batch-size", "4", "--seed", "7", "--set", "model.hidden=16", "--set", "model.inner=32", "-o", str(tmp_path / "m.safetensors"), "--resume"]
+    r = runner.invoke(app, [*common, "--epochs", "3", "--lr", "0.003"])
+    assert r.exit_code == 5
+    assert r.output.strip() == f"error: --resume: {ck} was made with config.train.lr = 0.001, this run has 0.003; pass the same settings, or remove {ck} to start over"
+    r = runner.invoke(app, [*common, "--epochs", "3"])  # more epochs of the same run: allowed
+    assert r.exit_code == 0, r.output
+    assert "resumed from" in r.output

@@ -69,7 +69,8 @@ def finetune(
         log = say if ctx.main else (lambda s: None)
         for cfg, out, ckpt in seed_runs(base, paths):
             with progress(f"finetune {model}", None) if ctx.main else contextlib.nullcontext() as advance:
-                run = stages.Run(checkpoint=ckpt, resume=resume, log=log, progress=advance)
+                identity = loading.run_identity(cfg, ds, feats_meta, None if init is None else str(init))
+                run = stages.Run(checkpoint=ckpt, resume=resume, log=log, progress=advance, identity=identity)
                 net, result = stages.finetune(model, ds, feats, cfg.model, cfg.train, run, init_state)
             if not ctx.main:
                 continue

@@ -56,7 +56,7 @@ def pretrain(
     cfg = loading.resolve_stage(spec, config, set_, flags)
     ds, feats, feats_meta = _load_all(spec, datasets, features)
     with distributed.session(device) as ctx, progress(f"pretrain {model}", None) if ctx.main else contextlib.nullcontext() as advance:
-        run = stages.Run(checkpoint=ckpt, resume=resume, log=say if ctx.main else (lambda s: None), progress=advance)
+        run = stages.Run(checkpoint=ckpt, resume=resume, log=say if ctx.main else (lambda s: None), progress=advance, identity=loading.run_identity(cfg, ds, feats_meta))
         net, result = stages.pretrain(model, ds, feats, cfg.model, cfg.train, run)
     if not ctx.main:
         return

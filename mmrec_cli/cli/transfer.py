@@ -65,7 +65,7 @@ def transfer(
         log = say if ctx.main else (lambda s: None)
         kept = loading.keep_architecture(spec, cfg, meta)  # said with the result: an error before it stays one line
         with progress(f"transfer {name}", None) if ctx.main else contextlib.nullcontext() as advance:
-            run = stages.Run(checkpoint=ckpt, resume=resume, log=log, progress=advance)
+            run = stages.Run(checkpoint=ckpt, resume=resume, log=log, progress=advance, identity=loading.run_identity(cfg, ds, feats_meta, str(pretrained)))
             net, result = stages.transfer(name, ds, feats, cfg.model, cfg.train, run, state)
     if not ctx.main:
         return  # rank 0 alone writes

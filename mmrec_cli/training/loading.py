@@ -98,6 +98,16 @@ def keep_architecture(spec: ModelSpec, cfg, meta: dict) -> list[str]:
     return kept
 
 
+def run_identity(cfg, ds: Dataset, feats_meta: dict | None, init: str | None = None) -> dict:
+    """What a training run is made of: its resolved config and its inputs' fingerprints (checkpoints record it)."""
+    return {
+        "config": dataclasses.asdict(cfg),
+        "dataset": ds.fingerprint(),
+        "features": None if feats_meta is None else feats_meta["fingerprint"],
+        "init": None if init is None else fingerprint(init),
+    }
+
+
 def artifact_meta(name: str, stage: str, cfg, ds: Dataset, feats_meta: dict | None, result, inv: dict, **extra) -> dict:
     return {
         "model": name,

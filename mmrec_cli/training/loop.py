@@ -25,7 +25,7 @@ from typing import Literal
 
 import torch
 
-from mmrec_cli.errors import MmrecError, bad_input
+from mmrec_cli.errors import MmrecError, bad_input, mismatch
 from mmrec_cli.io import artifacts
 
 
@@ -61,8 +61,12 @@ def fit(
     resume: bool = False,
     log: Callable[[str], None] = lambda s: None,
     progress=None,
+    identity: dict | None = None,
 ) -> FitResult:
-    """Train `model` in place; return the best state (the last one when there is no validation)."""
+    """Train `model` in place; return the best state (the last one when there is no validation).
+
+    `identity` (the resolved config and the inputs' fingerprints) is stored in the checkpoint; resuming
+    a checkpoint of another identity is refused, so a resumed run never mixes two settings."""
     from mmrec_cli.training import distributed as D
 
     ctx = D.current()
@@ -74,6 +78,7 @@ def fit(
     step_fn = D.wrap(model, loss_fn, ctx, D.first_batch(batches(0), ctx) if ctx.world > 1 else None)
     state = _State()
     if resume and checkpoint and Path(checkpoint).exists():
+        check_resumable(checkpoint, identity)
         state = load_checkpoint(checkpoint, model, opt, ctx.rank)
         log(f"resumed from {checkpoint} after epoch {state.epoch}")
     elif resume:  # not an error: `--resume` on every call of a Makefile rule is the usual idiom
@@ -93,7 +98,7 @@ def fit(
         state.epoch = epoch + 1
         log(_line(entry, cfg.metric, time.perf_counter() - t0))
         if checkpoint:
-            save_checkpoint(checkpoint, model, opt, state, ctx)
+            save_checkpoint(checkpoint, model, opt, state, ctx, identity)
     if state.best_state is None:
         state.best_state, state.best_epoch = _copy_state(model), state.epoch - 1
     return FitResult(state.best_state, state.best_epoch, state.best_metrics, state.history)
@@ -185,7 +190,7 @@ class _State:
         return {k: getattr(self, k) for k in keys} | {"best_score": None if self.best_score == -math.inf else self.best_score}
 
 
-def save_checkpoint(path: str, model, opt, state: _State, ctx=None) -> None:
+def save_checkpoint(path: str, model, opt, state: _State, ctx=None, identity: dict | None = None) -> None:
     """Everything needed to continue: model, optimizer, RNG, best state, history. Atomic.
 
     Under torchrun every rank must call it (the RNG states are gathered); rank 0 writes."""
@@ -202,7 +207,35 @@ def save_checkpoint(path: str, model, opt, state: _State, ctx=None) -> None:
     tensors |= opt_tensors
     for r, rng in enumerate(rngs):  # rank 0's under the single-process names
         tensors |= {("rng." + k if r == 0 else f"rng.{k}.r{r}"): v for k, v in rng.items()}
-    artifacts.save(path, tensors, "checkpoint", {"state": state.to_json(), "optimizer": opt_meta, "world": ctx.world})
+    artifacts.save(path, tensors, "checkpoint", {"state": state.to_json(), "optimizer": opt_meta, "world": ctx.world, "identity": identity})
+
+
+# Settings a resumed run may change: more (or fewer) epochs continue the same training.
+_RESUMABLE_CHANGES = {"config.train.epochs"}
+
+
+def check_resumable(path: str, identity: dict | None) -> None:
+    """Refuse to continue a checkpoint made with other settings or inputs (exit 5), naming the first difference."""
+    if identity is None:
+        return
+    saved = artifacts.read_meta(path, kind="checkpoint").get("identity")
+    fix = f"pass the same settings, or remove {path} to start over"
+    if saved is None:
+        raise mismatch(f"--resume: {path} does not record the settings it was made with; {fix}")
+    mine, theirs = _flatten(json.loads(json.dumps(identity))), _flatten(saved)
+    for key in sorted(set(mine) | set(theirs)):
+        if key not in _RESUMABLE_CHANGES and mine.get(key) != theirs.get(key):
+            raise mismatch(f"--resume: {path} was made with {key} = {theirs.get(key)!r}, this run has {mine.get(key)!r}; {fix}")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= _flatten(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def load_checkpoint(path: str, model, opt, rank: int = 0) -> _State:

@@ -27,6 +27,7 @@ class Run:
     resume: bool = False
     log: Callable[[str], None] = lambda s: None
     progress: Callable | None = None
+    identity: dict | None = None  # what the checkpoint must have been made with to be resumed (loading.run_identity)
 
 
 def recommender(spec: ModelSpec, model_cfg, ds: Dataset, features: dict | None) -> Recommender:
@@ -64,6 +65,7 @@ def finetune(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg
         train_cfg,
         validate=validator(model, ds, mask),
         checkpoint=run.checkpoint,
+        identity=run.identity,
         resume=run.resume,
         log=run.log,
         progress=run.progress,
@@ -84,6 +86,7 @@ def pretrain(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg
         train_cfg,
         validate=None,
         checkpoint=run.checkpoint,
+        identity=run.identity,
         resume=run.resume,
         log=run.log,
         progress=run.progress,
