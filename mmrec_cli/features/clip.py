@@ -176,10 +176,11 @@ def text_encoder(clip: Clip, normalize: bool) -> ClipText:
 
 def short_text_tower(clip: Clip):
     """(tower, pool type, eos id) when the text tower can run on cut contexts, else None."""
+    from open_clip import CoCa, CustomTextCLIP
     from open_clip.tokenizer import SimpleTokenizer
 
     model = clip.model
-    tower = model.text if hasattr(model, "text") else model
+    tower = model.text if isinstance(model, (CustomTextCLIP, CoCa)) else model  # CLIP holds its text tower inline
     pool_type = getattr(tower, "pool_type", getattr(tower, "text_pool_type", None))
     causal = getattr(tower, "attn_mask", None) is not None
     plain = getattr(tower, "cls_emb", None) is None and not getattr(tower, "use_pad_mask", False)
