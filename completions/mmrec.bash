@@ -13,12 +13,20 @@ _mmrec() {
     local opts="" values="" choices="" files=0
     case "$cmd" in
         prepare)
-            opts="-o --output --items --format --split --kcore --max-history --drop-short --seed --features-out --feature --items-out --help"
-            values=" -o --output --items --format --split --kcore --max-history --seed --features-out --feature --items-out "
+            opts="-o --output --items --format --user-col --item-col --time-col --rating-col --sep --header --no-header --time-unit --min-rating --dedup --item-text-fields --split --kcore --max-history --drop-short --seed --features-out --feature --items-out --help"
+            values=" -o --output --items --format --user-col --item-col --time-col --rating-col --sep --time-unit --min-rating --item-text-fields --split --kcore --max-history --seed --features-out --feature --items-out "
             case "$prev" in
                 -o|--output) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
                 --items) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
-                --format) return ;;
+                --format) COMPREPLY=($(compgen -W "auto csv unisrec sequences recbole movielens amazon2014 amazon2018 amazon2023" -- "$cur")); return ;;
+                --user-col) return ;;
+                --item-col) return ;;
+                --time-col) return ;;
+                --rating-col) return ;;
+                --sep) return ;;
+                --time-unit) COMPREPLY=($(compgen -W "s ms" -- "$cur")); return ;;
+                --min-rating) return ;;
+                --item-text-fields) return ;;
                 --split) return ;;
                 --kcore) return ;;
                 --max-history) return ;;

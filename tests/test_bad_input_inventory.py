@@ -11,6 +11,7 @@ number of cases per subcommand.
 
 from __future__ import annotations
 
+import gzip
 import json
 import struct
 from collections.abc import Callable
@@ -134,6 +135,7 @@ GOOD_CSV = "user_id,item_id,timestamp\n" + "".join(f"u{u},i{i},{i}\n" for u in r
 TINY = ["--set", "model.hidden=8", "--set", "model.inner=16", "--set", "model.layers=1"]
 IMAGE_ITEMS = lambda fx: fx.write("items.jsonl", '{"item_id": "a", "images": ["a.png"]}\n')  # noqa: E731
 HISTORIES = '{"user_id": "u0", "items": ["i1", "i2"]}\n'
+AMAZON = "".join(json.dumps({"reviewerID": "u", "asin": i, "unixReviewTime": t, "overall": 5.0}) + "\n" for t, i in enumerate("abc"))
 
 # ---- the table --------------------------------------------------------------------------------------------
 
@@ -154,12 +156,20 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("prepare", "--kcore removes everything", lambda fx: ["prepare", inter(fx, GOOD_CSV), "--kcore", "9", "-o", fx.o()], 3, "no users left after filtering"),
     ("prepare", "output is a folder", lambda fx: ["prepare", inter(fx, GOOD_CSV), "-o", fx.scratch], 6, "scratch: Is a directory; give a file path to -o"),
     ("prepare", "-o - (an artifact to stdout)", lambda fx: ["prepare", inter(fx, GOOD_CSV), "-o", "-"], 2, "-o -: an artifact is a file, not a stream; give a path, e.g. -o out.safetensors"),
-    ("prepare", "unknown --format", lambda fx: ["prepare", inter(fx, GOOD_CSV), "--format", "parquet", "-o", fx.o()], 2, "--format must be auto, interactions or unisrec"),
+    ("prepare", "unknown --format", lambda fx: ["prepare", inter(fx, GOOD_CSV), "--format", "parquet", "-o", fx.o()], 2, "--format must be one of auto, csv, unisrec, sequences, recbole, movielens, amazon2014, amazon2018, amazon2023"),
     ("prepare", "negative --seed of the ratio split", lambda fx: ["prepare", inter(fx, GOOD_CSV), "--split", "ratio", "--seed", "-1", "-o", fx.o()], 2, "--kcore, --max-history and --seed must be 0 or more"),
-    ("prepare", "--features-out for an interactions file", lambda fx: ["prepare", inter(fx, GOOD_CSV), "--features-out", fx.o("f.safetensors"), "-o", fx.o()], 2, "--features-out and --items-out are for a UniSRec folder; "),
+    ("prepare", "--features-out for an interactions file", lambda fx: ["prepare", inter(fx, GOOD_CSV), "--features-out", fx.o("f.safetensors"), "-o", fx.o()], 2, "--features-out is for a UniSRec folder; "),
     ("prepare", "-o names the interactions file", lambda fx: ["prepare", (c := inter(fx, GOOD_CSV, "c.csv")), "-o", c], 6, "scratch/c.csv " + SAME.format("SOURCE")),
     ("prepare", "-o names the --items file", lambda fx: ["prepare", inter(fx, GOOD_CSV), "--items", (i := fx.copy(fx.inp.items)), "-o", i], 6, "scratch/items.jsonl " + SAME_OPTION.format("--items")),
     ("prepare", "-o is a link to the interactions file", lambda fx: ["prepare", (c := inter(fx, GOOD_CSV, "c.csv")), "-o", link(fx, c)], 6, "scratch/link.csv " + SAME.format("SOURCE")),
+    # prepare: the public formats (tests/test_formats.py)
+    ("prepare", "--user-col names no column", lambda fx: ["prepare", inter(fx, "user,item,ts\nu,a,1\n"), "--user-col", "uid", "--item-col", "item", "-o", fx.o()], 3, "i.csv:1: no column 'uid' (--user-col); the header's columns are: user, item, ts"),
+    ("prepare", "unparseable timestamp", lambda fx: ["prepare", inter(fx, "user_id,item_id,timestamp\nu,a,2014-03-01\nu,b,2014-13-45\n"), "-o", fx.o()], 3, "i.csv:3: timestamp '2014-13-45' is not a number or an ISO-8601 date"),
+    ("prepare", "Amazon metadata of other items", lambda fx: ["prepare", fx.write("r.json", AMAZON), "--items", fx.write("meta.json", '{"asin": "zz", "title": "other"}\n'), "-o", fx.o()], 3, "meta.json: none of its 1 items occur in"),
+    ("prepare", "truncated gzip", lambda fx: ["prepare", fx.write("i.csv.gz", gzip.compress(GOOD_CSV.encode() * 40)[:-30]), "-o", fx.o()], 3, "i.csv.gz: the gzip data ends early"),
+    ("prepare", "auto cannot tell the format", lambda fx: ["prepare", fx.write("data.txt", "u a 1\nv b 2\n"), "-o", fx.o()], 3, "data.txt: cannot tell the format from its name and first line ('u a 1'); give --format (csv, unisrec, sequences"),
+    ("prepare", "--min-rating for sequences", lambda fx: ["prepare", fx.write("s.tsv", "u\ta b c\n"), "--format", "sequences", "--min-rating", "4", "-o", fx.o()], 2, "--min-rating: 'user<TAB>item item ...' lines hold no ratings; drop --min-rating"),
+    ("prepare", "--items-out without --items", lambda fx: ["prepare", inter(fx, GOOD_CSV), "--items-out", fx.o("items.jsonl"), "-o", fx.o()], 2, "--items-out writes the items of --items"),
     # extract
     ("extract", "missing items file", lambda fx: ["extract", fx.inp.missing, "--text", "bert", "-o", fx.o()], 4, "missing.safetensors: no such file"),
     ("extract", "malformed items line", lambda fx: ["extract", fx.write("items.jsonl", '{"item_id": "a"}\n{"item_id": "b", "text": 3}\n'), "--text", "bert", "-o", fx.o()], 3, "items.jsonl:2: 'text' must be a string or a list of strings"),

@@ -8,13 +8,34 @@ import typer
 
 from mmrec_cli.cli._common import handle_errors, invocation, say
 
+FORMAT_HELP = (
+    "auto (sniffs the name and first lines, and says what it chose) | csv | unisrec | sequences | recbole | movielens "
+    "| amazon2014 | amazon2018 | amazon2023 (layouts: docs/data_formats.md)."
+)
+
+
+def _formats():
+    from mmrec_cli.data.formats import FORMATS
+
+    return list(FORMATS)
+
 
 @handle_errors
 def prepare(
-    source: str = typer.Argument(..., help="Interactions file (.csv/.tsv with a header, or JSON lines; '-' = stdin, read as JSON lines), or a UniSRec folder / <folder>/<name> prefix."),
+    source: str = typer.Argument(..., help="Interactions file (any --format; .gz/.bz2 read as they are; '-' = stdin, read as JSON lines), or a UniSRec folder / <folder>/<name> prefix."),
     output: Path = typer.Option(..., "-o", "--output", help="Dataset artifact to write (.safetensors)."),
-    items: str | None = typer.Option(None, "--items", help="Items JSONL (item_id, text, images); every interacted item must be in it."),
-    fmt: str = typer.Option("auto", "--format", help="auto | interactions | unisrec."),
+    items: str | None = typer.Option(None, "--items", help="Items: JSONL (item_id, text, images; every interacted item must be in it), 'id<TAB>title' lines, or Amazon metadata JSON lines (meta_*.json.gz)."),
+    fmt: str = typer.Option("auto", "--format", help=FORMAT_HELP, autocompletion=_formats),
+    user_col: str | None = typer.Option(None, "--user-col", help="The user column: a header name (JSON key), or a 0-based position with --no-header."),
+    item_col: str | None = typer.Option(None, "--item-col", help="The item column (name or 0-based position)."),
+    time_col: str | None = typer.Option(None, "--time-col", help="The timestamp column (name or 0-based position): numbers, or ISO-8601 dates."),
+    rating_col: str | None = typer.Option(None, "--rating-col", help="The rating column, for --min-rating (name or 0-based position)."),
+    sep: str | None = typer.Option(None, "--sep", help="Field delimiter (default by extension: ',' for .csv, tab for .tsv/.txt/.inter; '\\t' = tab)."),
+    header: bool = typer.Option(True, "--header/--no-header", help="Whether the first line names the columns (--no-header: name them by position)."),
+    time_unit: str | None = typer.Option(None, "--time-unit", help="s | ms: the unit of numeric timestamps (default: ms when over 1e11, else s).", autocompletion=lambda: ["s", "ms"]),
+    min_rating: float | None = typer.Option(None, "--min-rating", help="Keep interactions with a rating of at least X (formats with ratings)."),
+    dedup: bool = typer.Option(False, "--dedup", help="Drop exact repeats of a (user, item, timestamp) (default: keep them, counted)."),
+    item_text_fields: str | None = typer.Option(None, "--item-text-fields", help="Amazon metadata: the text fields, comma separated, each a sentence (default title,description; also feature, categories, brand)."),
     split: str = typer.Option("loo", "--split", help="loo (chronological leave-one-out) | ratio (per-user random 8:1:1)."),
     kcore: int = typer.Option(0, "--kcore", help="Keep only users and items with at least K interactions (iterated)."),
     max_history: int = typer.Option(0, "--max-history", help="Keep each user's last N interactions (0 = all)."),
@@ -22,21 +43,26 @@ def prepare(
     seed: int = typer.Option(2020, "--seed", help="Seed of the ratio split."),
     features_out: Path | None = typer.Option(None, "--features-out", help="UniSRec only: also write its .feat* files as a features artifact."),
     feature: list[str] = typer.Option(["text=feat1CLS", "image=feat3CLS"], "--feature", help="UniSRec only: modality=suffix of a feature file."),
-    items_out: Path | None = typer.Option(None, "--items-out", help="UniSRec only: also write the items as JSONL (for `mmrec extract`)."),
+    items_out: Path | None = typer.Option(None, "--items-out", help="Also write the dataset's items as JSONL (item_id, text, images) for `mmrec extract` (a UniSRec folder, or with --items)."),
 ) -> None:
     """Build a dataset: id maps, chronological order, optional k-core, and the train/valid/test split."""
     from mmrec_cli.data import dataset as D
+    from mmrec_cli.data import formats
     from mmrec_cli.errors import usage
     from mmrec_cli.io.atomic import check_artifact_path, check_distinct, check_writable
 
     if split not in ("loo", "ratio"):
         raise typer.BadParameter("--split must be loo or ratio")
-    if fmt not in ("auto", "interactions", "unisrec"):
-        raise typer.BadParameter("--format must be auto, interactions or unisrec")
+    if fmt not in formats.FORMATS and fmt != "interactions":  # `interactions`: the name of `csv` before there were others
+        raise typer.BadParameter(f"--format must be one of {formats.format_list()}")
     if min(kcore, max_history, seed) < 0:  # a negative seed also fails numpy's generator of the ratio split
         raise typer.BadParameter("--kcore, --max-history and --seed must be 0 or more")
     if items == "-" and source == "-":  # stdin can be read once
         raise usage("--items -: standard input already holds the interactions (SOURCE -); give the items as a file")
+    fields = [f.strip() for f in item_text_fields.split(",") if f.strip()] if item_text_fields is not None else None
+    fmt = "csv" if fmt == "interactions" else fmt
+    opts = formats.Options(fmt, user_col, item_col, time_col, rating_col, sep, header, time_unit, min_rating, dedup, items, fields)
+    formats.check_options(opts)
     for path, option in ((output, "-o"), (features_out, "--features-out")):
         check_artifact_path(path, option)
     check_writable(items_out, "--items-out")  # JSON lines: '-' is stdout
@@ -44,17 +70,31 @@ def prepare(
     read = _unisrec_files(source) if is_unisrec else source
     check_distinct({"-o": output, "--features-out": features_out, "--items-out": items_out}, {"SOURCE": read, "--items": items})
     inv = invocation()
+    config = {"split": split, "kcore": kcore, "max_history": max_history, "seed": seed}
+    notes: list[str] = []
     if is_unisrec:
+        formats.check_applies("unisrec", opts)
         ds, inputs = _from_unisrec(source, features_out, feature, items_out, inv)
         if split == "ratio":
             ds.split, ds.protocol = D.ratio_labels(ds.offsets[1:] - ds.offsets[:-1], seed), "ratio"
+        config["format"] = "unisrec"
+        notes = [] if fmt == "unisrec" else ["format: unisrec (auto: a UniSRec folder (<name>.test.inter))"]
     else:
-        if features_out or items_out:  # else they would be skipped, and a later step read a stale file
-            raise typer.BadParameter(f"--features-out and --items-out are for a UniSRec folder; {source} is an interactions file")
-        ds, inputs = _from_records(source, items, kcore, max_history, split, seed, drop_short)
-    config = {"split": split, "kcore": kcore, "max_history": max_history, "seed": seed, "format": "unisrec" if is_unisrec else "interactions"}
+        if features_out:  # else it would be skipped, and a later step read a stale file
+            raise typer.BadParameter(f"--features-out is for a UniSRec folder; {source} is an interactions file")
+        if items_out and not items:
+            raise typer.BadParameter(f"--items-out writes the items of --items; give --items for {source} (item texts), or drop --items-out")
+        loaded = formats.load(source, opts)
+        ds, inputs = _from_records(source, items, loaded, kcore, max_history, split, seed, drop_short)
+        config["format"], config["mapping"], notes = loaded.format, loaded.mapping, loaded.notes
+        if items_out:
+            _write_items({iid: loaded.items[iid] for iid in ds.item_ids}, ds.item_ids, items_out, quiet=True)
     D.save(ds, str(output), inv, config, inputs)
+    for line in notes:
+        say(line)
     say(f"wrote {output}: {ds.num_users} users, {ds.num_items} items, {len(ds.items)} interactions ({ds.protocol} split)")
+    if items_out and not is_unisrec:
+        say(f"wrote {items_out}: {ds.num_items} items")
 
 
 def _looks_unisrec(source: str) -> bool:
@@ -70,12 +110,10 @@ def _unisrec_files(source: str) -> list[Path]:
     return sorted(folder.glob(f"{name}.*"))
 
 
-def _from_records(source, items, kcore, max_history, split, seed, drop_short):
-    from mmrec_cli.data import prepare, records
+def _from_records(source, items, loaded, kcore, max_history, split, seed, drop_short):
+    from mmrec_cli.data import prepare
 
-    inters = records.read_interactions(source)
-    item_map = records.read_items(items) if items else None
-    ds = prepare.build(inters, item_map, where=source, items_where=items or "", kcore=kcore, max_history=max_history, protocol=split, seed=seed, drop_short=drop_short)
+    ds = prepare.build(loaded.interactions, loaded.items, where=source, items_where=items or "", kcore=kcore, max_history=max_history, protocol=split, seed=seed, drop_short=drop_short)
     inputs = {"interactions": _fp(source)}
     if items:
         inputs["items"] = _fp(items)
@@ -112,13 +150,19 @@ def _write_unisrec_features(folder, name, ds, feature, out, inv) -> None:
     say(f"wrote {out}: " + ", ".join(f"{m} {tuple(t.shape)}" for m, t in tensors.items()))
 
 
-def _write_items(texts: dict, item_ids: list[str], out) -> None:
+def _write_items(texts: dict, item_ids: list[str], out, quiet: bool = False) -> None:
+    """The items as JSONL: a text string per item (UniSRec), or an `Item` (text as sentences, and images)."""
     from mmrec_cli.io.jsonl import jsonl_writer
 
     with jsonl_writer(str(out)) as write:
         for iid in item_ids:
-            write({"item_id": iid, "text": texts.get(iid, "")})
-    say(f"wrote {out}: {len(item_ids)} items")
+            item = texts.get(iid, "")
+            if isinstance(item, str):
+                write({"item_id": iid, "text": item})
+            else:
+                write({"item_id": iid, "text": item.text[0] if len(item.text) == 1 else item.text or "", "images": item.images})
+    if not quiet:
+        say(f"wrote {out}: {len(item_ids)} items")
 
 
 def _fp(path: str) -> dict:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import io
 import json
 import sys
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,13 +29,28 @@ def open_binary(path: str) -> BinaryIO:
         raise not_found(f"{path}: cannot read ({err.strerror}); check its permissions") from err
 
 
+COMPRESSED = (".gz", ".bz2")
+
+
 def read_lines(path: str, data: bytes | None = None) -> Iterator[tuple[int, str]]:
     """(line number, text) for each non-blank line; each line is decoded on its own, so a non-UTF-8
-    byte is reported on the line where it is. `data`: the bytes of `path`, read before (standard input,
-    which can be read only once, by a reader that reads twice)."""
+    byte is reported on the line where it is. A file ending .gz or .bz2 is decompressed as it is read
+    (streaming); a truncated or corrupt one is reported naming the file. `data`: the bytes of `path`,
+    read before (standard input, which can be read only once, by a reader that reads twice)."""
     f = io.BytesIO(data) if data is not None else open_binary(path)
+    stream = _decompressing(path, f) if data is None else f
+    lineno = 0
     try:
-        for lineno, raw in enumerate(f, start=1):
+        while True:
+            try:
+                raw = stream.readline()
+            except (EOFError, OSError, zlib.error) as err:  # truncated (EOFError) or corrupt (BadGzipFile, OSError, zlib.error)
+                if stream is f:
+                    raise
+                raise _broken(path, lineno, err) from None
+            if not raw:
+                return
+            lineno += 1
             try:
                 line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as err:
@@ -40,8 +58,41 @@ def read_lines(path: str, data: bytes | None = None) -> Iterator[tuple[int, str]
             if line.strip():
                 yield lineno, line
     finally:
+        if stream is not f:
+            stream.close()
         if f is not sys.stdin.buffer:
             f.close()
+
+
+def compression(path: str) -> str | None:
+    """'gzip' or 'bz2' for a path ending .gz or .bz2, else None."""
+    suffix = Path(path).suffix.lower()
+    return {".gz": "gzip", ".bz2": "bz2"}.get(suffix)
+
+
+def strip_compression(path: str) -> str:
+    """The file name without a trailing .gz/.bz2: 'ratings.csv.gz' -> 'ratings.csv'."""
+    name = Path(path).name
+    return name[: -len(Path(name).suffix)] if compression(path) else name
+
+
+def _decompressing(path: str, f: BinaryIO) -> BinaryIO:
+    kind = compression(path) if path != "-" else None
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=f, mode="rb")
+    if kind == "bz2":
+        return bz2.BZ2File(f, mode="rb")
+    return f
+
+
+def _broken(path: str, lineno: int, err: BaseException):
+    kind = compression(path) or "compressed"
+    where = f"after line {lineno}" if lineno else "before the first line"
+    if isinstance(err, EOFError):
+        what = f"the {kind} data ends early ({where}): the file is truncated"
+    else:
+        what = f"not valid {kind} data ({where}: {str(err).rstrip('.') or type(err).__name__})"
+    return bad_input(f"{path}: {what}; download or compress it again")
 
 
 def read_stdin() -> bytes:
