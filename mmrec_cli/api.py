@@ -19,23 +19,23 @@ from typing import Any
 from mmrec_cli.data.dataset import Dataset
 
 
-def prepare(source: str, split: str = "loo", seed: int = 2020, items: str | None = None, kcore: int = 0) -> Dataset:
-    """A dataset from a UniSRec folder (or its file prefix) or an interactions file (CSV/TSV/JSON lines)."""
-    from pathlib import Path
-
+def prepare(source: str, split: str = "loo", seed: int = 2020, items: str | None = None, kcore: int = 0, format: str = "auto", **options) -> Dataset:
+    """A dataset from a UniSRec folder (or its file prefix) or an interactions file in any format `mmrec prepare`
+    reads (`format`: auto, csv, sequences, recbole, movielens, amazon2014/2018/2023; `options`: the reading
+    options of `mmrec_cli.data.formats.Options`, e.g. user_col="userId", time_unit="ms")."""
     from mmrec_cli.data import dataset as D
+    from mmrec_cli.data import formats
     from mmrec_cli.data import prepare as P
-    from mmrec_cli.data import records
     from mmrec_cli.io import unisrec
 
-    p = Path(source)
-    if p.is_dir() or (p.parent / f"{p.name}.test.inter").is_file():
+    fmt, _ = formats.resolve(source, formats.Options(format=format, **options))
+    if fmt == "unisrec":
         ds = unisrec.import_dataset(source)
         if split == "ratio":
             ds.split, ds.protocol = D.ratio_labels(ds.offsets[1:] - ds.offsets[:-1], seed), "ratio"
         return ds
-    item_map = records.read_items(items) if items else None
-    return P.build(records.read_interactions(source), item_map, where=source, items_where=items or "", kcore=kcore, protocol=split, seed=seed)
+    loaded = formats.load(source, formats.Options(format=format, items=items, **options))
+    return P.build(loaded.interactions, loaded.items, where=source, items_where=items or "", kcore=kcore, protocol=split, seed=seed)
 
 
 def load_dataset(path: str) -> Dataset:
