@@ -67,7 +67,7 @@ def million(users: int, per_chunk: bool = True) -> dict:
     seqs = [rng.integers(0, n_items, size=int(rng.integers(5, 30))).tolist() for _ in range(users)]
     ds = D.Dataset([str(i) for i in range(n_items)], [str(u) for u in range(users)], *_flat(seqs))
     model = sasrec.Model(sasrec.Config(), n_items)
-    cfg = EvalConfig(split="test", batch_size=256, chunk=65536)
+    cfg = EvalConfig(split="test", batch_size=256)
     t0 = time.perf_counter()
     m, _ = evaluate(model, ds, cfg)
     sec = time.perf_counter() - t0

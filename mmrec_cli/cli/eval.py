@@ -8,6 +8,7 @@ import typer
 
 from mmrec_cli.cli._common import handle_errors, invocation, progress, say
 from mmrec_cli.errors import bad_input, usage  # light: _common has loaded it already
+from mmrec_cli.evaluation import CHUNK
 
 
 @handle_errors
@@ -22,7 +23,7 @@ def eval_(
     rankings: str | None = typer.Option(None, "--rankings", help="Also write per-user rankings as JSON lines ('-' = stdout)."),
     top_k: int = typer.Option(20, "--top-k", help="Items per user in --rankings."),
     batch_size: int = typer.Option(512, "--batch-size", help="Users scored at once."),
-    chunk: int = typer.Option(65536, "--chunk", help="Items scored at once (bounds memory for large catalogues)."),
+    chunk: int = typer.Option(CHUNK, "--chunk", help="Items scored at once (bounds memory for large catalogues)."),
     report: str | None = typer.Option(None, "--report", help="Also write a self-contained HTML report: metrics, training and validation curves (with --compare: the comparison)."),
     compare: bool = typer.Option(False, "--compare", help="Compare eval result files (the arguments) side by side: metrics, mean ± std over seeds, paired tests on their --rankings files."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | mps | auto."),

@@ -21,6 +21,7 @@ import torch
 
 from mmrec_cli.data.batches import collate_eval, eval_rows, to_device
 from mmrec_cli.data.dataset import VALID, Dataset, before
+from mmrec_cli.evaluation import CHUNK
 from mmrec_cli.models import Scorer
 
 KS = (5, 10, 20, 50)
@@ -33,7 +34,7 @@ class EvalConfig:
     mask_history: bool = False  # remove the user's train items from the ranking
     mask_valid: bool = False  # with mask_history on the test split: remove the validation items too
     batch_size: int = 512
-    chunk: int = 65536
+    chunk: int = CHUNK
 
 
 def evaluate(model: Scorer, ds: Dataset, cfg: EvalConfig, rankings_k: int = 0, on_batch=None) -> tuple[dict, list]:
