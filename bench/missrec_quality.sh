@@ -18,11 +18,7 @@ set -euo pipefail
 # root found from this script's own location.
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS=$ROOT/docs/results/missrec.md
-settings() {  # settings VAR...: "VAR=value " for each VAR set in the environment, shell-quoted
-  local v s=""
-  for v in "$@"; do [ -n "${!v+x}" ] && s+="$v=$(printf %q "${!v}") "; done
-  printf '%s' "$s"
-}
+source "$ROOT/bench/results.sh"  # settings VAR... and write_results TABLE [EXTRA]
 COMMAND_LINE="$(settings OMP_NUM_THREADS PARTS OUT MMREC PY)bench/$(basename "$0")$([ $# -eq 0 ] || printf ' %q' "$@")"
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -88,7 +84,6 @@ evaluate "$OUT/B.transfer.safetensors" "$B" "$F"
 fi
 
 PROTOCOL="the bundled Scientific data (examples/scientific), chronological leave-one-out, full ranking over all items; CLIP ViT-B/32 text + image features; settings of $CONF/missrec*.json; parts:${PARTS% } (1: the whole data set; 2: users split at random, seed 0, in halves A and B over the same catalogue, pre-trained on A, evaluated on B); best epoch by validation NDCG@10; test evaluated once per model."
-source "$ROOT/bench/results.sh"  # write_results TABLE [EXTRA]: docs/results/<name>.md
 TABLE=$(mktemp)
 trap 'rm -f "$TABLE"' EXIT
 # ---- the table

@@ -20,11 +20,7 @@ set -euo pipefail
 # root found from this script's own location.
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS=$ROOT/docs/results/mmmlp_alignrec.md
-settings() {  # settings VAR...: "VAR=value " for each VAR set in the environment, shell-quoted
-  local v s=""
-  for v in "$@"; do [ -n "${!v+x}" ] && s+="$v=$(printf %q "${!v}") "; done
-  printf '%s' "$s"
-}
+source "$ROOT/bench/results.sh"  # settings VAR... and write_results TABLE [EXTRA]
 COMMAND_LINE="$(settings OMP_NUM_THREADS SEED SEEDS MMREC)bench/$(basename "$0")$([ $# -eq 0 ] || printf ' %q' "$@")"
 cd "$(dirname "$0")/.."
 OUT=${1:-examples/out/mmmlp_alignrec_quality}
@@ -106,7 +102,6 @@ PY
 done
 
 PROTOCOL="the bundled Scientific data (examples/scientific), full ranking over all items, CLIP ViT-B/32 text + image features, settings of $CFG/*.json, seed $SEED; sequential models: chronological leave-one-out, best epoch by validation NDCG@10; graph-based models: per-user random 8:1:1 split (seed 2020), training items masked, best epoch by validation Recall@20; test evaluated once per model."
-source "$ROOT/bench/results.sh"  # write_results TABLE [EXTRA]: docs/results/<name>.md
 TABLE=$(mktemp)
 trap 'rm -f "$TABLE"' EXIT
 # --- the tables ------------------------------------------------------------------------------------------------

@@ -15,11 +15,7 @@ set -euo pipefail
 # root found from this script's own location.
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS=$ROOT/docs/results/msm4sr.md
-settings() {  # settings VAR...: "VAR=value " for each VAR set in the environment, shell-quoted
-  local v s=""
-  for v in "$@"; do [ -n "${!v+x}" ] && s+="$v=$(printf %q "${!v}") "; done
-  printf '%s' "$s"
-}
+source "$ROOT/bench/results.sh"  # settings VAR... and write_results TABLE [EXTRA]
 COMMAND_LINE="$(settings OMP_NUM_THREADS JOBS SEED EXTRA_PRE EXTRA_FT MMREC)bench/$(basename "$0")$([ $# -eq 0 ] || printf ' %q' "$@")"
 cd "$(dirname "$0")/.."
 OUT=${1:-examples/out/msm4sr_quality}
@@ -78,7 +74,6 @@ spawn finetune image_only msm4sr --init "$OUT/pre_full.safetensors" --set model.
 finish
 
 PROTOCOL="the bundled Scientific data (examples/scientific), chronological leave-one-out, full ranking over all items; CLIP ViT-B/32 text + image features; settings of $PRE_CFG and $FT_CFG${EXTRA_PRE:+, pretrain $EXTRA_PRE}${EXTRA_FT:+, finetune $EXTRA_FT}; seed $SEED; best epoch by validation NDCG@10; test evaluated once per model."
-source "$ROOT/bench/results.sh"  # write_results TABLE [EXTRA]: docs/results/<name>.md
 TABLE=$(mktemp)
 trap 'rm -f "$TABLE"' EXIT
 # --- the table ------------------------------------------------------------------------------------------------

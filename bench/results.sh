@@ -1,4 +1,4 @@
-# Sourced by bench/*_quality.sh: write_results TABLE_FILE [EXTRA_FILE] writes $RESULTS (docs/results/<name>.md)
+# Sourced by bench/*_quality.sh. settings VAR...: the environment settings of a command line. write_results TABLE_FILE [EXTRA_FILE] writes $RESULTS (docs/results/<name>.md)
 # as a header (script, date, $PROTOCOL, $COMMAND_LINE, commit) and the table, atomically. $ROOT is the repository root.
 write_results() {  # write_results TABLE_FILE [EXTRA_FILE]: docs/results/<name>.md = a header + the table, atomically
   local tmp="$RESULTS.tmp.$$" commit
@@ -21,4 +21,10 @@ write_results() {  # write_results TABLE_FILE [EXTRA_FILE]: docs/results/<name>.
   } > "$tmp"
   mv "$tmp" "$RESULTS"
   echo "wrote $RESULTS" >&2
+}
+
+settings() {  # settings VAR...: "VAR=value " for each VAR set in the environment, shell-quoted
+  local v s=""
+  for v in "$@"; do [ -n "${!v+x}" ] && s+="$v=$(printf %q "${!v}") "; done
+  printf '%s' "$s"
 }
