@@ -89,3 +89,35 @@ def test_fingerprints_are_stable(tmp_path):
     p.write_text("abc")
     assert artifacts.fingerprint_file(p) == "sha256:ba7816bf8f01cfea"
     assert artifacts.fingerprint_strings(["a", "b"]) != artifacts.fingerprint_strings(["ab"])
+
+
+def _relabel(path, name: str, old: str, new: str) -> None:
+    """Change one tensor's dtype in the safetensors header, keeping its bytes (what a careless tool might do)."""
+    import json as _json
+    import struct
+
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = _json.loads(raw[8 : 8 + n])
+    assert header[name]["dtype"] == old
+    header[name]["dtype"] = new
+    text = _json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (n - len(text))  # same header length: the data offsets stay right
+    assert len(text) == n
+    path.write_bytes(raw[:8] + text + raw[8 + n :])
+
+
+def test_a_relabelled_tensor_is_refused(tiny_dataset, tmp_path):
+    """Relabelling the dataset's items from I64 to F64 passed every check (and eval reported NDCG@10 = 1)."""
+    import shutil
+
+    from mmrec_cli.data import dataset as D
+    from mmrec_cli.errors import MmrecError
+
+    path, _ = tiny_dataset
+    bad = tmp_path / "bad.safetensors"
+    shutil.copy(path, bad)
+    _relabel(bad, "items", "I64", "F64")
+    with pytest.raises(MmrecError, match="do not match the hash recorded when it was written; the file was altered") as err:
+        D.load(str(bad))
+    assert err.value.code == 5

@@ -81,15 +81,22 @@ def _altered(folder: Path, p: SimpleNamespace) -> None:
     from safetensors import safe_open
     from safetensors.numpy import load_file, save_file
 
-    def resave(src: str, name: str, change) -> str:
+    def resave(src: str, name: str, change, keep_hash: bool = False) -> str:
+        """An altered copy; without its tensor hash (as files written before it was recorded), so that the
+        checks behind the hash are exercised too."""
         with safe_open(src, "np") as f:
             meta = f.metadata()
+        if not keep_hash:
+            inner = json.loads(meta["mmrec"])
+            inner.pop("tensors_sha256", None)
+            meta = {"mmrec": json.dumps(inner, sort_keys=True)}
         save_file(change(load_file(src)), str(folder / name), metadata=meta)
         return str(folder / name)
 
     p.no_split = resave(p.ds, "no_split.safetensors", lambda t: {k: v for k, v in t.items() if k != "split"})
     p.short_rows = resave(p.feats, "short_rows.safetensors", lambda t: dict(t, text=t["text"][:5]))
     p.no_weight = resave(p.model, "no_weight.safetensors", lambda t: {k: v for k, v in t.items() if k != "item_emb.weight"})
+    p.changed_weight = resave(p.model, "changed_weight.safetensors", lambda t: dict(t, **{"item_emb.weight": t["item_emb.weight"] * 2}), keep_hash=True)
     for name, header in (("header_list", b"[]"), ("bad_meta", json.dumps({"__metadata__": {"mmrec": "{oops"}}).encode())):
         setattr(p, name, str(folder / f"{name}.safetensors"))
         Path(getattr(p, name)).write_bytes(struct.pack("<Q", len(header)) + header)
@@ -202,6 +209,7 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("cluster", "NaN feature", lambda fx: ["cluster", fx.inp.nan_feats, fx.inp.ds, "-o", fx.o()], 3, "feature 'text' holds NaN or inf (row 3)"),
     ("cluster", "features lack some items", lambda fx: ["cluster", fx.inp.few_feats, fx.inp.ds, "-o", fx.o()], 5, "features lack 10 of the dataset's 20 items"),
     ("cluster", "output folder is a file", lambda fx: ["cluster", fx.inp.feats, fx.inp.ds, "-o", blocked(fx)], 6, "blocker/out.safetensors: Not a directory"),
+    ("eval", "model weights changed after writing", lambda fx: ["eval", fx.inp.changed_weight, fx.inp.ds], 5, "changed_weight.safetensors: the tensors (names, dtypes, shapes or values) do not match the hash recorded when it was written; the file was altered, recreate it"),
     ("cluster", "features with fewer rows than item ids", lambda fx: ["cluster", fx.inp.short_rows, fx.inp.ds, "-o", fx.o()], 5, "short_rows.safetensors: feature 'text' has shape (5, 12) for 20 item ids; the file was altered"),
     ("cluster", "--batch-size 0", lambda fx: ["cluster", fx.inp.feats, fx.inp.ds, "--batch-size", "0", "-o", fx.o()], 2, "--max-len, --iters and --batch-size must be at least 1"),
     ("cluster", "-o names the features", lambda fx: ["cluster", (f := fx.copy(fx.inp.feats)), fx.inp.ds, "-o", f], 6, "scratch/feats.safetensors " + SAME.format("FEATURES")),

@@ -30,7 +30,7 @@ def save(path: str | os.PathLike, tensors: dict, kind: str, meta: dict[str, Any]
     from safetensors.numpy import save_file
 
     arrays = {name: _to_numpy(t) for name, t in tensors.items()}
-    header = {"schema": SCHEMA, "kind": kind, "versions": versions(), **meta}
+    header = {"schema": SCHEMA, "kind": kind, "versions": versions(), **meta, "tensors_sha256": tensors_hash(arrays)}
     with atomic_path(path) as tmp:
         save_file(arrays, str(tmp), metadata={META_KEY: json.dumps(header, sort_keys=True)})
 
@@ -46,7 +46,20 @@ def load(path: str | os.PathLike, kind: str | None = None, torch: bool = True) -
         tensors = load_file(str(path))
     except Exception as err:  # safetensors raises its own error types for corrupt files
         raise mismatch(f"{path}: corrupt safetensors data ({err}); recreate the file") from err
+    recorded = meta.get("tensors_sha256")  # absent in files written before it was recorded
+    if recorded is not None and tensors_hash({k: _to_numpy(v) for k, v in tensors.items()}) != recorded:
+        raise mismatch(f"{path}: the tensors (names, dtypes, shapes or values) do not match the hash recorded when it was written; the file was altered, recreate it")
     return tensors, meta
+
+
+def tensors_hash(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(json.dumps([name, a.dtype.str, list(a.shape)]).encode())
+        h.update(a.tobytes())
+    return "sha256:" + h.hexdigest()
 
 
 def read_meta(path: str | os.PathLike, kind: str | None = None) -> dict:
