@@ -293,3 +293,34 @@ def test_features_of_two_encoders_are_refused_across_domains():
     other = {"text": {**minilm["text"], "model": "bert-base-uncased", "dim": 768}}
     with pytest.raises(MmrecError, match=r"feats.safetensors: 'text' features come from another encoder than pre.safetensors's \(model 'bert-base-uncased', not 'all-MiniLM-L6-v2'\)"):
         check_same_encoders(minilm, other, "pre.safetensors", "feats.safetensors")
+
+
+def test_items_without_text_are_refused_and_counted(tmp_path):
+    """Items with Amazon's keys (title, no text) gave a fully masked features file with exit 0."""
+    from typer.testing import CliRunner
+
+    from mmrec_cli.cli.app import app
+
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"item_id": "a", "title": "red glue"}\n{"item_id": "b", "title": "blue tape"}\n')
+    r = CliRunner().invoke(app, ["extract", str(items), "--text", "bert", "-o", str(tmp_path / "f.safetensors")])
+    assert r.exit_code == 3
+    assert f"{items}: no item has a text ('text' field; keys found: item_id, title)" in r.output
+    assert not (tmp_path / "f.safetensors").exists()
+
+
+def test_training_refuses_a_modality_masked_for_every_item(tmp_path):
+    import pytest
+    import torch
+
+    from mmrec_cli import models
+    from mmrec_cli.data import dataset as D
+    from mmrec_cli.errors import MmrecError
+    from mmrec_cli.io import feature_file as FE
+    from mmrec_cli.training import loading
+
+    ds = D.from_sequences([[0, 1, 2], [2, 1, 0]], ["a", "b", "c"], ["u", "v"])
+    feats = {"text": torch.zeros(3, 4), "text_mask": torch.zeros(3, dtype=torch.uint8), "image": torch.ones(3, 4)}
+    FE.save(str(tmp_path / "f.safetensors"), feats, ds.item_ids, "test", {}, {}, {})
+    with pytest.raises(MmrecError, match="every item's 'text' is masked"):
+        loading.features_for(models.get("mmmlp"), ds, str(tmp_path / "f.safetensors"))

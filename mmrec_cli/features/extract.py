@@ -87,6 +87,7 @@ def extract(items_path: str, output: str, opts: Options, command: dict | None = 
     if partial is not None:
         partial.remove()
     hooks.note(f"wrote {output}: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in tensors.items() if not k.endswith("mask")))
+    note_missing(source, opts, hooks)  # after the output: a failure before it stays one line
     return timing
 
 
@@ -132,7 +133,36 @@ def check_source(source: Source, opts: Options) -> None:
     if source.kind == "captions" and not opts.text and not opts.imports:
         raise bad_input(f"{source.path}: a captions file holds words; encode them with --text bert --per-sentence")
     if opts.image and not any(source.images):
-        raise bad_input(f"{source.path}: no item lists an image ('images' field); nothing to encode with --image clip")
+        raise bad_input(f"{source.path}: no item lists an image ('images' field{_keys_found(source)}); nothing to encode with --image clip")
+    if opts.text and source.kind == "items" and not any(t.strip() for t in source.texts):
+        raise bad_input(
+            f"{source.path}: no item has a text ('text' field{_keys_found(source)}); write each item's text under 'text' "
+            "(`mmrec prepare ... --items META --items-out items.jsonl` builds it from Amazon metadata or titles)"
+        )
+
+
+def _keys_found(source: Source) -> str:
+    """', keys found: a, b' from the first record of an items file (nothing for standard input)."""
+    if source.path == "-":
+        return ""
+    from mmrec_cli.io.jsonl import read_jsonl
+
+    for _, obj in read_jsonl(source.path):
+        return "; keys found: " + ", ".join(sorted(obj))
+    return ""
+
+
+def note_missing(source: Source, opts: Options, hooks: Hooks) -> None:
+    """Say how many of the encoded items got no vector of a modality (zeros, masked)."""
+    n = len(source.item_ids)
+    if opts.text and source.kind == "items":
+        empty = sum(not t.strip() for t in source.texts)
+        if empty:
+            hooks.note(f"text: {empty} of {n} items have no text (their vectors are zeros, masked)")
+    if opts.image:
+        empty = sum(not imgs for imgs in source.images)
+        if empty:
+            hooks.note(f"image: {empty} of {n} items list no image (their vectors are zeros, masked)")
 
 
 def _select(source: Source, opts: Options, hooks: Hooks) -> Source:

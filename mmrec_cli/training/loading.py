@@ -82,6 +82,10 @@ def features_for(spec: ModelSpec, ds: Dataset, path: str | None) -> tuple[dict |
     if path is None:
         raise bad_input(f"model '{spec.name}' reads item features ({', '.join(needed)}); pass --features FEATS.safetensors (from `mmrec extract` or `mmrec prepare --features-out`)")
     tensors, meta = feature_file.align(path, ds.item_ids)
+    for m in needed:
+        mask = tensors.get(f"{m}_mask")
+        if mask is not None and len(mask) and not bool(mask.bool().any()):
+            raise bad_input(f"{path}: every item's '{m}' is masked (no item had {m} when it was extracted); a model would train on zeros. Extract features without '{m}', or with items that have it")
     meta["path"] = path
     return tensors, meta
 
