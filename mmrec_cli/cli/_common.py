@@ -15,6 +15,8 @@ from mmrec_cli.errors import INTERNAL, INTERRUPTED, IO_FAILURE, USAGE, MmrecErro
 
 CONFIG_HELP = "JSON or TOML file of settings (layered: defaults < --config < --set < flags)."
 SET_HELP = "Override one setting, e.g. --set train.lr=3e-4 (repeatable)."
+DEVICE = "auto"  # every command's --device default: a GPU where one is visible, else the CPU
+DEVICE_HELP = "auto (a CUDA GPU when one is visible, else the CPU) | cpu | cuda | cuda:N | mps. Under torchrun, cuda means each process's local GPU."
 
 
 # Options that change how a command runs, never what it produces: kept out of the metadata so that a

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mmrec_cli.cli._common import handle_errors, progress
+from mmrec_cli.cli._common import DEVICE, DEVICE_HELP, handle_errors, progress
 from mmrec_cli.cli.extract import MAX_PIXELS, note, recorded
 
 
@@ -25,7 +25,7 @@ def caption(
     max_images: int = typer.Option(8, "--max-images", help="Images captioned per item (0 = all)."),
     max_pixels: int = typer.Option(MAX_PIXELS, "--max-pixels", help="Skip images with more pixels than this (decompression-bomb guard)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Images per batch."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+    device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUTPUT.partial/."),
     max_batches: int = typer.Option(0, "--max-batches", help="Encode at most N image batches in this run, then stop (continue with --resume)."),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mmrec_cli.cli._common import handle_errors, invocation, progress, say
+from mmrec_cli.cli._common import DEVICE, DEVICE_HELP, handle_errors, invocation, progress, say
 from mmrec_cli.errors import bad_input, usage  # light: _common has loaded it already
 from mmrec_cli.evaluation import CHUNK
 
@@ -26,7 +26,7 @@ def eval_(
     chunk: int = typer.Option(CHUNK, "--chunk", help="Items scored at once (bounds memory for large catalogues)."),
     report: str | None = typer.Option(None, "--report", help="Also write a self-contained HTML report: metrics, training and validation curves (with --compare: the comparison)."),
     compare: bool = typer.Option(False, "--compare", help="Compare eval result files (the arguments) side by side: metrics, mean ± std over seeds, paired tests on their --rankings files."),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | mps | auto."),
+    device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     slices: bool = typer.Option(False, "--slice", help="Also report metrics per slice: target popularity in train (unseen, cold = seen 1-5 times, mid, popular) and history length."),
     probe: bool = typer.Option(False, "--probe", help="Zero-shot feature probe (AlignRec's): the one argument is a DATASET; rank items by the cosine of their --features to the mean of the user's history features, per modality and all together. No model."),
 ) -> None:

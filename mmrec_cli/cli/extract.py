@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mmrec_cli.cli._common import handle_errors, invocation, progress
+from mmrec_cli.cli._common import DEVICE, DEVICE_HELP, handle_errors, invocation, progress
 
 MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb limit (mmrec_cli.features.images.DEFAULT_MAX_PIXELS)
 
@@ -31,7 +31,7 @@ def extract(
     max_images: int = typer.Option(8, "--max-images", help="Images kept per item (0 = all)."),
     max_pixels: int = typer.Option(MAX_PIXELS, "--max-pixels", help="Skip images with more pixels than this (decompression-bomb guard)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Texts or images per batch."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+    device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default, one per core)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUTPUT.partial/ (same inputs and options)."),
     max_batches: int = typer.Option(0, "--max-batches", help="Compute at most N batches in this run, then stop (continue with --resume)."),

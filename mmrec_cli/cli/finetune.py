@@ -8,10 +8,9 @@ from pathlib import Path
 import typer
 
 from mmrec_cli import models
-from mmrec_cli.cli._common import CONFIG_HELP, SET_HELP, handle_errors, invocation, progress, say
+from mmrec_cli.cli._common import CONFIG_HELP, DEVICE, DEVICE_HELP, SET_HELP, handle_errors, invocation, progress, say
 
 PRECISION_HELP = "fp32 | bf16 | fp16: mixed precision (torch.autocast) for training; fp32 unless set."
-DEVICE_HELP = "cpu | cuda | cuda:N | mps | auto. Under torchrun, cuda means each process's local GPU."
 NPROC_HELP = "Train with N processes on this machine (starts torchrun; same result as 1 process for the same global batch)."
 
 
@@ -38,7 +37,7 @@ def finetune(
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint of an interrupted run."),
     seeds: str | None = typer.Option(None, "--seeds", help="Several runs, e.g. 1,2,3: one artifact per seed, OUTPUT with .seedN before its suffix."),
     precision: str | None = typer.Option(None, "--precision", help=PRECISION_HELP),
-    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+    device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     nproc: int = typer.Option(1, "--nproc", help=NPROC_HELP),
 ) -> None:
     """Train MODEL on DATASET; the best epoch by validation NDCG@10 is written to OUTPUT."""

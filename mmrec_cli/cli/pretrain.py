@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 
 from mmrec_cli import models
-from mmrec_cli.cli._common import CONFIG_HELP, SET_HELP, handle_errors, invocation, progress, say
-from mmrec_cli.cli.finetune import DEVICE_HELP, NPROC_HELP, PRECISION_HELP
+from mmrec_cli.cli._common import CONFIG_HELP, DEVICE, DEVICE_HELP, SET_HELP, handle_errors, invocation, progress, say
+from mmrec_cli.cli.finetune import NPROC_HELP, PRECISION_HELP
 
 
 def _models() -> list[str]:
@@ -32,7 +32,7 @@ def pretrain(
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint file (default: OUTPUT.ckpt)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint of an interrupted run."),
     precision: str | None = typer.Option(None, "--precision", help=PRECISION_HELP),
-    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+    device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     nproc: int = typer.Option(1, "--nproc", help=NPROC_HELP),
 ) -> None:
     """Pre-train MODEL with its self-supervised losses on the train split of every DATASET."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mmrec_cli.cli._common import handle_errors, progress, say
+from mmrec_cli.cli._common import DEVICE, DEVICE_HELP, handle_errors, progress, say
 from mmrec_cli.evaluation import CHUNK
 
 
@@ -22,7 +22,7 @@ def recommend(
     strict: bool = typer.Option(False, "--strict", help="Refuse unknown item ids (file:line) instead of skipping and counting them."),
     batch_size: int = typer.Option(256, "--batch-size", help="Histories scored at once."),
     chunk: int = typer.Option(CHUNK, "--chunk", help="Items scored at once (bounds memory for large catalogues)."),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | mps | auto."),
+    device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
 ) -> None:
     """Rank the catalogue for every history read from --input; write one JSON line per history, in order."""
     from mmrec_cli.data import dataset as D

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from mmrec_cli.cli._common import CONFIG_HELP, SET_HELP, handle_errors, invocation, progress, say
-from mmrec_cli.cli.finetune import DEVICE_HELP, NPROC_HELP, PRECISION_HELP
+from mmrec_cli.cli._common import CONFIG_HELP, DEVICE, DEVICE_HELP, SET_HELP, handle_errors, invocation, progress, say
+from mmrec_cli.cli.finetune import NPROC_HELP, PRECISION_HELP
 
 
 @handle_errors
@@ -29,7 +29,7 @@ def transfer(
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint file (default: OUTPUT.ckpt)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint of an interrupted run."),
     precision: str | None = typer.Option(None, "--precision", help=PRECISION_HELP),
-    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+    device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     nproc: int = typer.Option(1, "--nproc", help=NPROC_HELP),
 ) -> None:
     """Fine-tune PRETRAINED on DATASET (best epoch by validation NDCG@10), keeping its architecture."""
