@@ -12,7 +12,7 @@ complete -c mmrec -n __fish_use_subcommand -a caption -d 'Describe each image by
 complete -c mmrec -n __fish_use_subcommand -a cluster -d 'Find interests in the clustering space of the raw features (each item token L2-normalised)'
 complete -c mmrec -n __fish_use_subcommand -a pretrain -d 'Pre-train MODEL with its self-supervised losses on the train split of every DATASET'
 complete -c mmrec -n __fish_use_subcommand -a finetune -d 'Train MODEL on DATASET'
-complete -c mmrec -n __fish_use_subcommand -a transfer -d 'Fine-tune PRETRAINED on DATASET (best epoch by validation NDCG@10), keeping its architecture'
+complete -c mmrec -n __fish_use_subcommand -a transfer -d 'Fine-tune PRETRAINED on DATASET (best epoch by the validation metric, train.metric), keeping its architecture'
 complete -c mmrec -n __fish_use_subcommand -a eval -d 'Rank every item for every user of SPLIT and report Recall, NDCG and MRR at each cut-off'
 complete -c mmrec -n __fish_use_subcommand -a recommend -d 'Rank the catalogue for every history read from --input'
 complete -c mmrec -n __fish_use_subcommand -a info -d 'Print an artifact\'s metadata as JSON: kind, producing command, config, inputs, versions, tensors'

@@ -40,7 +40,7 @@ def finetune(
     device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     nproc: int = typer.Option(1, "--nproc", help=NPROC_HELP),
 ) -> None:
-    """Train MODEL on DATASET; the best epoch by validation NDCG@10 is written to OUTPUT."""
+    """Train MODEL on DATASET; the best epoch by the validation metric (train.metric; see `mmrec config MODEL`) is written to OUTPUT."""
     from mmrec_cli.data import dataset as D
     from mmrec_cli.io import model_file
     from mmrec_cli.io.atomic import check_artifact_path, check_distinct

@@ -32,7 +32,7 @@ def transfer(
     device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     nproc: int = typer.Option(1, "--nproc", help=NPROC_HELP),
 ) -> None:
-    """Fine-tune PRETRAINED on DATASET (best epoch by validation NDCG@10), keeping its architecture."""
+    """Fine-tune PRETRAINED on DATASET (best epoch by the validation metric, train.metric), keeping its architecture."""
     from mmrec_cli import models
     from mmrec_cli.data import dataset as D
     from mmrec_cli.errors import bad_input

@@ -48,7 +48,7 @@ def validator(model: Recommender, ds: Dataset, mask_history: bool = False) -> Ca
 
 
 def finetune(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg: TrainConfig, run: Run, init: dict | None = None) -> tuple:
-    """Train a model for recommendation, selecting the best epoch on validation NDCG@10 (or train_cfg.metric)."""
+    """Train a model for recommendation, selecting the best epoch on the validation metric (train_cfg.metric)."""
     spec = models.get(name)
     torch.manual_seed(train_cfg.seed)
     model = recommender(spec, model_cfg, ds, features)
@@ -58,18 +58,7 @@ def finetune(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg
             spec.after_init(model, run.log, loaded)
         check_frozen(model, loaded)
     mask = ds.protocol == "ratio"
-    result = fit(
-        model,
-        batches_for(spec, ds, model_cfg, train_cfg),
-        model.loss,
-        train_cfg,
-        validate=validator(model, ds, mask),
-        checkpoint=run.checkpoint,
-        identity=run.identity,
-        resume=run.resume,
-        log=run.log,
-        progress=run.progress,
-    )
+    result = _fit(model, batches_for(spec, ds, model_cfg, train_cfg), model.loss, train_cfg, validator(model, ds, mask), run)
     model.load_state_dict(result.best_state)
     return model, result
 
@@ -79,20 +68,15 @@ def pretrain(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg
     spec = models.get(name)
     torch.manual_seed(train_cfg.seed)
     model: Pretrainable = spec.build(model_cfg, ds.num_items, features)  # no user tables: none is pre-trained
-    result: FitResult = fit(
-        model,
-        batches_for(spec, ds, model_cfg, train_cfg, stage="pretrain"),
-        model.pretrain_loss,
-        train_cfg,
-        validate=None,
-        checkpoint=run.checkpoint,
-        identity=run.identity,
-        resume=run.resume,
-        log=run.log,
-        progress=run.progress,
-    )
+    result = _fit(model, batches_for(spec, ds, model_cfg, train_cfg, stage="pretrain"), model.pretrain_loss, train_cfg, None, run)
     model.load_state_dict(result.best_state)
     return model, result
+
+
+def _fit(model, batches, loss_fn, train_cfg: TrainConfig, validate, run: Run) -> FitResult:
+    """The training loop with the run's checkpoint, resume, identity, log and progress."""
+    return fit(model, batches, loss_fn, train_cfg, validate=validate, checkpoint=run.checkpoint, resume=run.resume,
+               log=run.log, progress=run.progress, identity=run.identity)
 
 
 def transfer(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg: TrainConfig, run: Run, init: dict) -> tuple:
