@@ -44,7 +44,14 @@ app.command("subsample")(subsample.subsample)
 
 
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)  # `kill`, a job scheduler's stop: clean up as for Ctrl-C
     app()
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -76,7 +76,12 @@ def extract(items_path: str, output: str, opts: Options, command: dict | None = 
     encoders = build_encoders(opts, device)
     settings = resume_key(source, opts, encoders, device)
     partial = _partial(output, settings, opts, hooks) if encoders else None
-    tensors, infos, timing = encode_all(source, encoders, root, opts, partial, hooks)
+    try:
+        tensors, infos, timing = encode_all(source, encoders, root, opts, partial, hooks)
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM: the finished batches were flushed on the way out
+        if partial is not None and partial.dir.is_dir():
+            hooks.note(f"the finished batches are kept in {partial.dir}/; run the same command with --resume to continue")
+        raise
     _imports(opts.imports, len(whole.item_ids), shard.rows if shard else slice(None), tensors, infos)
     if opts.merge:
         _merge(opts.merge, source.item_ids, tensors, infos, hooks)

@@ -2,13 +2,18 @@
 
 A reader never sees a half-written file, and a failed write leaves nothing behind. `check_writable` is the
 cheap preflight that commands run before any heavy work, so that a bad output path fails in seconds.
+
+The temporary file is `.NAME.PID.XXXXXXXX.tmp`. A run killed without a chance to clean up (kill -9, power loss)
+leaves its file behind; the next write of the same target removes every such file whose process is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,12 +28,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:  # a folder that cannot be made or written (a file in the way, permissions) is an IO failure, not a bug
         if target.parent and not target.parent.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+        remove_stale(target)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent or ".")
     except OSError as err:
         raise io_error(err, target) from err
     os.close(fd)
     try:
-        yield Path(tmp)
+        try:
+            yield Path(tmp)
+        except Exception as err:  # a writer library's own error for a failed write (safetensors: "os error 28")
+            os_err = as_os_error(err)
+            if os_err is None:
+                raise
+            raise os_err from err
         _fsync(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a finished output gets the mode `open` would give
         os.replace(tmp, target)
@@ -38,6 +50,41 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         _remove(tmp)
         raise
+
+
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def as_os_error(err: Exception) -> OSError | None:
+    """The OSError a library reports in its own exception's text (Rust's "... (os error 28)"), else None."""
+    if isinstance(err, OSError):
+        return None
+    m = _OS_ERROR.search(str(err))
+    return OSError(int(m.group(1)), os.strerror(int(m.group(1)))) if m else None
+
+
+def remove_stale(target: Path) -> list[Path]:
+    """Remove the temporary files of `target` left by processes that no longer run; return them."""
+    pattern = re.compile(re.escape(f".{target.name}.") + r"(\d+)\.[^.]+\.tmp$")
+    removed = []
+    for cand in (target.parent if str(target.parent) else Path(".")).glob(f".{glob.escape(target.name)}.*.tmp"):
+        m = pattern.match(cand.name)
+        if m and not _alive(int(m.group(1))):
+            _remove(str(cand))
+            removed.append(cand)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -133,6 +180,9 @@ def _nearest_existing(folder: Path) -> Path:
 
 def io_error(err: OSError, target: Path) -> MmrecError:
     """The one line for a failed write of `target`: what, why, and what to do."""
-    if err.errno == errno.ENOSPC:
-        return MmrecError(f"cannot write {target}: no space left on device; free some space and run again", IO_FAILURE)
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = "no space left on device" if err.errno == errno.ENOSPC else "disk quota exceeded"
+        return MmrecError(f"cannot write {target}: {what}; free some space and run again", IO_FAILURE)
+    if err.errno == errno.EROFS:
+        return MmrecError(f"cannot write {target}: read-only file system; give an output path on a writable disk", IO_FAILURE)
     return MmrecError(f"cannot write {target}: {err.strerror or err}; check the path and its permissions", IO_FAILURE)
