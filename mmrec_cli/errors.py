@@ -7,7 +7,7 @@ its code. Nothing else in the package decides how a failure looks to the user.
 from __future__ import annotations
 
 # Exit codes (documented in README.md, "Exit codes"). 2 is Typer's own usage error.
-USAGE = 2
+USAGE = 2  # a wrong option or setting, including a number out of range
 BAD_INPUT = 3  # malformed or inconsistent input data (file:line given where there is one)
 NOT_FOUND = 4  # a file, model or checkpoint that does not exist
 MISMATCH = 5  # an artifact of the wrong kind/schema, or trained on other data/features
@@ -41,5 +41,13 @@ def usage(message: str) -> MmrecError:
 
 
 def out_of_range(what: str, value, allowed: str) -> MmrecError:
-    """A number no run can use (a zero batch size, negative epochs): say which, and what would do."""
-    return MmrecError(f"{what}: {value!r} is out of range; use {allowed}", BAD_INPUT)
+    """A number no run can use (a zero batch size, negative epochs): say which, and what would do. A usage error
+    (exit 2) wherever the number was given: an option, --set or a config file."""
+    return MmrecError(f"{what}: {value!r} is out of range; use {allowed}", USAGE)
+
+
+def check_min(options: dict, minimum: int) -> None:
+    """Each named option ('--top-k': value) is at least `minimum`; the first that is not is a usage error."""
+    for name, value in options.items():
+        if value < minimum:
+            raise out_of_range(name, value, f"{minimum} or more")

@@ -35,6 +35,7 @@ def cluster(
     import torch
 
     from mmrec_cli.data import dataset as D
+    from mmrec_cli.errors import check_min, out_of_range
     from mmrec_cli.io import artifacts
     from mmrec_cli.io import feature_file as FE
     from mmrec_cli.io.atomic import check_artifact_path, check_distinct
@@ -45,10 +46,10 @@ def cluster(
         raise typer.BadParameter("--method must be dpc-knn or kmeans")
     if split not in ("valid", "test"):
         raise typer.BadParameter("--split must be valid or test")
-    if not 0 < ratio <= 1 or not 0 < knn_ratio <= 1:
-        raise typer.BadParameter("--ratio and --knn-ratio must be in (0, 1]")
-    if min(max_len, iters, batch_size) < 1:
-        raise typer.BadParameter("--max-len, --iters and --batch-size must be at least 1")
+    for name, value in (("--ratio", ratio), ("--knn-ratio", knn_ratio)):
+        if not 0 < value <= 1:
+            raise out_of_range(name, value, "a share in (0, 1]")
+    check_min({"--max-len": max_len, "--iters": iters, "--batch-size": batch_size}, 1)
     check_artifact_path(output)
     check_distinct({"-o": output}, {"FEATURES": features, "DATASET": dataset})
     ds = D.load(str(dataset))

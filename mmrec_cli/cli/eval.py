@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from mmrec_cli.cli._common import DEVICE, DEVICE_HELP, handle_errors, invocation, progress, say
-from mmrec_cli.errors import bad_input, usage  # light: _common has loaded it already
+from mmrec_cli.errors import bad_input, check_min, usage  # light: _common has loaded it already
 from mmrec_cli.evaluation import CHUNK
 
 
@@ -45,8 +45,7 @@ def eval_(
 
     if split not in ("valid", "test"):
         raise typer.BadParameter("--split must be valid or test")
-    if top_k < 1 or batch_size < 1 or chunk < 1:  # as `mmrec recommend`; a negative --chunk gave wrong metrics
-        raise bad_input("--top-k, --batch-size and --chunk must be at least 1")
+    check_min({"--top-k": top_k, "--batch-size": batch_size, "--chunk": chunk}, 1)  # a negative --chunk gave wrong metrics
     cut = _cutoffs(ks)
     _check_outputs(output, rankings, report, {"MODEL": model, "DATASET": dataset, "--features": features})
     ds = D.load(str(dataset))

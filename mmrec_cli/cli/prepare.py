@@ -48,15 +48,14 @@ def prepare(
     """Build a dataset: id maps, chronological order, optional k-core, and the train/valid/test split."""
     from mmrec_cli.data import dataset as D
     from mmrec_cli.data import formats
-    from mmrec_cli.errors import usage
+    from mmrec_cli.errors import check_min, usage
     from mmrec_cli.io.atomic import check_artifact_path, check_distinct, check_writable
 
     if split not in ("loo", "ratio"):
         raise typer.BadParameter("--split must be loo or ratio")
     if fmt not in formats.FORMATS and fmt != "interactions":  # `interactions`: the name of `csv` before there were others
         raise typer.BadParameter(f"--format must be one of {formats.format_list()}")
-    if min(kcore, max_history, seed) < 0:  # a negative seed also fails numpy's generator of the ratio split
-        raise typer.BadParameter("--kcore, --max-history and --seed must be 0 or more")
+    check_min({"--kcore": kcore, "--max-history": max_history, "--seed": seed}, 0)  # a negative seed fails numpy's generator
     if items == "-" and source == "-":  # stdin can be read once
         raise usage("--items -: standard input already holds the interactions (SOURCE -); give the items as a file")
     fields = [f.strip() for f in item_text_fields.split(",") if f.strip()] if item_text_fields is not None else None

@@ -26,14 +26,13 @@ def recommend(
 ) -> None:
     """Rank the catalogue for every history read from --input; write one JSON line per history, in order."""
     from mmrec_cli.data import dataset as D
-    from mmrec_cli.errors import bad_input
+    from mmrec_cli.errors import check_min
     from mmrec_cli.evaluation import recommend as R
     from mmrec_cli.io.atomic import check_distinct, check_writable
     from mmrec_cli.io.jsonl import jsonl_writer
     from mmrec_cli.training import distributed, loading
 
-    if top_k < 1 or batch_size < 1 or chunk < 1:
-        raise bad_input("--top-k, --batch-size and --chunk must be at least 1")
+    check_min({"--top-k": top_k, "--batch-size": batch_size, "--chunk": chunk}, 1)
     check_writable(output)  # None and '-' (stdout) pass
     check_distinct({"-o": output}, {"MODEL": model, "DATASET": dataset, "--features": features, "--input": input_})
     ds = D.load(str(dataset))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmrec_cli.errors import bad_input, mismatch
+from mmrec_cli.errors import bad_input, mismatch, out_of_range
 from mmrec_cli.features import runner
 from mmrec_cli.features.extract import Hooks, image_root, report_images, runtime
 from mmrec_cli.features.images import DEFAULT_MAX_PIXELS
@@ -76,7 +76,7 @@ def caption(items_path: str, output: str, opts: Options, command: dict | None = 
 
 def _check(opts: Options) -> None:
     if opts.top_n < 1:
-        raise bad_input(f"--top-n {opts.top_n}: must be at least 1")
+        raise out_of_range("--top-n", opts.top_n, "1 or more")
     if opts.template.count("{}") != 1:
         raise bad_input(f"--template {opts.template!r}: must hold '{{}}' exactly once, e.g. 'a photo of {{}}'")
     runner.check_counts(opts, ("batch_size", "max_images", "max_pixels", "threads", "max_batches"))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mmrec_cli.errors import INTERRUPTED, MmrecError, bad_input
+from mmrec_cli.errors import INTERRUPTED, MmrecError, out_of_range
 
 
 @dataclass
@@ -61,7 +61,7 @@ def check_counts(opts, names: tuple[str, ...]) -> None:
     for name in names:
         value = getattr(opts, name)
         if value < 0 or (name in POSITIVE and value < 1):
-            raise bad_input(f"--{name.replace('_', '-')} {value}: out of range")
+            raise out_of_range(f"--{name.replace('_', '-')}", value, "1 or more" if name in POSITIVE else "0 (no limit) or more")
 
 
 def batches_of(lengths: np.ndarray | None, count: int, batch_size: int) -> list[np.ndarray]:
@@ -72,7 +72,7 @@ def batches_of(lengths: np.ndarray | None, count: int, batch_size: int) -> list[
 
 def run(name: str, units: list, encoder, batch_size: int, partial=None, advance: Callable[[int], None] = lambda n: None, budget: Budget | None = None) -> Encoded:
     if batch_size < 1:
-        raise bad_input(f"--batch-size {batch_size}: must be at least 1")
+        raise out_of_range("--batch-size", batch_size, "1 or more")
     partial = partial or NoPartial()
     budget = budget or Budget()
     start = time.perf_counter()
