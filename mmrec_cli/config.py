@@ -3,6 +3,11 @@
 Configs are plain dataclasses (each model file defines its own `Config`). `resolve` builds one from
 the layers and refuses unknown keys and values that do not parse as the field's type. Nested
 sections are written with a dot: `--set train.lr=3e-4`.
+
+A config file is JSON, TOML (`.toml`) or YAML (`.yaml`/`.yml`, read with PyYAML's safe_load). At its top
+level it may also use RecBole's flat key names (`learning_rate`, `hidden_size`, ...): `RECBOLE_ALIASES`
+maps each to an mmrec key, `RECBOLE_IGNORED` lists those that only restate mmrec's fixed protocol, and
+`RECBOLE_UNSUPPORTED` those refused with the reason.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ def resolve(cls: type, config_file: str | None = None, sets: list[str] | None = 
     if defaults:
         _merge(values, {k: dict(v) if isinstance(v, dict) else v for k, v in defaults.items()}, "defaults")
     if config_file:
-        _merge(values, read_config_file(config_file), config_file)
+        _merge(values, recbole_aliases(cls, read_config_file(config_file), config_file), config_file)
     for item in sets or []:
         key, value = _parse_set(item)
         _merge(values, _nest(key, value), f"--set {item}")
@@ -51,15 +56,149 @@ def read_config_file(path: str) -> dict:
     p = Path(path)
     if not p.is_file():
         raise not_found(f"{path}: config file not found; check the path")
+    yaml = p.suffix.lower() in (".yaml", ".yml")
     try:
-        if p.suffix == ".toml":
-            return tomllib.loads(p.read_text(encoding="utf-8"))
-        data = json.loads(p.read_text(encoding="utf-8"))
+        text = p.read_text(encoding="utf-8")
+        if yaml:
+            data = _read_yaml(text, path)
+        elif p.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
     except (ValueError, RecursionError) as err:  # JSON/TOML/UTF-8 errors are ValueErrors; so are 4300+ digit numbers
-        raise bad_input(f"{path}: cannot parse config ({err}); use JSON or TOML") from err
+        raise bad_input(f"{path}: cannot parse config ({err}); use JSON, TOML (.toml) or YAML (.yaml)") from err
     if not isinstance(data, dict):
         raise bad_input(f"{path}: a config file must hold an object of key/values")
     return data
+
+
+def _read_yaml(text: str, path: str):
+    """YAML by safe_load (plain data, no Python objects); its keys must be names, and no list or mapping may
+    appear twice (YAML anchors and aliases), which would let a short file expand into a huge value."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"{err.problem or err.context}{where}") from None
+    except yaml.YAMLError as err:
+        raise ValueError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+    seen: set[int] = set()
+
+    def check(value, where: str) -> None:
+        if not isinstance(value, (dict, list)):
+            return
+        if id(value) in seen:
+            raise bad_input(f"{path}: {where or 'the file'} repeats a YAML anchor; write the values out instead of aliasing them")
+        seen.add(id(value))
+        for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+            if isinstance(value, dict) and not isinstance(key, str):
+                raise bad_input(f"{path}: key {key!r}{' in ' + where if where else ''} is not a name; quote it or use a setting's name")
+            check(item, f"{where}.{key}" if where else str(key))
+
+    check(data, "")
+    return data
+
+
+# RecBole's flat config names (its YAML files) and the mmrec key each stands for. A model key applies only
+# where the model's Config has that setting; elsewhere the name is an unknown key.
+RECBOLE_ALIASES = {
+    "MAX_ITEM_LIST_LENGTH": "model.max_len",
+    "hidden_size": "model.hidden",
+    "n_layers": "model.layers",
+    "n_heads": "model.heads",
+    "inner_size": "model.inner",
+    "hidden_dropout_prob": "model.dropout",
+    "attn_dropout_prob": "model.attn_dropout",
+    "initializer_range": "model.init_std",
+    "learning_rate": "train.lr",
+    "train_batch_size": "train.batch_size",
+    "epochs": "train.epochs",
+    "stopping_step": "train.patience",
+    "eval_step": "train.eval_every",
+    "valid_metric": "train.metric",
+    "weight_decay": "train.weight_decay",
+    "seed": "train.seed",
+}
+
+# RecBole names that restate what mmrec always does: accepted with that value and then ignored.
+RECBOLE_IGNORED = {
+    "learner": (lambda v: isinstance(v, str) and v.lower() == "adam", "adam", "mmrec trains with Adam"),
+    "reproducibility": (lambda v: v is True, "true", "mmrec runs are deterministic for a seed"),
+    "show_progress": (lambda v: isinstance(v, bool), "true or false", "a progress bar is shown on a terminal's stderr"),
+}
+
+_DATA = "`mmrec prepare` reads the data and makes the splits (docs/data_formats.md); give its artifact as DATASET"
+_METRICS = "`mmrec eval` ranks all items and reports recall, ndcg, mrr and hit at 5, 10, 20 and 50; train.metric picks the validation metric"
+# RecBole names with no mmrec setting, and why.
+RECBOLE_UNSUPPORTED = {
+    "eval_args": "the split is made by `mmrec prepare --split`, and evaluation always ranks all items",
+    "metrics": _METRICS,
+    "topk": _METRICS,
+    "metric_decimal_place": _METRICS,
+    "loss_type": "each model trains with its paper's loss (see `mmrec config MODEL` for its switches)",
+    "train_neg_sample_args": "each model draws its own negatives, as its paper does",
+    "neg_sampling": "each model draws its own negatives, as its paper does",
+    "data_path": _DATA,
+    "dataset": _DATA,
+    "load_col": _DATA,
+    "USER_ID_FIELD": _DATA,
+    "ITEM_ID_FIELD": _DATA,
+    "TIME_FIELD": _DATA,
+    "train_stage": "the stage is the command: `mmrec pretrain`, `mmrec finetune` or `mmrec transfer`",
+    "gpu_id": "choose the device with --device",
+    "use_gpu": "choose the device with --device",
+    "device": "choose the device with --device",
+    "checkpoint_dir": "give the checkpoint file with --checkpoint",
+    "eval_batch_size": "evaluation scores items in chunks of a fixed size",
+    "clip_grad_norm": "use train.clip_grad, the largest gradient norm",
+    "hidden_act": "each model's activation is the one of its paper",
+}
+
+
+def recbole_aliases(cls: type, data: dict, where: str) -> dict:
+    """The top level of a config file for dataclass `cls` with RecBole's names put in mmrec's place; refuses
+    RecBole names without an equivalent, aliases of settings `cls` lacks, and an alias that disagrees with
+    its mmrec key in the same file."""
+    own = {f.name for f in dataclasses.fields(cls)}
+    out = {k: v for k, v in data.items() if k in own or k not in RECBOLE_ALIASES | RECBOLE_IGNORED | RECBOLE_UNSUPPORTED}
+    for alias, value in data.items():
+        if alias in out:
+            continue
+        if alias in RECBOLE_UNSUPPORTED:
+            raise bad_input(f"{where}: RecBole key '{alias}' has no mmrec setting: {RECBOLE_UNSUPPORTED[alias]}; remove it")
+        if alias in RECBOLE_IGNORED:
+            ok, expected, why = RECBOLE_IGNORED[alias]
+            if not ok(value):
+                raise bad_input(f"{where}: RecBole key '{alias}' can only be {expected} ({why}); remove it")
+            continue
+        key = RECBOLE_ALIASES[alias]
+        section, name = key.split(".")
+        inner = _section(cls, section)
+        if inner is None or name not in {f.name for f in dataclasses.fields(inner)}:
+            known = f"known keys of {section}: {', '.join(f.name for f in dataclasses.fields(inner))}" if inner else f"known keys: {', '.join(own)}"
+            raise bad_input(f"{where}: unknown key '{alias}' (RecBole's name for {key}, a setting this model does not have); {known}")
+        if alias == "valid_metric" and isinstance(value, str):
+            value = value.lower()  # RecBole's NDCG@10 is mmrec's ndcg@10
+        value = _coerce(typing.get_type_hints(inner)[name], value, where, alias)
+        block = out.setdefault(section, {})
+        if not isinstance(block, dict):
+            raise bad_input(f"{where}: '{section}' is a section; set its keys, e.g. {section}.<name>=value")
+        if name in block:
+            given = _coerce(typing.get_type_hints(inner)[name], block[name], where, key)
+            if type(given) is not type(value) or given != value:
+                raise bad_input(f"{where}: {alias} = {value!r} and {key} = {given!r} disagree; keep one of them")
+        out[section] = {**block, name: value}
+    return out
+
+
+def _section(cls: type, name: str) -> type | None:
+    """The dataclass of section `name` of `cls`, None when `cls` has no such section."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    tp = typing.get_type_hints(cls).get(name) if name in fields else None
+    return tp if dataclasses.is_dataclass(tp) else None
 
 
 def _parse_set(item: str) -> tuple[str, Any]:

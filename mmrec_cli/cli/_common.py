@@ -13,15 +13,17 @@ import typer
 
 from mmrec_cli.errors import INTERNAL, INTERRUPTED, IO_FAILURE, USAGE, MmrecError
 
-CONFIG_HELP = "JSON or TOML file of settings (layered: defaults < --config < --set < flags)."
+CONFIG_HELP = "JSON, TOML or YAML file of settings (layered: defaults < --config < --set < flags); RecBole's key names are accepted."
 SET_HELP = "Override one setting, e.g. --set train.lr=3e-4 (repeatable)."
 DEVICE = "auto"  # every command's --device default: a GPU where one is visible, else the CPU
+TENSORBOARD_HELP = "Also write the training log as TensorBoard scalars into this folder (needs `pip install 'mmrec[tensorboard]'`)."
+LOG_SUFFIX = ".log.jsonl"  # the training log beside each artifact: OUTPUT.log.jsonl, one JSON line per epoch
 DEVICE_HELP = "auto (a CUDA GPU when one is visible, else the CPU) | cpu | cuda | cuda:N | mps. Under torchrun, cuda means each process's local GPU."
 
 
 # Options that change how a command runs, never what it produces: kept out of the metadata so that a
 # resumed run writes the same bytes as an uninterrupted one.
-_NOT_RECORDED = {"resume", "checkpoint"}
+_NOT_RECORDED = {"resume", "checkpoint", "tensorboard"}
 _INVOKED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("invoked", default=None)
 
 
@@ -61,6 +63,25 @@ def _one_line(err: BaseException) -> str:
     """The message with its line breaks and tabs folded (spaces kept, as in paths): library errors, such as
     torch's state-dict report, span lines, and the rule is one line on stderr."""
     return re.sub(r"\s*[\r\n\t\v\f]+\s*", " ", str(err)).strip()
+
+
+def training_log(output) -> str:
+    """The training log written beside the artifact OUTPUT: OUTPUT.log.jsonl."""
+    return f"{output}{LOG_SUFFIX}"
+
+
+def check_tensorboard(folder) -> None:
+    """Fail now, before any data is read, if --tensorboard cannot be written: the package is missing (exit 2)
+    or the path is a file (exit 6)."""
+    if folder is None:
+        return
+    from pathlib import Path
+
+    from mmrec_cli.training.loop import summary_writer_class
+
+    summary_writer_class()
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise MmrecError(f"cannot write {folder}: Not a directory; give a folder to --tensorboard", IO_FAILURE)
 
 
 def console():

@@ -8,7 +8,19 @@ from pathlib import Path
 import typer
 
 from mmrec_cli import models
-from mmrec_cli.cli._common import CONFIG_HELP, DEVICE, DEVICE_HELP, SET_HELP, handle_errors, invocation, progress, say
+from mmrec_cli.cli._common import (
+    CONFIG_HELP,
+    DEVICE,
+    DEVICE_HELP,
+    SET_HELP,
+    TENSORBOARD_HELP,
+    check_tensorboard,
+    handle_errors,
+    invocation,
+    progress,
+    say,
+    training_log,
+)
 
 PRECISION_HELP = "fp32 | bf16 | fp16: mixed precision (torch.autocast) for training; fp32 unless set."
 NPROC_HELP = "Train with N processes on this machine (starts torchrun; same result as 1 process for the same global batch)."
@@ -22,7 +34,7 @@ def _models() -> list[str]:
 def finetune(
     model: str = typer.Argument(..., help=models.help_text("finetune"), autocompletion=_models),
     dataset: Path = typer.Argument(..., help="Dataset artifact from `mmrec prepare`."),
-    output: Path = typer.Option(..., "-o", "--output", help="Model artifact to write."),
+    output: Path = typer.Option(..., "-o", "--output", help="Model artifact to write; the training log goes beside it, to OUTPUT.log.jsonl."),
     features: str | None = typer.Option(None, "--features", help="Features artifact (multimodal models)."),
     init: Path | None = typer.Option(None, "--init", help="Start from a pre-trained model artifact (`mmrec pretrain`)."),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
@@ -39,6 +51,7 @@ def finetune(
     precision: str | None = typer.Option(None, "--precision", help=PRECISION_HELP),
     device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     nproc: int = typer.Option(1, "--nproc", help=NPROC_HELP),
+    tensorboard: Path | None = typer.Option(None, "--tensorboard", help=TENSORBOARD_HELP),
 ) -> None:
     """Train MODEL on DATASET; the best epoch by the validation metric (train.metric; see `mmrec config MODEL`) is written to OUTPUT."""
     from mmrec_cli.data import dataset as D
@@ -49,8 +62,9 @@ def finetune(
     check_artifact_path(output)  # now, not after the first epoch; before torchrun starts its processes
     check_artifact_path(checkpoint, "--checkpoint")  # None: OUTPUT.ckpt, in OUTPUT's folder
     paths = run_paths(output, checkpoint, seeds)
-    written = {"-o": [out for _, out, _ in paths], "--checkpoint": [ckpt for _, _, ckpt in paths]}
+    written = {"-o": [out for _, out, _ in paths], "--checkpoint": [ckpt for _, _, ckpt in paths], "training log": [training_log(out) for _, out, _ in paths]}
     check_distinct(written, {"DATASET": dataset, "--features": features, "--init": init, "--config": config})
+    check_tensorboard(tensorboard)
     if nproc != 1 and not distributed.launched():  # launch refuses 0 and below
         return distributed.launch(nproc)  # this command again, under torchrun
     spec = models.get(model)
@@ -69,7 +83,8 @@ def finetune(
         for cfg, out, ckpt in seed_runs(base, paths):
             with progress(f"finetune {model}", None) if ctx.main else contextlib.nullcontext() as advance:
                 identity = loading.run_identity(cfg, ds, feats_meta, None if init is None else str(init))
-                run = stages.Run(checkpoint=ckpt, resume=resume, log=log, progress=advance, identity=identity)
+                board = None if tensorboard is None else str(tensorboard if seeds is None else tensorboard / f"seed{cfg.train.seed}")
+                run = stages.Run(checkpoint=ckpt, resume=resume, log=log, progress=advance, identity=identity, log_file=training_log(out), tensorboard=board)
                 net, result = stages.finetune(model, ds, feats, cfg.model, cfg.train, run, init_state)
             if not ctx.main:
                 continue

@@ -8,7 +8,19 @@ from pathlib import Path
 import typer
 
 from mmrec_cli import models
-from mmrec_cli.cli._common import CONFIG_HELP, DEVICE, DEVICE_HELP, SET_HELP, handle_errors, invocation, progress, say
+from mmrec_cli.cli._common import (
+    CONFIG_HELP,
+    DEVICE,
+    DEVICE_HELP,
+    SET_HELP,
+    TENSORBOARD_HELP,
+    check_tensorboard,
+    handle_errors,
+    invocation,
+    progress,
+    say,
+    training_log,
+)
 from mmrec_cli.cli.finetune import NPROC_HELP, PRECISION_HELP
 
 
@@ -20,7 +32,7 @@ def _models() -> list[str]:
 def pretrain(
     model: str = typer.Argument(..., help=models.help_text("pretrain"), autocompletion=_models),
     datasets: list[Path] = typer.Argument(..., help="One or more dataset artifacts (several = multi-domain pre-training)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Pre-trained model artifact to write (feed it to `finetune --init`)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Pre-trained model artifact to write (feed it to `finetune --init`); the training log goes to OUTPUT.log.jsonl."),
     features: list[str] = typer.Option([], "--features", help="Features artifact of each dataset, in the same order (repeat)."),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
@@ -34,6 +46,7 @@ def pretrain(
     precision: str | None = typer.Option(None, "--precision", help=PRECISION_HELP),
     device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     nproc: int = typer.Option(1, "--nproc", help=NPROC_HELP),
+    tensorboard: Path | None = typer.Option(None, "--tensorboard", help=TENSORBOARD_HELP),
 ) -> None:
     """Pre-train MODEL with its self-supervised losses on the train split of every DATASET."""
     from mmrec_cli.errors import bad_input
@@ -44,7 +57,8 @@ def pretrain(
     check_artifact_path(output)  # now, not after the first epoch; before torchrun starts its processes
     check_artifact_path(checkpoint, "--checkpoint")  # None: OUTPUT.ckpt, in OUTPUT's folder
     ckpt = str(checkpoint or f"{output}.ckpt")
-    check_distinct({"-o": output, "--checkpoint": ckpt}, {"DATASETS": datasets, "--features": features, "--config": config})
+    check_distinct({"-o": output, "--checkpoint": ckpt, "training log": training_log(output)}, {"DATASETS": datasets, "--features": features, "--config": config})
+    check_tensorboard(tensorboard)
     if nproc != 1 and not distributed.launched():  # launch refuses 0 and below
         return distributed.launch(nproc)  # this command again, under torchrun
     spec = models.get(model)
@@ -56,7 +70,8 @@ def pretrain(
     cfg = loading.resolve_stage(spec, config, set_, flags)
     ds, feats, feats_meta = _load_all(spec, datasets, features)
     with distributed.session(device) as ctx, progress(f"pretrain {model}", None) if ctx.main else contextlib.nullcontext() as advance:
-        run = stages.Run(checkpoint=ckpt, resume=resume, log=say if ctx.main else (lambda s: None), progress=advance, identity=loading.run_identity(cfg, ds, feats_meta))
+        run = stages.Run(checkpoint=ckpt, resume=resume, log=say if ctx.main else (lambda s: None), progress=advance, identity=loading.run_identity(cfg, ds, feats_meta),
+                         log_file=training_log(output), tensorboard=None if tensorboard is None else str(tensorboard))
         net, result = stages.pretrain(model, ds, feats, cfg.model, cfg.train, run)
     if not ctx.main:
         return

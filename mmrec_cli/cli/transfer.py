@@ -7,7 +7,19 @@ from pathlib import Path
 
 import typer
 
-from mmrec_cli.cli._common import CONFIG_HELP, DEVICE, DEVICE_HELP, SET_HELP, handle_errors, invocation, progress, say
+from mmrec_cli.cli._common import (
+    CONFIG_HELP,
+    DEVICE,
+    DEVICE_HELP,
+    SET_HELP,
+    TENSORBOARD_HELP,
+    check_tensorboard,
+    handle_errors,
+    invocation,
+    progress,
+    say,
+    training_log,
+)
 from mmrec_cli.cli.finetune import NPROC_HELP, PRECISION_HELP
 
 
@@ -15,7 +27,7 @@ from mmrec_cli.cli.finetune import NPROC_HELP, PRECISION_HELP
 def transfer(
     pretrained: Path = typer.Argument(..., help="Pre-trained model artifact (`mmrec pretrain`)."),
     dataset: Path = typer.Argument(..., help="Target dataset artifact (its catalogue may be new to the model)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Model artifact to write; evaluate it with `mmrec eval OUTPUT DATASET --features FEATS`."),
+    output: Path = typer.Option(..., "-o", "--output", help="Model artifact to write (the training log goes to OUTPUT.log.jsonl); evaluate it with `mmrec eval OUTPUT DATASET --features FEATS`."),
     features: str | None = typer.Option(None, "--features", help="Features artifact of the target dataset."),
     mode: str = typer.Option("inductive", "--mode", help="inductive: items by their features only (cold-start, no IDs) | transductive: features and trained item IDs."),
     full: bool = typer.Option(False, "--full", help="Train every parameter (default: the pre-trained transformer stays frozen)."),
@@ -31,6 +43,7 @@ def transfer(
     precision: str | None = typer.Option(None, "--precision", help=PRECISION_HELP),
     device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     nproc: int = typer.Option(1, "--nproc", help=NPROC_HELP),
+    tensorboard: Path | None = typer.Option(None, "--tensorboard", help=TENSORBOARD_HELP),
 ) -> None:
     """Fine-tune PRETRAINED on DATASET (best epoch by the validation metric, train.metric), keeping its architecture."""
     from mmrec_cli import models
@@ -45,7 +58,8 @@ def transfer(
     check_artifact_path(output)  # now, not after the first epoch; before torchrun starts its processes
     check_artifact_path(checkpoint, "--checkpoint")  # None: OUTPUT.ckpt, in OUTPUT's folder
     ckpt = str(checkpoint or f"{output}.ckpt")
-    check_distinct({"-o": output, "--checkpoint": ckpt}, {"PRETRAINED": pretrained, "DATASET": dataset, "--features": features, "--config": config})
+    check_distinct({"-o": output, "--checkpoint": ckpt, "training log": training_log(output)}, {"PRETRAINED": pretrained, "DATASET": dataset, "--features": features, "--config": config})
+    check_tensorboard(tensorboard)
     if nproc != 1 and not distributed.launched():  # launch refuses 0 and below
         return distributed.launch(nproc)  # this command again, under torchrun
     state, meta = model_file.load(str(pretrained))
@@ -65,7 +79,8 @@ def transfer(
         log = say if ctx.main else (lambda s: None)
         kept = loading.keep_architecture(spec, cfg, meta)  # said with the result: an error before it stays one line
         with progress(f"transfer {name}", None) if ctx.main else contextlib.nullcontext() as advance:
-            run = stages.Run(checkpoint=ckpt, resume=resume, log=log, progress=advance, identity=loading.run_identity(cfg, ds, feats_meta, str(pretrained)))
+            run = stages.Run(checkpoint=ckpt, resume=resume, log=log, progress=advance, identity=loading.run_identity(cfg, ds, feats_meta, str(pretrained)),
+                             log_file=training_log(output), tensorboard=None if tensorboard is None else str(tensorboard))
             net, result = stages.transfer(name, ds, feats, cfg.model, cfg.train, run, state)
     if not ctx.main:
         return  # rank 0 alone writes

@@ -11,6 +11,12 @@ Under torchrun (see `mmrec_cli.training.distributed`) the model is wrapped in Di
 rank trains on its share of every global batch with its loss scaled so that the gradients equal a
 single process's, every rank validates, and rank 0 alone writes the checkpoint (holding every
 rank's RNG state). `precision` bf16/fp16 runs the loss under torch.autocast.
+
+With `log_file`, one JSON line per epoch (`EpochLog`) is appended and flushed as training goes: the
+epoch, the optimizer steps so far, the mean loss, the validation metrics when evaluated, the learning
+rate and the epoch's wall-clock seconds. The checkpoint keeps these records, and a resumed run rewrites
+the file from them before it appends, so that it equals an uninterrupted run's log but for the seconds.
+The log is written beside the artifact, never into it: artifacts stay byte-reproducible.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import Literal
 
 import torch
 
-from mmrec_cli.errors import MmrecError, bad_input, mismatch
+from mmrec_cli.errors import MmrecError, bad_input, mismatch, usage
 from mmrec_cli.io import artifacts
 
 
@@ -62,11 +68,14 @@ def fit(
     log: Callable[[str], None] = lambda s: None,
     progress=None,
     identity: dict | None = None,
+    log_file: str | None = None,
+    tensorboard: str | None = None,
 ) -> FitResult:
     """Train `model` in place; return the best state (the last one when there is no validation).
 
     `identity` (the resolved config and the inputs' fingerprints) is stored in the checkpoint; resuming
-    a checkpoint of another identity is refused, so a resumed run never mixes two settings."""
+    a checkpoint of another identity is refused, so a resumed run never mixes two settings. `log_file`
+    receives one JSON line per epoch, `tensorboard` (a folder) the same numbers as TensorBoard scalars."""
     from mmrec_cli.training import distributed as D
 
     ctx = D.current()
@@ -83,22 +92,35 @@ def fit(
         log(f"resumed from {checkpoint} after epoch {state.epoch}")
     elif resume:  # not an error: `--resume` on every call of a Makefile rule is the usual idiom
         log(f"--resume: no checkpoint at {checkpoint}; starting from the first epoch")
-    while state.epoch < cfg.epochs and not state.stopped:
-        epoch = state.epoch
-        model.train()
-        t0 = time.perf_counter()
-        epoch_batches = batches(epoch) if ctx.world == 1 else D.shard(batches(epoch), ctx.rank, ctx.world)
-        loss, steps = _epoch(model, opt, params, epoch_batches, step_fn, cfg, progress, ctx, scaler)
-        entry = {"epoch": epoch, "loss": loss, "steps": steps}  # no wall time: artifacts stay byte-reproducible
-        if validate is not None and (epoch + 1) % cfg.eval_every == 0:
-            _validate(model, validate, cfg, state, entry, ctx)
-        elif validate is None:
-            state.best_state, state.best_epoch = _copy_state(model), epoch
-        state.history.append(entry)
-        state.epoch = epoch + 1
-        log(_line(entry, cfg.metric, time.perf_counter() - t0))
-        if checkpoint:
-            save_checkpoint(checkpoint, model, opt, state, ctx, identity)
+    if len(state.records) != len(state.history):  # a checkpoint written before the records were kept
+        state.records = records_from_history(state.history, opt.param_groups[0]["lr"])
+    epoch_log = EpochLog(log_file, tensorboard, state.records) if ctx.main else None
+    try:
+        while state.epoch < cfg.epochs and not state.stopped:
+            epoch = state.epoch
+            model.train()
+            t0 = time.perf_counter()
+            epoch_batches = batches(epoch) if ctx.world == 1 else D.shard(batches(epoch), ctx.rank, ctx.world)
+            loss, steps = _epoch(model, opt, params, epoch_batches, step_fn, cfg, progress, ctx, scaler)
+            entry = {"epoch": epoch, "loss": loss, "steps": steps}  # no wall time: artifacts stay byte-reproducible
+            if validate is not None and (epoch + 1) % cfg.eval_every == 0:
+                _validate(model, validate, cfg, state, entry, ctx)
+            elif validate is None:
+                state.best_state, state.best_epoch = _copy_state(model), epoch
+            state.history.append(entry)
+            state.epoch = epoch + 1
+            seconds = time.perf_counter() - t0
+            state.records.append(_record(entry, state.history, opt.param_groups[0]["lr"], seconds))
+            log(_line(entry, cfg.metric, seconds))
+            if checkpoint:
+                save_checkpoint(checkpoint, model, opt, state, ctx, identity)
+            if epoch_log is not None:
+                epoch_log.write(state.records[-1])
+        if epoch_log is not None:
+            epoch_log.finish()
+    finally:
+        if epoch_log is not None:
+            epoch_log.close()
     if state.best_state is None:
         state.best_state, state.best_epoch = _copy_state(model), state.epoch - 1
     return FitResult(state.best_state, state.best_epoch, state.best_metrics, state.history)
@@ -163,6 +185,100 @@ def _validate(model, validate, cfg: TrainConfig, state: _State, entry: dict, ctx
         state.stopped = cfg.patience > 0 and state.bad >= cfg.patience
 
 
+def _record(entry: dict, history: list, lr: float, seconds: float | None) -> dict:
+    """One line of the training log: `entry` of the history (ending `history`) with the steps so far, the
+    learning rate and the wall-clock seconds of the epoch (None where they were not measured)."""
+    record = {"epoch": entry["epoch"], "step": sum(h["steps"] for h in history), "loss": entry["loss"]}
+    if "valid" in entry:
+        record["valid"] = entry["valid"]
+    return record | {"lr": lr, "seconds": None if seconds is None else round(seconds, 3)}
+
+
+def records_from_history(history: list, lr: float) -> list[dict]:
+    """The training log's lines rebuilt from a history alone: no wall-clock seconds."""
+    return [_record(entry, history[: i + 1], lr, None) for i, entry in enumerate(history)]
+
+
+class EpochLog:
+    """The training log: JSON lines, one per epoch, each flushed when written, so that `tail -f` follows it.
+
+    `done` are the lines of the epochs already trained (a resumed run): the file is rewritten with them
+    now, and later lines are appended. A fresh run (`done` empty) removes an old file now and starts a
+    new one with its first epoch, so that a run failing before it leaves no file. `tensorboard`, a
+    folder, gets the same numbers as scalars against the epoch; earlier events from the epoch on are
+    hidden (TensorBoard's purge step), so a resumed run does not show the interrupted one's last epochs."""
+
+    def __init__(self, path: str | None, tensorboard: str | None, done: list[dict]):
+        from mmrec_cli.io import atomic
+
+        self.path, self.tensorboard, self.start = path, tensorboard, len(done)
+        self.file = None
+        self.writer = None
+        self.writer_class = None if tensorboard is None else summary_writer_class()  # missing: an error before training
+        if path is None:
+            return
+        if done:
+            self.write_lines(done)
+        else:
+            try:
+                Path(path).unlink(missing_ok=True)
+            except OSError as err:
+                raise atomic.io_error(err, Path(path)) from err
+
+    def write(self, record: dict) -> None:
+        if self.path is not None:
+            from mmrec_cli.io import atomic
+
+            try:
+                if self.file is None:
+                    self.file = open(self.path, "a", encoding="utf-8")  # kept open across epochs
+                self.file.write(_json_line(record))
+                self.file.flush()
+            except OSError as err:
+                raise atomic.io_error(err, Path(self.path)) from err
+        if self.tensorboard is not None:
+            if self.writer is None:
+                self.writer = self.writer_class(log_dir=self.tensorboard, purge_step=self.start)
+            step = record["epoch"]
+            self.writer.add_scalar("loss", record["loss"], step)
+            self.writer.add_scalar("lr", record["lr"], step)
+            for name, value in record.get("valid", {}).items():
+                self.writer.add_scalar(f"valid/{name}", value, step)
+            self.writer.flush()
+
+    def finish(self) -> None:
+        """The file exists once training is over, also when it trained no epoch (zero-shot transfer)."""
+        if self.path is not None and not Path(self.path).exists():
+            self.write_lines([])
+
+    def write_lines(self, records: list[dict]) -> None:
+        from mmrec_cli.io import atomic
+
+        atomic.write_text(self.path, "".join(_json_line(r) for r in records))
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _json_line(record: dict) -> str:
+    return json.dumps(record) + "\n"
+
+
+TENSORBOARD_MISSING = "--tensorboard needs the tensorboard package; install it with `pip install 'mmrec[tensorboard]'`, or leave out --tensorboard"
+
+
+def summary_writer_class():
+    """TensorBoard's SummaryWriter (torch's, over the optional `tensorboard` package)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise usage(TENSORBOARD_MISSING) from None
+    return SummaryWriter
+
+
 def _line(entry: dict, metric: str, seconds: float) -> str:
     s = f"epoch {entry['epoch']:>3}  loss {entry['loss']:.4f}  {seconds:.1f}s"
     if "valid" in entry:
@@ -184,9 +300,10 @@ class _State:
         self.bad = 0
         self.stopped = False
         self.history: list = []
+        self.records: list = []  # the training log's lines (history + steps so far, lr, seconds)
 
     def to_json(self) -> dict:
-        keys = ("epoch", "best_epoch", "best_metrics", "bad", "stopped", "history")
+        keys = ("epoch", "best_epoch", "best_metrics", "bad", "stopped", "history", "records")
         return {k: getattr(self, k) for k in keys} | {"best_score": None if self.best_score == -math.inf else self.best_score}
 
 

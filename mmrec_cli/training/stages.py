@@ -28,6 +28,8 @@ class Run:
     log: Callable[[str], None] = lambda s: None
     progress: Callable | None = None
     identity: dict | None = None  # what the checkpoint must have been made with to be resumed (loading.run_identity)
+    log_file: str | None = None  # the training log, one JSON line per epoch (loop.EpochLog); None: none
+    tensorboard: str | None = None  # a folder for TensorBoard scalars of the same numbers; None: none
 
 
 def recommender(spec: ModelSpec, model_cfg, ds: Dataset, features: dict | None) -> Recommender:
@@ -76,7 +78,7 @@ def pretrain(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg
 def _fit(model, batches, loss_fn, train_cfg: TrainConfig, validate, run: Run) -> FitResult:
     """The training loop with the run's checkpoint, resume, identity, log and progress."""
     return fit(model, batches, loss_fn, train_cfg, validate=validate, checkpoint=run.checkpoint, resume=run.resume,
-               log=run.log, progress=run.progress, identity=run.identity)
+               log=run.log, progress=run.progress, identity=run.identity, log_file=run.log_file, tensorboard=run.tensorboard)
 
 
 def transfer(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg: TrainConfig, run: Run, init: dict) -> tuple:
