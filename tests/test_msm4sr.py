@@ -502,3 +502,27 @@ def test_text_only_pretraining_fine_tunes_on_text_and_image():
     loaded = [k for k in pre.state_dict() if k.startswith(("encoders.text.", "blocks.", "pos_emb."))]
     assert loaded and all(torch.equal(net.state_dict()[k], pre.state_dict()[k]) for k in loaded)
     assert "encoders.image" in lines[0] and "trained from scratch" in lines[0]
+
+
+def test_pretraining_on_domains_of_other_modalities_says_what_it_leaves_out(tmp_path):
+    """A text-only domain beside a text+image one: pre-training keeps the modality both have and says so
+    in one line (before, the image features of the second domain were dropped without a word)."""
+    from conftest import tiny_sequences
+    from typer.testing import CliRunner
+
+    from mmrec_cli.cli.app import app
+    from mmrec_cli.io import model_file
+
+    seqs = tiny_sequences(num_users=12, num_items=N_ITEMS)
+    ids = [f"i{i}" for i in range(N_ITEMS)]
+    D.save(D.from_sequences(seqs, ids, [f"u{u}" for u in range(len(seqs))]), str(tmp_path / "ds.safetensors"), "test", {}, {})
+    feats = {k: v.numpy() for k, v in tiny_features(stacks=False).items()}
+    FE.save(str(tmp_path / "both.safetensors"), feats, ids, "test", {}, {}, {"text": {"source": "t"}, "image": {"source": "i"}})
+    FE.save(str(tmp_path / "text.safetensors"), {"text": feats["text"]}, ids, "test", {}, {}, {"text": {"source": "t"}})
+    d = str(tmp_path / "ds.safetensors")
+    r = CliRunner().invoke(app, ["pretrain", "msm4sr", d, d, "--features", str(tmp_path / "text.safetensors"), "--features", str(tmp_path / "both.safetensors"),
+                                 "-o", str(tmp_path / "pre.safetensors"), "--epochs", "1", "--set", "model.hidden=8", "--set", "model.inner=16", "--set", "model.experts=2"])
+    assert r.exit_code == 0, r.output
+    assert f"pre-training without 'image': {tmp_path / 'text.safetensors'} has no 'image' features (a model pre-trains on the modalities every dataset has)" in r.stderr
+    state, _ = model_file.load(str(tmp_path / "pre.safetensors"))
+    assert any(k.startswith("encoders.text") for k in state) and not any(k.startswith("encoders.image") for k in state)

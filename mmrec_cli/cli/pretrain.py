@@ -95,6 +95,9 @@ def _load_all(spec, datasets, features):
     if not spec.modalities:
         return ds, None, None
     names = [k for k in feats_list[0][0] if all(k in f[0] for f in feats_list)]
+    for m in sorted({m for f in feats_list for m in f[0] if "_" not in m} - set(names)):  # a modality some domains lack
+        lacking = [str(p) for p, f in zip(features, feats_list) if m not in f[0]]
+        say(f"pre-training without '{m}': {', '.join(lacking)} has no '{m}' features (a model pre-trains on the modalities every dataset has)")
     feats = {k: torch.cat([f[0][k] for f in feats_list]) for k in names}
     metas = [f[1] for f in feats_list]
     for other in metas[1:]:  # one model reads them all: the same encoder for each modality
