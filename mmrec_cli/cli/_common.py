@@ -109,10 +109,34 @@ def _jsonable(value):
     return str(value)
 
 
+PROGRESS_SECONDS = 30.0  # a progress line this often when stderr is not a terminal (MMREC_PROGRESS_SECONDS)
+
+
+def _progress_lines(description: str, total: int | None, unit: str, every: float) -> Callable[[int], None]:
+    """advance(n) that prints "DESCRIPTION: DONE/TOTAL (P %), RATE UNIT/s, S s" once `every` seconds have passed."""
+    import time
+
+    start = last = time.monotonic()
+    done = 0
+
+    def advance(n: int = 1) -> None:
+        nonlocal done, last
+        done += n
+        now = time.monotonic()
+        if now - last < every:
+            return
+        last = now
+        share = f"{done:,}/{total:,} ({100 * done / total:.0f} %)" if total else f"{done:,}"
+        rate = f", {done / (now - start):,.1f} {unit}/s" if unit else ""
+        say(f"{description}: {share}{rate}, {now - start:.0f} s")
+
+    return advance
+
+
 @contextmanager
 def progress(description: str, total: int | None, unit: str | None = None):
-    """A rich progress bar on stderr (quiet when stderr is not a terminal), with a rate column when a
-    `unit` is given; yields advance(n)."""
+    """A rich progress bar on stderr, with a rate column when a `unit` is given; yields advance(n). When
+    stderr is not a terminal (a Makefile's log, a batch job), a plain line every PROGRESS_SECONDS instead."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -131,7 +155,7 @@ def progress(description: str, total: int | None, unit: str | None = None):
 
     con = console()
     if not con.is_terminal:
-        yield lambda n=1: None
+        yield _progress_lines(description, total, unit or "", float(os.environ.get("MMREC_PROGRESS_SECONDS", PROGRESS_SECONDS)))
         return
     cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     cols += (Rate(), TimeElapsedColumn(), TimeRemainingColumn()) if unit else (TimeElapsedColumn(),)
