@@ -312,6 +312,12 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("config", "a bool for a count", lambda fx: ["config", "sasrec", "--set", "model.layers=true"], 3, "config: model.layers: True is not a valid int; use a whole number"),
     ("config", "negative init_std", lambda fx: ["config", "sasrec", "--set", "model.init_std=-1"], 2, "config: model.init_std: -1.0 is out of range; use a finite number, 0 or more"),
     # merge (joins `extract --shard I/N` outputs)
+    ("sweep", "unknown swept key", lambda fx: ["sweep", "sasrec", fx.inp.ds, "--grid", "model.hiden=8,16", "--seeds", "1", "-o", fx.o("sw")], 3, "--grid model.hiden=8,16: config: unknown key 'model.hiden'"),
+    ("sweep", "empty --grid value", lambda fx: ["sweep", "sasrec", fx.inp.ds, "--grid", "model.hidden=8,", "--seeds", "1", "-o", fx.o("sw")], 2, "--grid model.hidden=8,: empty value"),
+    ("sweep", "--grid and --random together", lambda fx: ["sweep", "sasrec", fx.inp.ds, "--grid", "train.lr=0.01", "--random", "2", "--space", fx.write("space.json", '{"train.lr": [0.01, 0.001]}'), "--seeds", "1", "-o", fx.o("sw")], 2, "--grid and --random are two ways to give the settings"),
+    ("sweep", "missing dataset", lambda fx: ["sweep", "sasrec", fx.inp.missing, "--grid", "train.lr=0.01", "--seeds", "1", "-o", fx.o("sw")], 4, "missing.safetensors: no such file"),
+    ("sweep", "-o names the dataset", lambda fx: (lambda ds: ["sweep", "sasrec", ds, "--grid", "train.lr=0.01", "--seeds", "1", "-o", ds])(fx.copy(fx.inp.ds)), 6, SAME.format("DATASET")),
+    ("sweep", "output folder under a file", lambda fx: ["sweep", "sasrec", fx.inp.ds, "--grid", "train.lr=0.01", "--seeds", "1", "-o", blocked(fx, "sw")], 6, "blocker/sw/results.csv: Not a directory; "),
     ("subsample", "share of 0", lambda fx: ["subsample", fx.inp.ds, "--keep-users", "0", "-o", fx.o()], 2, "--keep-users: 0.0 is out of range; use a share in (0, 1], e.g. 0.1"),
     ("subsample", "share above 1", lambda fx: ["subsample", fx.inp.ds, "--keep-users", "1.5", "-o", fx.o()], 2, "--keep-users: 1.5 is out of range; use a share in (0, 1], e.g. 0.1"),
     ("subsample", "missing dataset", lambda fx: ["subsample", fx.inp.missing, "--keep-users", "0.5", "-o", fx.o()], 4, "missing.safetensors"),

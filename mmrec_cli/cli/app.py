@@ -16,6 +16,7 @@ from mmrec_cli.cli import (
     recommend,
     show_config,
     subsample,
+    sweep,
     transfer,
 )
 from mmrec_cli.cli import eval as eval_cmd
@@ -35,6 +36,7 @@ app.command("caption")(caption.caption)
 app.command("cluster")(cluster.cluster)
 app.command("pretrain")(pretrain.pretrain)
 app.command("finetune")(finetune.finetune)
+app.command("sweep")(sweep.sweep)
 app.command("transfer")(transfer.transfer)
 app.command("eval")(eval_cmd.eval_)
 app.command("recommend")(recommend.recommend)
