@@ -7,6 +7,7 @@ import typer
 from mmrec_cli.cli import (
     caption,
     cluster,
+    export,
     extract,
     finetune,
     info,
@@ -40,6 +41,7 @@ app.command("sweep")(sweep.sweep)
 app.command("transfer")(transfer.transfer)
 app.command("eval")(eval_cmd.eval_)
 app.command("recommend")(recommend.recommend)
+app.command("export")(export.export)
 app.command("info")(info.info)
 app.command("config")(show_config.show_config)
 app.command("subsample")(subsample.subsample)
