@@ -7,7 +7,7 @@ _mmrec() {
         case "${COMP_WORDS[i]}" in -*) ;; *) cmd="${COMP_WORDS[i]}"; at=$i; break ;; esac
     done
     if [[ -z "$cmd" ]]; then
-        COMPREPLY=($(compgen -W "prepare extract merge caption cluster pretrain finetune transfer eval recommend info config subsample --install-completion --show-completion --help" -- "$cur"))
+        COMPREPLY=($(compgen -W "prepare extract merge caption cluster pretrain finetune sweep transfer eval recommend export info config subsample --install-completion --show-completion --help" -- "$cur"))
         return
     fi
     local opts="" values="" choices="" files=0
@@ -112,8 +112,8 @@ _mmrec() {
             files=1
             ;;
         pretrain)
-            opts="-o --output --features --config --set --epochs --lr --batch-size --max-len --seed --checkpoint --resume --precision --device --nproc --help"
-            values=" -o --output --features --config --set --epochs --lr --batch-size --max-len --seed --checkpoint --precision --device --nproc "
+            opts="-o --output --features --config --set --epochs --lr --batch-size --max-len --seed --checkpoint --resume --precision --device --nproc --tensorboard --help"
+            values=" -o --output --features --config --set --epochs --lr --batch-size --max-len --seed --checkpoint --precision --device --nproc --tensorboard "
             case "$prev" in
                 -o|--output) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
                 --features) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
@@ -128,13 +128,14 @@ _mmrec() {
                 --precision) return ;;
                 --device) return ;;
                 --nproc) return ;;
+                --tensorboard) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
             esac
             choices="msm4sr missrec alignrec"
             files=1
             ;;
         finetune)
-            opts="-o --output --features --init --config --set --epochs --lr --batch-size --max-len --seed --patience --checkpoint --resume --seeds --precision --device --nproc --help"
-            values=" -o --output --features --init --config --set --epochs --lr --batch-size --max-len --seed --patience --checkpoint --seeds --precision --device --nproc "
+            opts="-o --output --features --init --config --set --epochs --lr --batch-size --max-len --seed --patience --checkpoint --resume --seeds --precision --device --nproc --tensorboard --help"
+            values=" -o --output --features --init --config --set --epochs --lr --batch-size --max-len --seed --patience --checkpoint --seeds --precision --device --nproc --tensorboard "
             case "$prev" in
                 -o|--output) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
                 --features) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
@@ -152,13 +153,36 @@ _mmrec() {
                 --precision) return ;;
                 --device) return ;;
                 --nproc) return ;;
+                --tensorboard) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
             esac
-            choices="sasrec msm4sr missrec mmmlp alignrec"
+            choices="sasrec gru4rec bert4rec msm4sr missrec mmmlp alignrec"
+            files=1
+            ;;
+        sweep)
+            opts="-o --output --seeds --grid --random --space --sample-seed --features --init --config --set --jobs --baseline --metric --device --help"
+            values=" -o --output --seeds --grid --random --space --sample-seed --features --init --config --set --jobs --baseline --metric --device "
+            case "$prev" in
+                -o|--output) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
+                --seeds) return ;;
+                --grid) return ;;
+                --random) return ;;
+                --space) return ;;
+                --sample-seed) return ;;
+                --features) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
+                --init) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
+                --config) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
+                --set) return ;;
+                --jobs) return ;;
+                --baseline) return ;;
+                --metric) return ;;
+                --device) return ;;
+            esac
+            choices="sasrec gru4rec bert4rec msm4sr missrec mmmlp alignrec"
             files=1
             ;;
         transfer)
-            opts="-o --output --features --mode --full --config --set --epochs --lr --batch-size --seed --patience --checkpoint --resume --precision --device --nproc --help"
-            values=" -o --output --features --mode --config --set --epochs --lr --batch-size --seed --patience --checkpoint --precision --device --nproc "
+            opts="-o --output --features --mode --full --config --set --epochs --lr --batch-size --seed --patience --checkpoint --resume --precision --device --nproc --tensorboard --help"
+            values=" -o --output --features --mode --config --set --epochs --lr --batch-size --seed --patience --checkpoint --precision --device --nproc --tensorboard "
             case "$prev" in
                 -o|--output) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
                 --features) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
@@ -174,6 +198,7 @@ _mmrec() {
                 --precision) return ;;
                 --device) return ;;
                 --nproc) return ;;
+                --tensorboard) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
             esac
             files=1
             ;;
@@ -208,6 +233,16 @@ _mmrec() {
             esac
             files=1
             ;;
+        export)
+            opts="--format -o --output --name --help"
+            values=" --format -o --output --name "
+            case "$prev" in
+                --format) return ;;
+                -o|--output) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
+                --name) return ;;
+            esac
+            files=1
+            ;;
         info)
             opts="--full --help"
             values="  "
@@ -222,7 +257,7 @@ _mmrec() {
                 --config) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
                 --set) return ;;
             esac
-            choices="sasrec msm4sr missrec mmmlp alignrec"
+            choices="sasrec gru4rec bert4rec msm4sr missrec mmmlp alignrec"
             files=0
             ;;
         subsample)

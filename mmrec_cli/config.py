@@ -113,6 +113,12 @@ RECBOLE_ALIASES = {
     "hidden_dropout_prob": "model.dropout",
     "attn_dropout_prob": "model.attn_dropout",
     "initializer_range": "model.init_std",
+    "embedding_size": "model.embedding",  # GRU4Rec
+    "num_layers": "model.layers",  # GRU4Rec
+    "dropout_prob": "model.dropout",  # GRU4Rec
+    "hidden_act": "model.act",  # BERT4Rec
+    "layer_norm_eps": "model.norm_eps",  # BERT4Rec
+    "mask_ratio": "model.mask_ratio",  # BERT4Rec
     "learning_rate": "train.lr",
     "train_batch_size": "train.batch_size",
     "epochs": "train.epochs",
@@ -154,7 +160,6 @@ RECBOLE_UNSUPPORTED = {
     "checkpoint_dir": "give the checkpoint file with --checkpoint",
     "eval_batch_size": "evaluation scores items in chunks of a fixed size",
     "clip_grad_norm": "use train.clip_grad, the largest gradient norm",
-    "hidden_act": "each model's activation is the one of its paper",
 }
 
 

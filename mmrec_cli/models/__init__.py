@@ -38,6 +38,8 @@ class Entry(NamedTuple):
 
 MODELS: dict[str, Entry] = {
     "sasrec": Entry("mmrec_cli.models.sasrec", ("finetune",), "SASRec: self-attention over item IDs (the ID-only baseline)"),
+    "gru4rec": Entry("mmrec_cli.models.gru4rec", ("finetune",), "GRU4Rec: a recurrent network (GRU) over item IDs (an ID-only baseline)"),
+    "bert4rec": Entry("mmrec_cli.models.bert4rec", ("finetune",), "BERT4Rec: masked item prediction with a bidirectional transformer over item IDs (an ID-only baseline)"),
     "msm4sr": Entry("mmrec_cli.models.msm4sr", ("pretrain", "finetune"), "MSM4SR: multimodal pre-training with sentence stacks, NIP and CMCL"),
     "missrec": Entry("mmrec_cli.models.missrec", ("pretrain", "finetune", "transfer"), "MISSRec: interest-aware multimodal pre-training and transfer"),
     "mmmlp": Entry("mmrec_cli.models.mmmlp", ("finetune",), "MMMLP: all-MLP mixers over image, text and ID sequences"),
