@@ -48,7 +48,7 @@ def test_a_ratio_split_or_a_subsample_is_refused_for_recbole(tmp_path):
     ds = tiny(tmp_path / "r.safetensors", protocol="ratio")
     r = cli.invoke(app, ["export", str(ds), "-o", str(tmp_path / "rb")])
     assert r.exit_code == 3
-    assert r.stderr.strip() == f"error: {ds}: a 'ratio' split cannot be given to RecBole, whose random split draws other items; export a leave-one-out dataset (`mmrec prepare --split loo`), or use --format csv"
+    assert r.stderr.strip() == f"error: {ds}: RecBole's own splits cannot reproduce a 'ratio' split; export a leave-one-out dataset (`mmrec prepare --split loo`), or use --format csv, whose split column keeps it"
     assert not (tmp_path / "rb").exists()
     loo = tiny(tmp_path / "l.safetensors")
     r = cli.invoke(app, ["subsample", str(loo), "--keep-users", "0.5", "-o", str(tmp_path / "s.safetensors")])

@@ -36,7 +36,7 @@ def prepare(
     min_rating: float | None = typer.Option(None, "--min-rating", help="Keep interactions with a rating of at least X (formats with ratings)."),
     dedup: bool = typer.Option(False, "--dedup", help="Drop exact repeats of a (user, item, timestamp) (default: keep them, counted)."),
     item_text_fields: str | None = typer.Option(None, "--item-text-fields", help="Amazon metadata: the text fields, comma separated, each a sentence (default title,description; also feature, categories, brand)."),
-    split: str = typer.Option("loo", "--split", help="loo (chronological leave-one-out) | ratio (per-user random 8:1:1)."),
+    split: str = typer.Option("loo", "--split", help="loo (chronological leave-one-out) | ratio (per-user random 8:1:1) | time (global: the oldest 80 %% of all interactions train, the next 10 %% valid, the last 10 %% test)."),
     kcore: int = typer.Option(0, "--kcore", help="Keep only users and items with at least K interactions (iterated)."),
     max_history: int = typer.Option(0, "--max-history", help="Keep each user's last N interactions (0 = all)."),
     drop_short: bool = typer.Option(False, "--drop-short", help="Drop users with fewer than 3 interactions instead of failing."),
@@ -51,8 +51,8 @@ def prepare(
     from mmrec_cli.errors import check_min, usage
     from mmrec_cli.io.atomic import check_artifact_path, check_distinct, check_writable
 
-    if split not in ("loo", "ratio"):
-        raise typer.BadParameter("--split must be loo or ratio")
+    if split not in ("loo", "ratio", "time"):
+        raise typer.BadParameter("--split must be loo, ratio or time")
     if fmt not in formats.FORMATS and fmt != "interactions":  # `interactions`: the name of `csv` before there were others
         raise typer.BadParameter(f"--format must be one of {formats.format_list()}")
     check_min({"--kcore": kcore, "--max-history": max_history, "--seed": seed}, 0)  # a negative seed fails numpy's generator
@@ -76,6 +76,8 @@ def prepare(
         ds, inputs = _from_unisrec(source, features_out, feature, items_out, inv)
         if split == "ratio":
             ds.split, ds.protocol = D.ratio_labels(ds.offsets[1:] - ds.offsets[:-1], seed), "ratio"
+        elif split == "time":
+            raise typer.BadParameter("--split time needs timestamps; a UniSRec folder has none (use loo or ratio)")
         config["format"] = "unisrec"
         notes = [] if fmt == "unisrec" else ["format: unisrec (auto: a UniSRec folder (<name>.test.inter))"]
     else:

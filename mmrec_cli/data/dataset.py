@@ -84,6 +84,31 @@ def loo_labels(lengths: np.ndarray) -> np.ndarray:
     return split
 
 
+TIME_SHARES = (0.8, 0.1, 0.1)  # the temporal split: the oldest 80 % of all interactions train, the next 10 % valid
+
+
+def time_cutoffs(times: np.ndarray, shares=TIME_SHARES) -> tuple[float, float]:
+    """The two moments of the temporal split: interactions at or after the first are valid, at or after the
+    second test; each the time of the interaction at that share of all interactions in time order."""
+    order = np.sort(np.asarray(times, dtype=np.float64))
+    n = len(order)
+    return float(order[min(n - 1, int(n * shares[0]))]), float(order[min(n - 1, int(n * (shares[0] + shares[1])))])
+
+
+def time_labels(times: list[np.ndarray], cutoffs: tuple[float, float]) -> np.ndarray:
+    """The temporal split of each user's interactions (oldest first): train before the first cutoff, valid
+    before the second, test after. A user's first interaction, when it falls after the first cutoff, has no
+    history to be ranked from: it becomes HISTORY (read as input for the later targets, never trained on),
+    so no target has an empty history and nothing after the cutoff is trained on."""
+    parts = []
+    for t in times:
+        labels = np.where(t < cutoffs[0], TRAIN, np.where(t < cutoffs[1], VALID, TEST)).astype(np.int8)
+        if len(labels) and labels[0] != TRAIN:
+            labels[0] = HISTORY
+        parts.append(labels)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int8)
+
+
 def ratio_labels(lengths: np.ndarray, seed: int, ratios=(0.8, 0.1, 0.1)) -> np.ndarray:
     """Per-user random 8:1:1 (AlignRec's protocol): at least one train item, one test item from two
     items on and one valid item from three on (each of a user's items in exactly one part)."""

@@ -3,8 +3,8 @@
     recbole   FOLDER/NAME.inter, tab-separated, `user_id:token  item_id:token  timestamp:float`, one row per
               interaction; the timestamp is the interaction's position in its user's sequence (0, 1, ...), so
               that RecBole's leave-one-out (`eval_args: {split: {LS: valid_and_test}, order: TO}`) holds out
-              exactly the items mmrec's split holds out. Only leave-one-out datasets: RecBole's random split
-              would draw other items than mmrec's ratio split.
+              exactly the items mmrec's split holds out. Only leave-one-out datasets: RecBole's own splits
+              would hold out other items than mmrec's ratio and time splits.
     csv       user_id,item_id,timestamp,split with the same position timestamps; `mmrec prepare` reads it back
               to the same dataset (the split column is for people and other tools).
 
@@ -51,7 +51,7 @@ def check_exportable(ds: Dataset, fmt: str, where: str) -> None:
     if (ds.split == HISTORY).any():
         raise bad_input(f"{where}: some interactions are history only (a dataset from `mmrec subsample`); export the dataset it was made from")
     if fmt == "recbole" and ds.protocol != "loo":
-        raise bad_input(f"{where}: a '{ds.protocol}' split cannot be given to RecBole, whose random split draws other items; export a leave-one-out dataset (`mmrec prepare --split loo`), or use --format csv")
+        raise bad_input(f"{where}: RecBole's own splits cannot reproduce a '{ds.protocol}' split; export a leave-one-out dataset (`mmrec prepare --split loo`), or use --format csv, whose split column keeps it")
 
 
 def rows(ds: Dataset):

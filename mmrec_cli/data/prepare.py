@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
+import numpy as np
+
 from mmrec_cli.data import dataset as D
 from mmrec_cli.data.records import Interaction, Item, missing_time
 from mmrec_cli.errors import bad_input
@@ -23,21 +25,30 @@ def build(
 ) -> D.Dataset:
     if items is not None:
         _check_known(inters, items, where, items_where)
-    by_user = _chronological(inters, where)
+    if protocol == "time" and not any(it.time is not None for it in inters):
+        raise bad_input(f"{where}: --split time needs timestamps, and the file has none; give its time column (--time-col), or use --split loo")
+    timed = _chronological(inters, where)  # user -> [(item, time)], oldest first
     if kcore > 0:  # users that --drop-short would drop leave the k-core too, so that their items are recounted
-        by_user = _kcore(by_user, kcore, max(kcore, 3) if drop_short else kcore)
+        timed = _kcore(timed, kcore, max(kcore, 3) if drop_short else kcore)
     if max_history > 0:
-        by_user = {u: s[-max_history:] for u, s in by_user.items()}
+        timed = {u: s[-max_history:] for u, s in timed.items()}
     if drop_short:
-        by_user = {u: s for u, s in by_user.items() if len(s) >= 3}
-    if not by_user:
-        raise bad_input(f"{where}: no users left after filtering; lower --kcore")
+        timed = {u: s for u, s in timed.items() if len(s) >= 3}
+    if not timed:
+        given = ([f"--kcore {kcore}"] if kcore > 0 else []) + (["--drop-short"] if drop_short else []) + ([f"--max-history {max_history}"] if max_history > 0 else [])
+        raise bad_input(f"{where}: no users left after {' and '.join(given) or 'reading'}; " + ("lower --kcore" if kcore > 0 else "every user has fewer than 3 interactions"))
+    by_user = {u: [i for i, _ in s] for u, s in timed.items()}
     item_ids = _item_order(by_user, items)
     index = {iid: i for i, iid in enumerate(item_ids)}
     user_ids = list(by_user)
     seqs = [[index[i] for i in by_user[u]] for u in user_ids]
     D.check_lengths(seqs, user_ids, where)
-    return D.from_sequences(seqs, item_ids, user_ids, protocol, seed)
+    if protocol != "time":
+        return D.from_sequences(seqs, item_ids, user_ids, protocol, seed)
+    ds = D.from_sequences(seqs, item_ids, user_ids)
+    times = [np.array([t for _, t in timed[u]], dtype=np.float64) for u in user_ids]
+    ds.split, ds.protocol = D.time_labels(times, D.time_cutoffs(np.concatenate(times))), "time"
+    return ds
 
 
 def _check_known(inters: list[Interaction], items: dict[str, Item], where: str, items_where: str) -> None:
@@ -46,7 +57,7 @@ def _check_known(inters: list[Interaction], items: dict[str, Item], where: str, 
             raise bad_input(f"{where}:{it.line}: unknown item id '{it.item}' (not in {items_where}); add it to the items file or drop the interaction")
 
 
-def _chronological(inters: list[Interaction], where: str) -> dict[str, list[str]]:
+def _chronological(inters: list[Interaction], where: str) -> dict[str, list[tuple]]:
     """Each user's items, sorted by timestamp; file order breaks ties (a stable sort). Without timestamps,
     file order; with some, every interaction needs one (a missing one is no time to sort by)."""
     timed = any(it.time is not None for it in inters)
@@ -56,15 +67,16 @@ def _chronological(inters: list[Interaction], where: str) -> dict[str, list[str]
             raise missing_time(where, it.line)
         by_user[it.user].append(it)
     if timed:
-        return {u: [r.item for r in sorted(rows, key=lambda r: r.time)] for u, rows in by_user.items()}
-    return {u: [r.item for r in rows] for u, rows in by_user.items()}
+        return {u: [(r.item, r.time) for r in sorted(rows, key=lambda r: r.time)] for u, rows in by_user.items()}
+    return {u: [(r.item, None) for r in rows] for u, rows in by_user.items()}
 
 
-def _kcore(by_user: dict[str, list[str]], k: int, k_user: int) -> dict[str, list[str]]:
-    """Drop items with fewer than k and users with fewer than k_user interactions until none is left to drop."""
+def _kcore(by_user: dict[str, list[tuple]], k: int, k_user: int) -> dict[str, list[tuple]]:
+    """Drop items with fewer than k and users with fewer than k_user interactions until none is left to drop
+    (each interaction an (item, time) pair)."""
     while True:
-        counts = Counter(i for s in by_user.values() for i in s)
-        kept = {u: [i for i in s if counts[i] >= k] for u, s in by_user.items()}
+        counts = Counter(i for s in by_user.values() for i, _ in s)
+        kept = {u: [r for r in s if counts[r[0]] >= k] for u, s in by_user.items()}
         kept = {u: s for u, s in kept.items() if len(s) >= k_user}
         if kept == by_user:
             return kept
