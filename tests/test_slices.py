@@ -50,3 +50,17 @@ def test_eval_slice_writes_the_slices(tiny_dataset, tmp_path):
     slices = json.loads(out.read_text())["slices"]
     assert sum(m["users"] for m in slices["target"].values()) == 12 and sum(m["users"] for m in slices["history"].values()) == 12
     assert "target cold" in r.output or "target unseen" in r.output or "target mid" in r.output
+
+
+def test_slices_are_drawn_in_the_report():
+    from mmrec_cli.evaluation import report
+
+    slices = {"target": {"unseen": {"users": 6, "recall@10": 0.5, "ndcg@10": 0.25}, "cold": {"users": 2, "recall@10": 1.0, "ndcg@10": 0.5}},
+              "history": {"1-5": {"users": 8, "ndcg@10": 0.125}}, "cold_max": 5, "median_warm_count": 7.0}
+    page = report.eval_report({"metrics": {"ndcg@10": 0.3, "users": 8}, "slices": slices}, None)
+    assert "<h2>Slices</h2>" in page and "<tr><td>unseen</td><td>6</td><td>0.5000</td><td>0.2500</td><td>–</td><td>–</td></tr>" in page
+    assert "<tr><td>1-5</td><td>8</td><td>–</td><td>0.1250</td>" in page and "seen 1 to 5 times in train" in page
+    other = {"target": {"cold": {"users": 2, "ndcg@10": 0.75}}}
+    table = report.slice_comparison([{"label": "a", "slices": slices}, {"label": "b", "slices": other}, {"label": "c", "slices": None}])
+    assert "<tr><th>slice</th><th>a</th><th>b</th></tr>" in table
+    assert "<tr><td>unseen</td><td>0.2500</td><td>–</td></tr><tr><td>cold</td><td>0.5000</td><td>0.7500</td></tr>" in table

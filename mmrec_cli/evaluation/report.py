@@ -222,6 +222,42 @@ def _sig_row(t: dict, metric: str, r: dict, alpha: float) -> str:
     )
 
 
+SLICE_KINDS = {"target": "By the target's popularity in train", "history": "By history length (items before the target)"}
+SLICE_METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
+
+
+def slice_tables(slices: dict) -> str:
+    """`eval --slice`'s metrics: a table per kind, a row per slice (users counted; unseen = never in train)."""
+    out = []
+    for kind, title in SLICE_KINDS.items():
+        rows = slices.get(kind) or {}
+        if not rows:
+            continue
+        head = "<tr><th>slice</th><th>users</th>" + "".join(f"<th>{m}</th>" for m in SLICE_METRICS) + "</tr>"
+        body = "".join(f"<tr><td>{html.escape(name)}</td><td>{m.get('users', '–')}</td>" + "".join(f"<td>{_num(m.get(k))}</td>" for k in SLICE_METRICS) + "</tr>" for name, m in rows.items())
+        out.append(f"<h3>{title}</h3>" + _wide(f"<table>{head}{body}</table>"))
+    cold = slices.get("cold_max")
+    if cold is not None:
+        out.append(f"<p class='sub'>cold = seen 1 to {cold} times in train; mid and popular split the rest at its median count ({slices.get('median_warm_count')}).</p>")
+    return "".join(out)
+
+
+def slice_comparison(results: list[dict], metric: str = "ndcg@10") -> str:
+    """One metric per slice, one column per result that has slices."""
+    have = [r for r in results if r.get("slices")]
+    out = []
+    for kind, title in SLICE_KINDS.items():
+        names: list[str] = []
+        for r in have:
+            names += [n for n in r["slices"].get(kind, {}) if n not in names]
+        if names:
+            cols = [(r["label"], {n: r["slices"].get(kind, {}).get(n, {}).get(metric) for n in names}) for r in have]
+            head = "".join(f"<th>{html.escape(label)}</th>" for label, _ in cols)
+            rows = "".join(f"<tr><td>{html.escape(n)}</td>" + "".join(f"<td>{_num(c.get(n))}</td>" for _, c in cols) + "</tr>" for n in names)
+            out.append(f"<h3>{title}: {metric}</h3>" + _wide(f"<table><tr><th>slice</th>{head}</tr>{rows}</table>"))
+    return "".join(out)
+
+
 def _wide(table: str) -> str:
     """A table in its own horizontally scrolling box, so many columns do not widen the page."""
     return f"<div class='wide'>{table}</div>"
@@ -257,6 +293,8 @@ def eval_report(result: dict, history: list[dict] | None) -> str:
     title = f"{m.get('name', 'model')} on {result.get('split', '?')}"
     subtitle = f"{result['metrics'].get('users', '?')} users, protocol {result.get('protocol')}, masked from the ranking: {result.get('masked') or ('train' if result.get('mask_history') else 'none')}"
     body = ["<h2>Metrics</h2>", metrics_table(result["metrics"])]
+    if result.get("slices"):
+        body += ["<h2>Slices</h2>", slice_tables(result["slices"])]
     body.append("<h2>Training and validation</h2>")
     if history:
         body.append(curves(history, m.get("best_epoch")))
@@ -279,6 +317,8 @@ def comparison_report(comparison: dict) -> str:
         body += ["<h2>Over seeds (mean ± sample std)</h2>", compare_table(cols, std)]
     if comparison["tests"]:
         body += ["<h2>Paired significance (per user)</h2>", significance_table(comparison["tests"])]
+    if any(r.get("slices") for r in res):
+        body += ["<h2>Slices</h2>", slice_comparison(res)]
     histories = {r["label"]: _history(r.get("model_path")) for r in res}
     if any(histories.values()):
         loss = {label: history_series(h)[0] for label, h in histories.items() if h}

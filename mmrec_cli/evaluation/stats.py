@@ -151,7 +151,7 @@ def _load_result(p: str, label: str) -> dict:
     return {
         "label": label, "path": p, "model": model.get("name"), "setting": model.get("setting"), "model_path": model.get("path"), "split": r.get("split"),
         "seed": r.get("seed"), "dataset": (r.get("dataset") or {}).get("fingerprint"), "mask_history": r.get("mask_history"), "masked": r.get("masked"),
-        "metrics": r["metrics"], "rankings": rankings_path(r, p), "best_epoch": model.get("best_epoch"),
+        "metrics": r["metrics"], "rankings": rankings_path(r, p), "best_epoch": model.get("best_epoch"), "slices": r.get("slices"),
     }
 
 
