@@ -184,7 +184,7 @@ complete -c mmrec -n '__fish_seen_subcommand_from eval' -l mask-history -l no-ma
 complete -c mmrec -n '__fish_seen_subcommand_from eval' -l mask-valid -d 'With --mask-history and --split test: also remove the user\'s validation items'
 complete -c mmrec -n '__fish_seen_subcommand_from eval' -l ks -x -d 'Cut-offs for Recall/NDCG/MRR'
 complete -c mmrec -n '__fish_seen_subcommand_from eval' -s o -l output -r -F -d 'Write the metrics JSON here (default: stdout)'
-complete -c mmrec -n '__fish_seen_subcommand_from eval' -l rankings -r -F -d 'Also write per-user rankings as JSON lines (\'-\' = stdout)'
+complete -c mmrec -n '__fish_seen_subcommand_from eval' -l rankings -r -F -d 'Also write per-user rankings as JSON lines (\'-\' = stdout): user_id, targets, ranks (0-based: 0 = ranked first), top, scores'
 complete -c mmrec -n '__fish_seen_subcommand_from eval' -l top-k -x -d 'Items per user in --rankings'
 complete -c mmrec -n '__fish_seen_subcommand_from eval' -l batch-size -x -d 'Users scored at once'
 complete -c mmrec -n '__fish_seen_subcommand_from eval' -l chunk -x -d 'Items scored at once (bounds memory for large catalogues)'

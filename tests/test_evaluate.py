@@ -127,3 +127,19 @@ def test_a_history_is_cut_to_at_least_one_item():
     with pytest.raises(ValueError, match="max_len must be at least 1"):
         collate_eval([np.array([1, 2, 3])], [0], 0)
     assert collate_eval([np.array([1, 2, 3])], [0], 2)["items"].tolist() == [[3, 4]]
+
+
+def test_a_cutoff_as_large_as_the_catalogue_is_flagged(tiny_dataset, tmp_path):
+    from typer.testing import CliRunner
+
+    from mmrec_cli.cli.app import app
+
+    path, _ = tiny_dataset
+    run = CliRunner()
+    model = str(tmp_path / "m.safetensors")
+    assert run.invoke(app, ["finetune", "sasrec", str(path), "-o", model, "--epochs", "1", "--set", "model.hidden=8", "--set", "model.inner=8"]).exit_code == 0
+    r = run.invoke(app, ["eval", model, str(path), "--ks", "5,20,50", "-o", str(tmp_path / "r.json")])
+    assert r.exit_code == 0, r.output
+    notes = [line for line in r.stderr.splitlines() if line.startswith("note:")]
+    assert notes == ["note: --ks 20 is not below the catalogue's 20 items: recall@20 is 1 whatever the model",
+                     "note: --ks 50 is not below the catalogue's 20 items: recall@50 is 1 whatever the model"]

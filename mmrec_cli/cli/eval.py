@@ -20,7 +20,7 @@ def eval_(
     mask_valid: bool = typer.Option(False, "--mask-valid", help="With --mask-history and --split test: also remove the user's validation items."),
     ks: str = typer.Option("5,10,20,50", "--ks", help="Cut-offs for Recall/NDCG/MRR."),
     output: str | None = typer.Option(None, "-o", "--output", help="Write the metrics JSON here (default: stdout)."),
-    rankings: str | None = typer.Option(None, "--rankings", help="Also write per-user rankings as JSON lines ('-' = stdout)."),
+    rankings: str | None = typer.Option(None, "--rankings", help="Also write per-user rankings as JSON lines ('-' = stdout): user_id, targets, ranks (0-based: 0 = ranked first), top, scores."),
     top_k: int = typer.Option(20, "--top-k", help="Items per user in --rankings."),
     batch_size: int = typer.Option(512, "--batch-size", help="Users scored at once."),
     chunk: int = typer.Option(CHUNK, "--chunk", help="Items scored at once (bounds memory for large catalogues)."),
@@ -50,6 +50,8 @@ def eval_(
     _check_outputs(output, rankings, report, {"MODEL": model, "DATASET": dataset, "--features": features})
     ds = D.load(str(dataset))
     _, net, meta = loading.load_trained(str(model), ds, features)
+    for k in (k for k in cut if k >= ds.num_items):
+        say(f"note: --ks {k} is not below the catalogue's {ds.num_items} items: recall@{k} is 1 whatever the model")
     from mmrec_cli.training.distributed import resolve_device
 
     net.to(resolve_device(device))  # evaluation moves each batch to the model's device
