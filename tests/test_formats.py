@@ -11,6 +11,7 @@ import pytest
 from _cli import run
 
 from mmrec_cli.data import dataset as D
+from mmrec_cli.errors import MmrecError
 from mmrec_cli.io import artifacts
 
 # (user, item, seconds, rating): a user's rows out of time order, users in order of first appearance
@@ -225,3 +226,24 @@ def test_instruments_imports_as_it_is(tmp_path):
     assert len(items) == 20_618 and all(isinstance(it["text"], str) and it["text"].strip() == it["text"] != "" for it in items)
     first = INSTRUMENTS.joinpath("users.tsv").read_text().splitlines()[0].split("\t")
     assert ds.user_ids[0] == first[0] and [ds.item_ids[i] for i in ds.sequence(0)] == first[1].split()
+
+
+def test_a_quoted_field_may_span_lines_and_messages_name_the_right_line(tmp_path):
+    """Review exports quote texts with line breaks. They were split into records line by line ('expected 4 fields,
+    got 3'), and a problem after such a record was blamed on the wrong line."""
+    from mmrec_cli.data import formats
+
+    good = tmp_path / "r.csv"
+    good.write_text('user_id,item_id,timestamp,review\nu1,i1,1,"fine"\nu1,i2,2,"two\nlines, and ""quotes"""\nu1,i3,3,ok\n')
+    loaded = formats.load(str(good), formats.Options())
+    assert [(r.item, r.time, r.line) for r in loaded.interactions] == [("i1", 1.0, 2), ("i2", 2.0, 3), ("i3", 3.0, 5)]
+    bad = tmp_path / "b.csv"
+    bad.write_text('user_id,item_id,timestamp,review\nu1,i1,1,"a\nb\nc"\nu1,i2,later,ok\n')
+    with pytest.raises(MmrecError) as err:
+        formats.load(str(bad), formats.Options())
+    assert str(err.value).startswith(f"{bad}:5: timestamp 'later' is not a number")
+    open_quote = tmp_path / "o.csv"
+    open_quote.write_text('user_id,item_id,timestamp\nu1,i1,1\nu1,"i2,2\nu1,i3,3\n')
+    with pytest.raises(MmrecError) as err:
+        formats.load(str(open_quote), formats.Options())
+    assert str(err.value) == f"{open_quote}:3: a quoted field opened on this line is never closed; close its quote (\") or remove it"

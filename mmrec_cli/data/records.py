@@ -247,12 +247,27 @@ def _read_delimited(path: str, delim: str, columns: Columns) -> Iterator[tuple[i
         width = len(_split(path, first_no, first, delim))
         index = _positions(path, first_no, width, columns)
         body = _chain((first_no, first), lines)
-    for lineno, line in body:
+    for lineno, line in _records(path, body) if len(delim) == 1 else body:
         values = _split(path, lineno, line, delim)
         if len(values) != width:
             expected = f"expected {width} fields" + ("" if columns.header else f" (as on line {first_no})")
             raise bad_input(f"{path}:{lineno}: {expected}, got {len(values)}; check the delimiter and quoting")
         yield lineno, {role: values[i].strip() for role, i in index.items()}
+
+
+def _records(path: str, lines) -> Iterator[tuple[int, str]]:
+    """Physical lines joined into CSV records: a quoted field may hold line breaks (review texts do). A record
+    keeps the number of the line it starts on, so that a message names where to look."""
+    start, parts = 0, []
+    for lineno, line in lines:
+        if not parts:
+            start = lineno
+        parts.append(line)
+        if sum(p.count('"') for p in parts) % 2 == 0:  # quotes inside a field are doubled: an even count closes
+            yield start, "".join(parts) if len(parts) == 1 else "".join(p if p.endswith("\n") else p + "\n" for p in parts[:-1]) + parts[-1]
+            parts = []
+    if parts:
+        raise bad_input(f"{path}:{start}: a quoted field opened on this line is never closed; close its quote (\") or remove it")
 
 
 def _chain(first, rest):
