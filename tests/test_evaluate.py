@@ -143,3 +143,19 @@ def test_a_cutoff_as_large_as_the_catalogue_is_flagged(tiny_dataset, tmp_path):
     notes = [line for line in r.stderr.splitlines() if line.startswith("note:")]
     assert notes == ["note: --ks 20 is not below the catalogue's 20 items: recall@20 is 1 whatever the model",
                      "note: --ks 50 is not below the catalogue's 20 items: recall@50 is 1 whatever the model"]
+
+
+def test_commands_say_which_device_they_run_on(tiny_dataset, tmp_path):
+    import torch
+    from typer.testing import CliRunner
+
+    from mmrec_cli.cli.app import app
+
+    path, _ = tiny_dataset
+    run = CliRunner()
+    model = str(tmp_path / "m.safetensors")
+    expected = f"device: cpu ({torch.get_num_threads()} threads)"
+    r = run.invoke(app, ["finetune", "sasrec", str(path), "-o", model, "--epochs", "1", "--device", "cpu", "--set", "model.hidden=8", "--set", "model.inner=8"])
+    assert r.exit_code == 0 and expected in r.stderr.splitlines(), r.output
+    r = run.invoke(app, ["eval", model, str(path), "--device", "cpu", "-o", str(tmp_path / "r.json")])
+    assert r.exit_code == 0 and expected in r.stderr.splitlines(), r.output

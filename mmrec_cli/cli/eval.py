@@ -52,9 +52,11 @@ def eval_(
     _, net, meta = loading.load_trained(str(model), ds, features)
     for k in (k for k in cut if k >= ds.num_items):
         say(f"note: --ks {k} is not below the catalogue's {ds.num_items} items: recall@{k} is 1 whatever the model")
-    from mmrec_cli.training.distributed import resolve_device
+    from mmrec_cli.training.distributed import describe, resolve_device
 
-    net.to(resolve_device(device))  # evaluation moves each batch to the model's device
+    dev = resolve_device(device)
+    net.to(dev)  # evaluation moves each batch to the model's device
+    say(f"device: {describe(dev)}")
     mask = (ds.protocol == "ratio") if mask_history is None else mask_history
     cfg = EvalConfig(split=split, ks=cut, mask_history=mask, mask_valid=mask_valid, batch_size=batch_size, chunk=chunk)
     with progress(f"eval {split}", None) as advance:

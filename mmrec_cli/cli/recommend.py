@@ -37,7 +37,8 @@ def recommend(
     check_distinct({"-o": output}, {"MODEL": model, "DATASET": dataset, "--features": features, "--input": input_})
     ds = D.load(str(dataset))
     _, net, _ = loading.load_trained(str(model), ds, features)
-    net.to(distributed.resolve_device(device))
+    dev = distributed.resolve_device(device)
+    net.to(dev)
     cfg = R.RecommendConfig(top_k=top_k, exclude_history=exclude_history, batch_size=batch_size, chunk=chunk, strict=strict)
     stats = R.Stats()
     rows = R.read_histories(input_, ds.item_ids, ds.user_ids, stats, strict)
@@ -45,3 +46,4 @@ def recommend(
         for row, items, scores in R.recommend(net, rows, ds.num_items, cfg, on_batch=advance):
             write(R.record(row, items, scores, ds.item_ids))
     say(stats.line())
+    say(f"device: {distributed.describe(dev)}")  # after: bad histories are found while reading, and stay one line

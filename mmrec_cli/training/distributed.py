@@ -73,6 +73,15 @@ def resolve_device(spec: str | None, local_rank: int = 0) -> str:
     raise bad_input(f"--device {spec}: expected cpu, cuda, cuda:N, mps or auto")
 
 
+def describe(device: str) -> str:
+    """One line for people: the device a command runs on, e.g. 'cpu (2 threads)' or 'cuda:0 (NVIDIA H100)'."""
+    if device.startswith("cuda"):
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    if device == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return device
+
+
 @contextlib.contextmanager
 def session(device: str | None = "cpu"):
     """Join the process group when launched by torchrun, pick the device; leave the group at the end."""

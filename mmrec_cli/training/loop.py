@@ -92,6 +92,7 @@ def fit(
         log(f"resumed from {checkpoint} after epoch {state.epoch}")
     elif resume:  # not an error: `--resume` on every call of a Makefile rule is the usual idiom
         log(f"--resume: no checkpoint at {checkpoint}; starting from the first epoch")
+    log(f"device: {D.describe(ctx.device)}" + (f", {ctx.world} processes" if ctx.world > 1 else ""))
     if len(state.records) != len(state.history):  # a checkpoint written before the records were kept
         state.records = records_from_history(state.history, opt.param_groups[0]["lr"])
     epoch_log = EpochLog(log_file, tensorboard, state.records) if ctx.main else None
