@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Cross-domain transfer: pre-train on Amazon Musical Instruments (text only), fine-tune on the Scientific example data
+# (text + image), against training from scratch on the same data, over several seeds, with paired tests, learning
+# curves over shares of the target's users and cold-item slices. The table goes to docs/results/transfer.md.
+#
+#   bench/transfer_quality.sh [OUT_DIR]          (default examples/out/transfer)
+#
+# Needs ../shared/data/instruments beside the repository (INSTRUMENTS=DIR to point elsewhere). Every step's output is a
+# file, and a step whose output exists is skipped, so an interrupted run continues where it stopped (delete a file to
+# redo its step). Settings are the example configs (chosen on the Scientific validation split) and are the same for
+# every row; the only choice made here, which pre-training source gets the learning curve, is made on validation.
+# The test split is read once per trained model. Environment: MMREC (the mmrec command), OMP_NUM_THREADS (default 1),
+# JOBS (runs at once, default 1), SEEDS (fine-tuning seeds, default "2020 2021 2022"), FRACTIONS (shares of the
+# target's users for the learning curve, default "0.1 0.25"), SOURCES (MSM4SR pre-training sources among sci, instr
+# and both, default all three), PARTS (default "msm4sr curve missrec").
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RESULTS=$ROOT/docs/results/transfer.md
+source "$ROOT/bench/results.sh"  # settings VAR... and write_results TABLE [EXTRA]
+COMMAND_LINE="$(settings OMP_NUM_THREADS JOBS SEEDS FRACTIONS SOURCES PARTS MMREC INSTRUMENTS)bench/$(basename "$0")$([ $# -eq 0 ] || printf ' %q' "$@")"
+cd "$ROOT"
+OUT=${1:-examples/out/transfer}
+MMREC=${MMREC:-.venv/bin/mmrec}
+PY=${PY:-.venv/bin/python}
+INSTRUMENTS=${INSTRUMENTS:-$ROOT/../shared/data/instruments}
+SEEDS=${SEEDS:-2020 2021 2022}
+FRACTIONS=${FRACTIONS:-0.1 0.25}
+PARTS=${PARTS:-msm4sr curve missrec}
+SOURCES=${SOURCES:-sci instr both}
+JOBS=${JOBS:-1}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+CFG=examples/configs
+mkdir -p "$OUT"
+
+run() { echo "+ $*" >&2; "$@"; }
+spawn() {  # run "$@" in the background, at most JOBS at once; a failure stops the script at the next `finish`
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || exit 1; done
+  "$@" &
+}
+finish() { while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || exit 1; done; }
+has() { [[ " $PARTS " == *" $1 "* ]]; }
+
+# --- data: both domains encoded by the same text encoder (the embedded MiniLM); Scientific keeps its CLIP images ------
+SCI=$OUT/sci.safetensors SCI_F=$OUT/sci_feats.safetensors
+INS=$OUT/instr.safetensors INS_F=$OUT/instr_feats.safetensors
+[ -f "$SCI" ] || run $MMREC prepare examples/scientific/Scientific -o "$SCI" --items-out "$OUT/sci_items.jsonl"
+[ -f "$SCI_F" ] || run $MMREC extract "$OUT/sci_items.jsonl" --text bert --import image=examples/scientific/Scientific.feat3CLS -o "$SCI_F"
+[ -f "$INS" ] || run $MMREC prepare "$INSTRUMENTS/users.tsv" --format sequences --items "$INSTRUMENTS/items.tsv" -o "$INS" --items-out "$OUT/instr_items.jsonl"
+[ -f "$INS_F" ] || run $MMREC extract "$OUT/instr_items.jsonl" --text bert -o "$INS_F"
+
+# train NAME DS CMD...: one model (skipped when done), then its test metrics with slices and per-user rankings.
+train() {
+  local name=$1 ds=$2; shift 2
+  local arg
+  for arg in "$@"; do  # a pre-trained model that another job is still writing: wait for it
+    if [[ "$arg" == "$OUT"/pre_*.safetensors ]]; then
+      while [ ! -f "$arg" ]; do
+        sleep 10
+        pgrep -f -- "-o $arg" > /dev/null || sleep 20  # not (or no longer) being written: give it a last chance
+        pgrep -f -- "-o $arg" > /dev/null || [ -f "$arg" ] || { echo "$arg was not written; see its .log" >&2; return 1; }
+      done
+    fi
+  done
+  [ -f "$OUT/$name.safetensors" ] || run "$@" -o "$OUT/$name.safetensors" --resume 2>> "$OUT/$name.log"
+  local feats=()
+  [[ "$name" == sasrec* ]] || feats=(--features "$SCI_F")
+  [ -f "$OUT/$name.test.json" ] || run $MMREC eval "$OUT/$name.safetensors" "$ds" "${feats[@]}" --split test --slice \
+    --rankings "$OUT/$name.rankings.jsonl" -o "$OUT/$name.test.json" 2>> "$OUT/$name.log"
+}
+pretrain() {  # NAME CMD...
+  local name=$1; shift
+  [ -f "$OUT/$name.safetensors" ] || run "$@" -o "$OUT/$name.safetensors" --resume 2>> "$OUT/$name.log"
+}
+
+# --- MSM4SR: scratch, pre-trained in-domain, on Instruments, on both; each fine-tuned on Scientific -------------------
+MSM_FT=(--features "$SCI_F" --config $CFG/msm4sr_finetune.json)
+if has msm4sr; then
+  # Runs start in this order as job slots free; a fine-tuning run waits for its pre-trained model.
+  [[ " $SOURCES " != *" sci "* ]] || spawn pretrain pre_msm4sr_sci $MMREC pretrain msm4sr "$SCI" --features "$SCI_F" --config $CFG/msm4sr_pretrain.json --seed 2020
+  [[ " $SOURCES " != *" instr "* ]] || spawn pretrain pre_msm4sr_instr $MMREC pretrain msm4sr "$INS" --features "$INS_F" --config $CFG/msm4sr_pretrain.json --seed 2020
+  for seed in $SEEDS; do
+    spawn train "sasrec_s$seed" "$SCI" $MMREC finetune sasrec "$SCI" --config $CFG/sasrec.json --seed "$seed"
+    spawn train "msm4sr_scratch_s$seed" "$SCI" $MMREC finetune msm4sr "$SCI" "${MSM_FT[@]}" --seed "$seed"
+  done
+  [[ " $SOURCES " != *" both "* ]] || spawn pretrain pre_msm4sr_both $MMREC pretrain msm4sr "$INS" "$SCI" --features "$INS_F" \
+    --features "$SCI_F" --config $CFG/msm4sr_pretrain.json --seed 2020
+  for seed in $SEEDS; do
+    for src in $SOURCES; do
+      spawn train "msm4sr_${src}_s$seed" "$SCI" $MMREC finetune msm4sr "$SCI" "${MSM_FT[@]}" --init "$OUT/pre_msm4sr_$src.safetensors" --seed "$seed"
+    done
+  done
+  finish
+fi
+
+# --- the learning curve: the pre-training source with the best mean validation NDCG@10 vs scratch, per share of users -
+if has curve; then
+  BEST=$($PY - "$OUT" "$SOURCES" $SEEDS <<'EOF'
+import sys
+from pathlib import Path
+from mmrec_cli.io import artifacts
+out, sources, seeds = Path(sys.argv[1]), sys.argv[2].split(), sys.argv[3:]
+cands = [s for s in ("instr", "both") if s in sources]
+def valid(src):
+    files = [out / f"msm4sr_{src}_s{s}.safetensors" for s in seeds]
+    missing = [str(f) for f in files if not f.exists()]
+    if missing:
+        sys.exit(f"the learning curve chooses its source on validation: {missing[0]} is missing; run PARTS=msm4sr first")
+    return sum(artifacts.read_meta(f)["valid"]["ndcg@10"] for f in files) / len(files)
+print(cands[0] if len(cands) == 1 else max(cands, key=valid))
+EOF
+)
+  [ -f "$OUT/pre_msm4sr_$BEST.safetensors" ] || { echo "pre-train first: PARTS=msm4sr SOURCES=$BEST" >&2; exit 1; }
+  echo "learning curve: MSM4SR pre-trained on '$BEST' vs scratch (the cross-domain source; of several, the best by mean validation NDCG@10)" >&2
+  echo "$BEST" > "$OUT/curve_source.txt"
+  for frac in $FRACTIONS; do
+    for seed in $SEEDS; do
+      ds=$OUT/sci_u${frac}_s$seed.safetensors
+      [ -f "$ds" ] || run $MMREC subsample "$SCI" --keep-users "$frac" --seed "$seed" -o "$ds"
+      spawn train "curve_scratch_u${frac}_s$seed" "$ds" $MMREC finetune msm4sr "$ds" "${MSM_FT[@]}" --seed "$seed"
+      spawn train "curve_${BEST}_u${frac}_s$seed" "$ds" $MMREC finetune msm4sr "$ds" "${MSM_FT[@]}" \
+        --init "$OUT/pre_msm4sr_$BEST.safetensors" --seed "$seed"
+    done
+  done
+  finish
+fi
+
+# --- MISSRec: scratch (IDs, every parameter trained); pre-trained on Instruments, then transferred ---------------------
+if has missrec; then
+  pretrain pre_missrec_instr $MMREC pretrain missrec "$INS" --features "$INS_F" --config $CFG/missrec_pretrain.json --seed 2020
+  for seed in $SEEDS; do
+    MR=(--features "$SCI_F" --config $CFG/missrec_finetune.json --seed "$seed")
+    spawn train "missrec_scratch_s$seed" "$SCI" $MMREC finetune missrec "$SCI" "${MR[@]}" --set model.full=true
+    spawn train "missrec_inductive_s$seed" "$SCI" $MMREC transfer "$OUT/pre_missrec_instr.safetensors" "$SCI" "${MR[@]}" --mode inductive
+    spawn train "missrec_transductive_s$seed" "$SCI" $MMREC transfer "$OUT/pre_missrec_instr.safetensors" "$SCI" "${MR[@]}" --mode transductive
+  done
+  spawn train missrec_zeroshot "$SCI" $MMREC transfer "$OUT/pre_missrec_instr.safetensors" "$SCI" --features "$SCI_F" --mode inductive --epochs 0
+  finish
+fi
+
+# --- the table -----------------------------------------------------------------------------------------------------
+PROTOCOL="target: the bundled Scientific data (2,928 users, 1,585 items; chronological leave-one-out; full ranking over all items, train items of the user not masked); source: Amazon Musical Instruments 2018 (10,000 users, 20,618 items, titles only; no item overlap). Both domains' text encoded by the embedded all-MiniLM-L6-v2 (384-d); Scientific's images are the provided CLIP ViT-B/32 vectors. Settings: examples/configs (msm4sr_pretrain/msm4sr_finetune, missrec_pretrain/missrec_finetune, sasrec), the same for every row; each pre-training run once (seed 2020); fine-tuning seeds: $SEEDS; best epoch by validation NDCG@10; test read once per model. Paired tests: two-sided t-test and Wilcoxon signed-rank over users, per seed (the seed's runs share their users) and on the per-user mean over seeds, against the row named in 'vs'. Slices: the test target's number of train interactions (unseen = 0, cold = 1-5). Learning curve: the share of Scientific users whose train items are trained on; every share is evaluated on all 2,928 test users."
+TABLE=$(mktemp)
+trap 'rm -f "$TABLE"' EXIT
+$PY bench/transfer_table.py "$OUT" $SEEDS -- $FRACTIONS | tee "$TABLE"
+write_results "$TABLE"

@@ -1,0 +1,162 @@
+"""The tables of bench/transfer_quality.sh, from the eval results and rankings files it wrote.
+
+    python bench/transfer_table.py OUT SEED... -- FRACTION...
+
+Each row is one model and setting over the seeds (mean ± sample std of the test metrics); a row with a 'vs' row is
+tested against it on the same users: the per-user NDCG@10 averaged over the seeds both have, paired t-test and
+Wilcoxon signed-rank (mmrec_cli.evaluation.stats), for all test users and for those whose target is cold: seen 1-5
+times in the train split of the full Scientific data, the same users for every row and every share of users (each
+eval result also holds its own slices, counted in the train split it was trained on). A missing run is shown as
+missing; the table is written from whatever exists.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mmrec_cli.data import dataset as D
+from mmrec_cli.evaluation import stats
+from mmrec_cli.evaluation.slices import COLD, train_counts
+from mmrec_cli.io import artifacts
+
+METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
+FULL = [  # (label, run name without the seed, the row it is tested against)
+    ("SASRec (IDs)", "sasrec", None),
+    ("MSM4SR, scratch", "msm4sr_scratch", None),
+    ("MSM4SR, pre-trained on Scientific train (in-domain)", "msm4sr_sci", "msm4sr_scratch"),
+    ("MSM4SR, pre-trained on Instruments", "msm4sr_instr", "msm4sr_scratch"),
+    ("MSM4SR, pre-trained on Instruments + Scientific train", "msm4sr_both", "msm4sr_scratch"),
+    ("MISSRec, scratch (IDs)", "missrec_scratch", None),
+    ("MISSRec, Instruments, transfer inductive (no IDs)", "missrec_inductive", "missrec_scratch"),
+    ("MISSRec, Instruments, transfer transductive", "missrec_transductive", "missrec_scratch"),
+]
+
+
+def runs(out: Path, name: str, seeds: list[str]) -> list[Path]:
+    """The test result files of a run name that exist, one per seed (or the one seedless file)."""
+    files = [out / f"{name}_s{s}.test.json" for s in seeds]
+    files = [f for f in files if f.exists()]
+    single = out / f"{name}.test.json"
+    return files or ([single] if single.exists() else [])
+
+
+def load(files: list[Path]) -> list[dict]:
+    return [json.loads(f.read_text()) for f in files]
+
+
+def fmt(values: list[float]) -> str:
+    if not values:
+        return "–"
+    v = np.array(values)
+    return f"{v.mean():.4f}" + (f" ± {v.std(ddof=1):.4f}" if len(v) > 1 else "")
+
+
+def valid(out: Path, files: list[Path]) -> str:
+    vals = [artifacts.read_meta(out / f.name.replace(".test.json", ".safetensors"))["valid"].get("ndcg@10") for f in files]
+    return fmt([v for v in vals if v is not None])
+
+
+def cold_users(ds_path: Path, files: list[Path]) -> set[str]:
+    """Users whose (single) test target occurs 1..COLD times in the dataset's train split."""
+    ds = D.load(str(ds_path))
+    counts = train_counts(ds)
+    index = {iid: i for i, iid in enumerate(ds.item_ids)}
+    out = set()
+    for user, rec in rankings(files[0], "targets").items():
+        c = [counts[index[t]] for t in rec]
+        if all(1 <= x <= COLD for x in c):
+            out.add(user)
+    return out
+
+
+def rankings(result_file: Path, field: str = "ranks") -> dict[str, list]:
+    path = json.loads(result_file.read_text())["rankings"]
+    rows = (json.loads(line) for line in Path(path).read_text().splitlines() if line.strip())
+    return {str(r["user_id"]): r[field] for r in rows}
+
+
+def per_user_mean(files: list[Path]) -> dict[str, float]:
+    return stats.mean_per_user([stats.per_user(rankings(f), "ndcg@10") for f in files])
+
+
+def test(a_files: list[Path], b_files: list[Path], users: set[str] | None = None) -> str:
+    seeds_a = {f.name.rsplit("_s", 1)[-1] for f in a_files}
+    pairs = [(a, b) for a in a_files for b in b_files if a.name.rsplit("_s", 1)[-1] == b.name.rsplit("_s", 1)[-1]]
+    if not pairs and len(b_files) == 1 and len(seeds_a):
+        pairs = [(a, b_files[0]) for a in a_files]  # a seedless row (zero-shot) against every seed of the other
+    if not pairs:
+        return "–"
+    a = per_user_mean(sorted({p[0] for p in pairs}))
+    b = per_user_mean(sorted({p[1] for p in pairs}))
+    if users is not None:
+        a = {u: v for u, v in a.items() if u in users}
+        b = {u: v for u, v in b.items() if u in users}
+    t = stats.paired_test(a, b)
+    return f"{t['mean_diff']:+.4f} (t p={t['t_p']:.3g}, W p={t['wilcoxon_p']:.3g}; {t['better']}/{t['worse']})"
+
+
+def cold_mean(files: list[Path], cold: set[str]) -> str:
+    """NDCG@10 over the cold-target users, mean ± std over the seeds."""
+    vals = []
+    for f in files:
+        per = stats.per_user(rankings(f), "ndcg@10")
+        vals.append(float(np.mean([per[u] for u in cold if u in per])))
+    return f"{fmt(vals)} (n={len(cold)})"
+
+
+def full_table(out: Path, seeds: list[str], cold: set[str]) -> None:
+    print("## Full target data\n")
+    print("| model | seeds | valid N@10 | test R@10 | test N@10 | test R@20 | test N@20 | cold N@10 | vs | ΔN@10, all users | ΔN@10, cold targets |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    rows = [*FULL, ("MISSRec, Instruments, zero-shot (no fine-tuning)", "missrec_zeroshot", "missrec_scratch")]
+    for label, name, vs in rows:
+        files = runs(out, name, seeds)
+        if not files:
+            print(f"| {label} | (missing) |" + " |" * 9)
+            continue
+        res = load(files)
+        cols = [fmt([r["metrics"][m] for r in res]) for m in METRICS]
+        base = runs(out, vs, seeds) if vs else []
+        tests = [test(base, files), test(base, files, cold)] if base else ["–", "–"]
+        print(f"| {label} | {len(files)} | {valid(out, files)} | " + " | ".join(cols) + f" | {cold_mean(files, cold)} | {vs or '–'} | " + " | ".join(tests) + " |")
+
+
+def curve_table(out: Path, seeds: list[str], fractions: list[str], cold: set[str]) -> None:
+    src_file = out / "curve_source.txt"
+    if not src_file.exists():
+        return
+    src = src_file.read_text().strip()
+    print(f"\n## Learning curve: MSM4SR pre-trained on '{src}' vs MSM4SR from scratch\n")
+    print("Share = the share of Scientific users whose train items are trained on (the others' are history only); every")
+    print("share is tested on all users. The source is the cross-domain one (of several, the best by mean validation NDCG@10).\n")
+    print("| share of users | scratch test N@10 | pre-trained test N@10 | ΔN@10, all users | scratch cold N@10 | pre-trained cold N@10 | ΔN@10, cold targets |")
+    print("|---|---|---|---|---|---|---|")
+    for frac in [*fractions, "1"]:
+        if frac == "1":
+            a, b = runs(out, "msm4sr_scratch", seeds), runs(out, f"msm4sr_{src}", seeds)
+        else:
+            a, b = runs(out, f"curve_scratch_u{frac}", seeds), runs(out, f"curve_{src}_u{frac}", seeds)
+        if not a or not b:
+            print(f"| {frac} | (missing) |" + " |" * 5)
+            continue
+        ra, rb = load(a), load(b)
+        print(f"| {frac} | {fmt([r['metrics']['ndcg@10'] for r in ra])} | {fmt([r['metrics']['ndcg@10'] for r in rb])} | {test(a, b)} | "
+              f"{cold_mean(a, cold)} | {cold_mean(b, cold)} | {test(a, b, cold)} |")
+
+
+def main(argv: list[str]) -> None:
+    out = Path(argv[0])
+    sep = argv.index("--") if "--" in argv else len(argv)
+    seeds, fractions = argv[1:sep], argv[sep + 1:]
+    any_run = runs(out, "sasrec", seeds) or runs(out, "msm4sr_scratch", seeds)
+    cold = cold_users(out / "sci.safetensors", any_run) if any_run else set()
+    full_table(out, seeds, cold)
+    curve_table(out, seeds, fractions, cold)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
