@@ -28,6 +28,16 @@ with R = ||mean_m xi_m||^2 = (1/M^2) sum_{m,m'} <xi_m, xi_m'> per sequence (the 
 regulariser). Training examples are every prefix of a user's train sequence -> its next item
 (`train_batches`): the decoder is bidirectional and the interests see the whole input, as in the
 public code, so one target per example.
+
+Training memory: the largest pre-training batch of the example data (688 prefixes of up to 33 items,
+up to 57 interests) kept 3.4 GB of activations for its backward pass, most in the attention blocks of
+its two views. In training, the queries and each attention and feed-forward block of the encoder and
+the decoder keep none: each block runs again in the backward pass from its input, under the random
+state of its first run (`recomputed`), so the dropout masks, the values and the gradients are the same
+bits. The first view of a pre-training batch also runs again as a whole, its blocks' inputs included
+(the backward pass goes through the second view first). That step's memory falls from 3.6 GB to 0.8 GB,
+for about 1.5x the computation of a pre-training epoch and 1.2x of a fine-tuning one
+(`bench/missrec_memory.py`).
 """
 
 from __future__ import annotations
@@ -209,14 +219,32 @@ class Model(nn.Module):
 
     def encode(self, items: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None = None, feature_mask: torch.Tensor | None = None, use_ids: bool = True):
         """(u (B, H) normalised, encoded interests xi (B, K, H), interest mask (B, K)) of item sequences (B, L);
-        `use_ids=False` leaves the ID embeddings out of the queries (pre-training: IDs do not transfer)."""
+        `use_ids=False` leaves the ID embeddings out of the queries (pre-training: IDs do not transfer);
+        `feature_mask` (B, L, >= D) zeroes feature dimensions where False (or 0.0).
+
+        In training (train mode, gradients on) the sequence goes through the blocks one by one
+        (`_encode_blocks`), none of which keeps its activations for the backward pass: see the module's
+        "Training memory". Otherwise (evaluation, scoring) through the nn.Transformer stacks.
+        """
+        if self.training and torch.is_grad_enabled():
+            return self._encode_blocks(items, lengths, users, feature_mask, use_ids)
+        valid = items > 0
+        q, tokens = self.queries(items, feature_mask, use_ids)
+        interests, imask = self.interest_tokens(items, tokens, valid, users)
+        xi = self.encoder(interests, src_key_padding_mask=~imask)
+        out = self.decoder(q, xi, tgt_key_padding_mask=~valid, memory_key_padding_mask=~imask)
+        return F.normalize(last(out, lengths), dim=-1), xi, imask
+
+    def queries(self, items: torch.Tensor, feature_mask: torch.Tensor | None, use_ids: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder's queries (B, L, H) (per item: sum of its modality tokens + position (+ ID), LayerNorm,
+        dropout) and the adapted item tokens (B, L, M, H) of sequences `items` (B, L)."""
         valid = items > 0
         idx = (items - 1).clamp_min(0)
         tokens = []
         for m in self.mods:
             f = getattr(self, f"feat_{m}")[idx]  # (B, L, D)
             if feature_mask is not None:
-                f = f * feature_mask[..., : f.shape[-1]]
+                f = f * feature_mask[..., : f.shape[-1]].to(f.dtype)
             tokens.append(self.adapters[m](f))
         tokens = torch.stack(tokens, 2) * valid[:, :, None, None]  # (B, L, M, H)
         L = items.shape[1]
@@ -224,11 +252,33 @@ class Model(nn.Module):
         q = tokens.sum(2) + self.pos_emb(torch.arange(L, device=items.device))
         if use_ids and self.item_emb is not None:
             q = q + self.item_emb(items)
-        q = self.drop(self.norm(q))
-        interests, imask = self.interest_tokens(items, tokens, valid, users)
-        xi = self.encoder(interests, src_key_padding_mask=~imask)
-        out = self.decoder(q, xi, tgt_key_padding_mask=~valid, memory_key_padding_mask=~imask)
-        u = out[torch.arange(out.shape[0], device=out.device), (lengths - 1).clamp_min(0)]
+        return self.drop(self.norm(q)), tokens
+
+    def _encode_blocks(self, items, lengths, users, feature_mask, use_ids):
+        """encode() in training: the queries and every attention and feed-forward block of the encoder and
+        the decoder recomputed in the backward pass. The blocks are those of nn.TransformerEncoder /
+        nn.TransformerDecoder (post-norm), called in their order with their arguments: the same values."""
+        valid = items > 0
+        q, tokens = recomputed(self.queries, items, feature_mask, use_ids)  # (B, L, H), (B, L, M, H)
+        interests, imask = self.interest_tokens(items, tokens, valid, users)  # (B, K, H), (B, K)
+        # nn.TransformerEncoder hands its layers the padding mask as a float mask (0 / -inf)
+        pad = torch.zeros_like(imask, dtype=interests.dtype).masked_fill_(~imask, -math.inf)
+        x = interests
+        enc, dec = len(self.encoder.layers), len(self.decoder.layers)
+        for i, layer in enumerate(self.encoder.layers):
+            x = recomputed(attention_block, layer.self_attn, layer.dropout1, layer.norm1, x, pad)
+            final = self.encoder.norm if i == enc - 1 else None  # the stack's norm, with its last layer
+            x = recomputed(feed_forward_block, layer, layer.dropout2, layer.norm2, x, final)
+        xi = x if enc else self.encoder.norm(x)  # (B, K, H)
+        y = q
+        for i, layer in enumerate(self.decoder.layers):
+            y = recomputed(attention_block, layer.self_attn, layer.dropout1, layer.norm1, y, ~valid)
+            y = recomputed(attention_block, layer.multihead_attn, layer.dropout2, layer.norm2, y, ~imask, xi)
+            if i < dec - 1:
+                y = recomputed(feed_forward_block, layer, layer.dropout3, layer.norm3, y)
+            else:  # the stack's norm and the last item's row: only (B, H) leaves the last block
+                y = recomputed(feed_forward_block, layer, layer.dropout3, layer.norm3, y, self.decoder.norm, lengths)
+        u = y if dec else last(self.decoder.norm(y), lengths)  # (B, H)
         return F.normalize(u, dim=-1), xi, imask
 
     def candidates(self, items: torch.Tensor | None = None) -> list[torch.Tensor]:
@@ -286,7 +336,10 @@ class Model(nn.Module):
     def pretrain_loss(self, batch: dict) -> torch.Tensor:
         """Sequence-item InfoNCE + lambda * sequence-sequence InfoNCE (vs an augmented view) + gamma * R.
         No item IDs, whatever model.ids says: the official pre-training has none (IDs cannot transfer)."""
-        u, xi, imask = self.encode_batch(batch, use_ids=False)
+        self._sync(batch)
+        # The first view is also recomputed as a whole (its blocks' inputs too): the backward pass runs through
+        # the second view first, which would otherwise find the first view's block inputs still held.
+        u, xi, imask = recomputed(self.encode, batch["items"], batch["lengths"], batch.get("user"), None, False)
         items, lengths, fmask = self.augment(batch["items"], batch["lengths"])
         u_aug, _, _ = self.encode(items, lengths, batch.get("user"), fmask, use_ids=False)
         si = seq_item_loss(self.logits(u, batch["target"], use_ids=False))
@@ -303,7 +356,7 @@ class Model(nn.Module):
         D = max(getattr(self, f"feat_{m}").shape[1] for m in self.mods)
         pos = torch.rand(items.shape, device=items.device) < self.cfg.feature_drop
         dims = torch.rand(*items.shape, D, device=items.device) >= self.cfg.feature_drop
-        return items, lengths, (dims | ~pos[:, :, None]).float()
+        return items, lengths, dims | ~pos[:, :, None]  # (B, L, D) bool: keep
 
 
 # ----- fine-tuning after pre-training ---------------------------------------------------------
@@ -348,6 +401,40 @@ def seq_seq_loss(u: torch.Tensor, u_aug: torch.Tensor, tau: float) -> torch.Tens
     B = u.shape[0]
     same = (u @ u.T / tau).masked_fill(torch.eye(B, dtype=torch.bool, device=u.device), -math.inf)
     return F.cross_entropy(torch.cat([u @ u_aug.T / tau, same], 1), torch.arange(B, device=u.device))
+
+
+def last(out: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The output (B, H) at each row's last item: out (B, L, H), lengths (B,)."""
+    return out[torch.arange(out.shape[0], device=out.device), (lengths - 1).clamp_min(0)]
+
+
+def recomputed(fn, *args):
+    """fn(*args), keeping none of its activations for the backward pass: they are recomputed there, from
+    the arguments, under the random state of the first call (the same dropout masks), so the gradients are
+    those of fn itself. Without gradients, simply fn(*args)."""
+    if not torch.is_grad_enabled():
+        return fn(*args)
+    from torch.utils.checkpoint import checkpoint
+
+    return checkpoint(fn, *args, use_reentrant=False)
+
+
+def attention_block(attn: nn.MultiheadAttention, drop: nn.Module, norm: nn.Module, x: torch.Tensor, pad: torch.Tensor, mem: torch.Tensor | None = None) -> torch.Tensor:
+    """norm(x + drop(attn(x, kv, kv))) with kv = x (self-attention; mem None) or mem (cross-attention): a block of
+    a post-norm nn.TransformerEncoderLayer / DecoderLayer; x (B, T, H), mem (B, S, H), pad (B, S or T) key
+    padding mask. One tensor as query and key selects nn.MultiheadAttention's packed projection, as in the
+    layers: it is taken here, not passed twice (a recomputation passes each argument as a tensor of its own)."""
+    kv = x if mem is None else mem
+    return norm(x + drop(attn(x, kv, kv, attn_mask=None, key_padding_mask=pad, need_weights=False, is_causal=False)[0]))
+
+
+def feed_forward_block(layer: nn.Module, drop: nn.Module, norm: nn.Module, x: torch.Tensor, final: nn.Module | None = None, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """norm(x + drop(linear2(dropout(activation(linear1(x)))))), the feed-forward block of a post-norm layer
+    (B, T, H); then the stack's `final` norm when given, and the rows at `lengths` - 1 (B, H) when given."""
+    x = norm(x + drop(layer.linear2(layer.dropout(layer.activation(layer.linear1(x))))))
+    if final is not None:
+        x = final(x)
+    return x if lengths is None else last(x, lengths)
 
 
 def compact(items: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
