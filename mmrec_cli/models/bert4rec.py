@@ -87,7 +87,7 @@ class Model(nn.Module):
         self.out_bias = nn.Parameter(torch.zeros(num_items)) if cfg.output_bias else None  # b^O (N,)
         self.apply(self._init)
 
-    def _init(self, m: nn.Module) -> None:
+    def _init(self, m: nn.Module) -> None:  # deliberate copy of sasrec.Model._init (one model, one file)
         if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, std=self.cfg.init_std)
         if isinstance(m, nn.Linear) and m.bias is not None:
@@ -127,6 +127,7 @@ class Model(nn.Module):
         return scores if self.out_bias is None else scores + self.out_bias[items]
 
 
+# The layout of mmrec_cli.models.sasrec.Block, deliberately copied, with a padding mask in place of the causal one
 class Block(nn.Module):
     """Post-LN transformer layer with bidirectional attention over a row's items (RecBole's TransformerLayer)."""
 
