@@ -156,6 +156,8 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("prepare", "empty timestamp cell (was sorted first)", lambda fx: ["prepare", inter(fx, "user_id,item_id,timestamp\nA,i1,10\nA,i2,20\nA,i3,30\nA,i4,\n"), "-o", fx.o()], 3, "i.csv:5: missing timestamp; give every interaction a timestamp, or drop the timestamp column to keep the file's order"),
     ("prepare", "bare CR inside a CSV record", lambda fx: ["prepare", inter(fx, "user_id,item_id\nu\rv,a\n"), "-o", fx.o()], 3, "i.csv:2: unreadable record"),
     ("prepare", "number beyond 4300 digits", lambda fx: ["prepare", inter(fx, '{"user_id": 1' + "0" * 5000 + ', "item_id": "a"}\n', "i.jsonl"), "-o", fx.o()], 3, "i.jsonl:1: unreadable JSON"),
+    ("prepare", "a quote never closed", lambda fx: ["prepare", inter(fx, 'user_id,item_id,timestamp\nu1,i1,1\nu1,"i2,2\nu1,i3,3\n'), "-o", fx.o()], 3, "i.csv:3: a quoted field opened on this line is never closed"),
+    ("prepare", "--split time without timestamps", lambda fx: ["prepare", inter(fx, "u1\ta b c\n", "s.tsv"), "--format", "sequences", "--split", "time", "-o", fx.o()], 3, "--split time needs timestamps, and the file has none"),
     ("prepare", "wrong --split value", lambda fx: ["prepare", inter(fx, GOOD_CSV), "--split", "random", "-o", fx.o()], 2, "--split must be loo, ratio or time"),
     ("prepare", "item missing from --items", lambda fx: ["prepare", inter(fx, GOOD_CSV), "--items", fx.write("items.jsonl", '{"item_id": "i0"}\n'), "-o", fx.o()], 3, "i.csv:3: unknown item id 'i1'"),
     ("prepare", "user too short for leave-one-out", lambda fx: ["prepare", inter(fx, GOOD_CSV + "u9,i0,1\n"), "-o", fx.o()], 3, "user 'u9' has 1 interaction(s)"),
