@@ -90,3 +90,13 @@ def test_kmeans_separates_blobs_and_is_seeded():
     # centroids are the means of their members
     for c in range(3):
         assert torch.allclose(cent[c], x[assign == c].mean(0), atol=1e-5)
+
+
+def test_kmeans_plusplus_seeding_gives_small_far_groups_their_own_cluster():
+    # 500 tokens in one tight group and two single far tokens: random starting points are almost surely all in the
+    # big group, and Lloyd then merges the two far tokens into one cluster; k-means++ (D^2 seeding) starts on them.
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([0.01 * torch.randn(500, 2, generator=g), torch.tensor([[100.0, 0.0], [0.0, 100.0]])])
+    for seed in range(5):
+        assign, _ = CL.kmeans(x, 3, iters=20, seed=seed)
+        assert assign[500] != assign[501] and len(set(assign[:500].tolist())) == 1, seed

@@ -10,7 +10,7 @@ cdist / sqrt(D)):
     assign  = every token to its nearest centre (a centre to itself)
 
 Every function takes a batch of sequences as (B, T, D) with a (B, T) validity mask and works on the
-whole batch at once: no Python loop over sequences. `kmeans` is plain Lloyd over (N, D) tokens,
+whole batch at once: no Python loop over sequences. `kmeans` is Lloyd over (N, D) tokens from k-means++ starts,
 chunked so that memory stays at (chunk x clusters), seeded by a generator of its own.
 """
 
@@ -108,15 +108,13 @@ def unique_rows(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, to
 
 
 def kmeans(x: torch.Tensor, n_clusters: int, iters: int = 10, seed: int = 0, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lloyd's k-means over (N, D) tokens from n_clusters distinct random tokens. Returns (assign (N,), centroids (C, D)).
+    """Lloyd's k-means over (N, D) tokens, started by k-means++. Returns (assign (N,), centroids (C, D)).
 
     An empty cluster keeps its previous centroid. Stops early when no assignment changes.
     """
-    N = x.shape[0]
-    C = max(1, min(n_clusters, N))
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    cent = x[torch.randperm(N, generator=g)[:C].to(x.device)].clone()
-    assign = torch.full((N,), -1, dtype=torch.long, device=x.device)
+    C = max(1, min(n_clusters, x.shape[0]))
+    cent = x[plusplus_starts(x, C, seed).to(x.device)].clone()
+    assign = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
     for _ in range(max(1, iters)):
         new = _nearest_chunked(x, cent, chunk)
         if torch.equal(new, assign):
@@ -126,6 +124,19 @@ def kmeans(x: torch.Tensor, n_clusters: int, iters: int = 10, seed: int = 0, chu
         cnt = torch.bincount(assign, minlength=C).to(x.dtype)
         cent = torch.where(cnt[:, None] > 0, sums / cnt.clamp_min(1)[:, None], cent)
     return assign, cent
+
+
+def plusplus_starts(x: torch.Tensor, n_clusters: int, seed: int) -> torch.Tensor:
+    """Indices of n_clusters starting tokens chosen by k-means++ (D^2 sampling with local trials: scikit-learn's
+    `kmeans_plusplus`) on a seeded sample of max(3072, 3 x n_clusters) tokens, the sample that the public code's
+    MiniBatchKMeans (batch 1024) starts from."""
+    from sklearn.cluster import kmeans_plusplus
+
+    N, size = x.shape[0], max(3072, 3 * n_clusters)
+    pool = torch.randperm(N, generator=torch.Generator().manual_seed(seed))[:size] if N > size else torch.arange(N)
+    pts = x[pool.to(x.device)].detach().float().cpu().numpy()
+    _, picked = kmeans_plusplus(pts, n_clusters, random_state=seed)
+    return pool[torch.from_numpy(picked).long()]
 
 
 def _nearest_chunked(x: torch.Tensor, cent: torch.Tensor, chunk: int) -> torch.Tensor:
