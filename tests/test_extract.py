@@ -324,3 +324,28 @@ def test_training_refuses_a_modality_masked_for_every_item(tmp_path):
     FE.save(str(tmp_path / "f.safetensors"), feats, ds.item_ids, "test", {}, {}, {})
     with pytest.raises(MmrecError, match="every item's 'text' is masked"):
         loading.features_for(models.get("mmmlp"), ds, str(tmp_path / "f.safetensors"))
+
+
+def test_word_drop_stores_a_second_text_view_of_dropped_words(tmp_path, models):
+    from mmrec_cli.features.extract import drop_words
+
+    words = "one two three four five six seven eight nine ten eleven twelve"
+    assert drop_words(words, 0.5, 0, "a") == drop_words(words, 0.5, 0, "a") != drop_words(words, 0.5, 1, "a")
+    kept = drop_words(words, 0.5, 0, "a").split()
+    assert drop_words(words, 0.0, 0, "a") == words and 0 < len(kept) < 12 and kept == [w for w in words.split() if w in kept]
+    items = write_items(tmp_path / "items.jsonl", TEXT_ITEMS + [{"item_id": "e", "text": words}])
+    out = tmp_path / "f.safetensors"
+    r = run("extract", items, "--text", "bert", "--text-model", models.bert, "--word-drop", 0.5, "--seed", 3, "-o", out)
+    assert r.exit_code == 0, r.output
+    t, meta = F.load(str(out))
+    assert meta["modalities"] == ["text"] and t["text_aug"].shape == (5, 32)
+    (tmp_path / "e.jsonl").write_text(json.dumps({"item_id": "e", "text": drop_words(words, 0.5, 3, "e")}) + "\n")
+    assert run("extract", tmp_path / "e.jsonl", "--text", "bert", "--text-model", models.bert, "-o", tmp_path / "e.safetensors").exit_code == 0
+    assert np.allclose(t["text_aug"][4], F.load(str(tmp_path / "e.safetensors"))[0]["text"][0], atol=1e-5)
+    assert not np.allclose(t["text_aug"][4], t["text"][4])
+    assert not t["text_aug"][2].any()  # no text: the clean (zero, masked) vector
+    assert (meta["encoders"]["text"]["word_drop"], meta["encoders"]["text"]["word_drop_seed"]) == (0.5, 3)
+    r = run("extract", items, "--image", "clip", *models.clip, "--word-drop", 0.2, "-o", out)
+    assert r.exit_code == 3 and error_line(r) == "error: --word-drop needs --text bert|clip (it encodes the item text a second time with words dropped)"
+    r = run("extract", items, "--text", "bert", "--text-model", models.bert, "--word-drop", 1, "-o", out)
+    assert r.exit_code == 2 and "--word-drop" in error_line(r)

@@ -39,6 +39,8 @@ def extract(
     modality: str = typer.Option("text", "--modality", help="Modality of an --import FILE given without MODALITY=."),
     dataset: Path | None = typer.Option(None, "--dataset", help="Dataset artifact: keep its items, fail if the items file lacks some."),
     merge: Path | None = typer.Option(None, "--merge", help="Features artifact whose other modalities are copied into the output."),
+    word_drop: float = typer.Option(0.0, "--word-drop", help="Also store TEXT_aug: each item's text encoded with this share of its words dropped at random, the second pre-training view of MISSRec and UniSRec (they use 0.15)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the words --word-drop drops (per item: the same words in every run and shard)."),
     shard: str | None = typer.Option(None, "--shard", help="I/N: encode only shard I of N (0 <= I < N), the contiguous block of items I*T//N .. (I+1)*T//N-1 in items-file order (T items, after --dataset); join the shards with `mmrec merge`."),
 ) -> None:
     """Encode item text and images into a features artifact (resumable; progress and skipped inputs on stderr)."""
@@ -56,7 +58,7 @@ def extract(
         allow_outside_root=allow_outside_root, max_images=max_images, max_pixels=max_pixels, batch_size=batch_size,
         device=device, threads=threads, resume=resume, max_batches=max_batches,
         imports=imports, dataset=str(dataset) if dataset else None,
-        merge=str(merge) if merge else None, shard=shard,
+        merge=str(merge) if merge else None, shard=shard, word_drop=word_drop, seed=seed,
     )
     run(items, str(output), opts, recorded(), Hooks(note=note, bar=progress))
 

@@ -1,7 +1,7 @@
 """The `mmrec extract` pipeline: items (or captions) -> encoders -> the features artifact.
 
 Tensors per modality follow mmrec_cli/io/feature_file.py: m (N, D), m_mask (N,), and with stacks m_stack (N, S, D),
-m_stack_mask (N, S). Rows follow the items file. Everything the vectors depend on (items file, encoder weights,
+m_stack_mask (N, S); with --word-drop also m_aug (N, D), the vector of the item's text with words dropped. Rows follow the items file. Everything the vectors depend on (items file, encoder weights,
 settings, device, threads) is part of the resume key and of the output metadata.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmrec_cli.errors import bad_input
+from mmrec_cli.errors import bad_input, out_of_range
 from mmrec_cli.features import runner, shards
 from mmrec_cli.features.images import DEFAULT_MAX_PIXELS
 from mmrec_cli.features.items import Source
@@ -49,6 +49,8 @@ class Options:
     dataset: str | None = None
     merge: str | None = None
     shard: str | None = None  # "I/N": encode only block I of N of the items (mmrec_cli/features/shards.py)
+    word_drop: float = 0.0  # > 0: also TEXT_aug, each item's text with this share of its words dropped
+    seed: int = 0  # of the dropped words
 
 
 @dataclass
@@ -129,6 +131,10 @@ def check_options(opts: Options) -> None:
         if not modality or "_" in modality or modality in produced:
             raise bad_input(f"--import {modality}=...: the modality name must be new and without '_'")
         produced.append(modality)  # a second --import of it would silently replace the first
+    if not 0 <= opts.word_drop < 1:
+        raise out_of_range("--word-drop", opts.word_drop, "a share in [0, 1)")
+    if opts.word_drop and not opts.text:
+        raise bad_input("--word-drop needs --text bert|clip (it encodes the item text a second time with words dropped)")
     runner.check_counts(opts, ("batch_size", "max_length", "max_sentences", "max_images", "max_pixels", "threads", "max_batches"))
 
 
@@ -137,6 +143,8 @@ def check_source(source: Source, opts: Options) -> None:
         raise bad_input(f"{source.path}: a captions file has no images; encode its words with --text bert --as image")
     if source.kind == "captions" and not opts.text and not opts.imports:
         raise bad_input(f"{source.path}: a captions file holds words; encode them with --text bert --per-sentence")
+    if source.kind == "captions" and opts.word_drop:
+        raise bad_input(f"{source.path}: --word-drop drops words of item texts; a captions file has none (run it on the items file)")
     if opts.image and not any(source.images):
         raise bad_input(f"{source.path}: no item lists an image ('images' field{_keys_found(source)}); nothing to encode with --image clip")
     if opts.text and source.kind == "items" and not any(t.strip() for t in source.texts):
@@ -267,7 +275,33 @@ def text_features(source: Source, encoder, opts: Options, partial, budget, hooks
         hooks.note(f"{name}: {plan.cut} items had more than {opts.max_sentences} sentences; kept the first {opts.max_sentences} (--max-sentences)")
     info = dict(encoder.info, source=source.kind, per_sentence=opts.per_sentence, max_sentences=opts.max_sentences)
     info["item_vector"] = "mean of the item's caption rows" if from_stack else "the whole text"
-    return tensors, info, encoded.seconds
+    seconds = encoded.seconds
+    if opts.word_drop:
+        tensors[f"{name}_aug"], more = word_dropped(source, tensors[name], encoder, opts, partial, budget, hooks)
+        info.update(word_drop=opts.word_drop, word_drop_seed=opts.seed)
+        seconds += more
+    return tensors, info, seconds
+
+
+def word_dropped(source: Source, clean: np.ndarray, encoder, opts: Options, partial, budget, hooks: Hooks) -> tuple[np.ndarray, float]:
+    """TEXT_aug (N, D): each item's whole text with every word dropped with probability opts.word_drop, encoded
+    by the same encoder (UniSRec's and MISSRec's word-drop view, their `.feat2CLS`). An item whose words were
+    all dropped, or that has no text, keeps its clean vector."""
+    name = f"{opts.text_as}_aug"
+    texts = [drop_words(t, opts.word_drop, opts.seed, iid) for t, iid in zip(source.texts, source.item_ids)]
+    plan = text_plan(dataclasses.replace(source, texts=texts), False, 0)
+    encoded = _encode(name, name, plan, encoder, opts, partial, budget, hooks, "texts")
+    aug = assemble(name, plan, encoded.vectors, encoded.ok, False, bool(encoder.info.get("normalize")), False)
+    return np.where(aug[f"{name}_mask"][:, None] > 0, aug[name], clean), encoded.seconds
+
+
+def drop_words(text: str, rate: float, seed: int, item_id: str) -> str:
+    """`text` with each white-space separated word dropped with probability `rate`; the generator is seeded by
+    (seed, item id), so an item loses the same words in every run, shard and batch order."""
+    import random
+
+    rng = random.Random(f"{seed}/{item_id}")
+    return " ".join(w for w in text.split() if rng.random() >= rate)
 
 
 def image_features(source: Source, encoder, root: Path, opts: Options, partial, budget, hooks: Hooks) -> tuple[dict, dict, float]:
