@@ -167,7 +167,7 @@ def test_losses_compose_as_documented(monkeypatch):
     orth = MR.orthogonality(xi, imask).mean()
     want = F.cross_entropy(model.logits(u), batch["target"]) + 0.3 * orth
     assert torch.allclose(model.loss(batch), want)
-    monkeypatch.setattr(model, "augment", lambda items, lengths: (items, lengths, None))  # the second view = the first
+    monkeypatch.setattr(model, "augment", lambda items, lengths: (items, lengths, None, None))  # the second view = the first
     u, xi, imask = model.encode_batch(batch, use_ids=False)  # pre-training: no item IDs in the queries
     orth = MR.orthogonality(xi, imask).mean()
     want = MR.seq_item_loss(model.logits(u, batch["target"], use_ids=False)) + 0.7 * MR.seq_seq_loss(u, u, c.temperature) + 0.3 * orth
@@ -180,8 +180,26 @@ def test_item_drop_keeps_order_and_first_item():
     assert MR.compact(items, keep).tolist() == [[5, 7, 8, 0], [3, 0, 0, 0]]
     model = MR.Model(cfg(item_drop_prob=1.0, item_drop=0.5), N_ITEMS, feats())
     torch.manual_seed(3)
-    out, lengths, fmask = model.augment(items, (items > 0).sum(1))
-    assert fmask is None and (out[:, 0] == items[:, 0]).all() and ((out > 0).sum(1) == lengths).all()
+    out, lengths, fmask, aug_text = model.augment(items, (items > 0).sum(1))
+    assert fmask is None and aug_text is None and (out[:, 0] == items[:, 0]).all() and ((out > 0).sum(1) == lengths).all()
+
+
+def test_second_view_takes_the_word_dropped_text_where_the_features_have_it():
+    items = torch.tensor([[5, 6, 7, 8], [3, 4, 0, 0]])
+    f = feats()
+    f["text_aug"] = torch.randn(N_ITEMS, DIM, generator=torch.Generator().manual_seed(9))
+    model = MR.Model(cfg(item_drop_prob=0.0, item_drop=0.5), N_ITEMS, f).eval()
+    torch.manual_seed(0)
+    out, lengths, fmask, aug_text = model.augment(items, (items > 0).sum(1))
+    assert torch.equal(out, items) and fmask is None and aug_text.dtype == torch.bool
+    assert aug_text.any() and not aug_text.all() and not aug_text[1, 2:].any()  # only real items
+    swapped = MR.Model(cfg(item_drop_prob=0.0), N_ITEMS, f | {"text": f["text_aug"]})
+    swapped.load_state_dict(model.state_dict())
+    swapped.eval()
+    everywhere = items > 0
+    with torch.no_grad():
+        assert torch.allclose(model.queries(items, None, False, everywhere)[0], swapped.queries(items, None, False)[0])
+        assert not torch.allclose(model.queries(items, None, False, aug_text)[0], swapped.queries(items, None, False)[0])
 
 
 def test_prefix_examples():

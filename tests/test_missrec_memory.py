@@ -9,10 +9,10 @@ from test_missrec import N_ITEMS, cfg, feats, first_batch, interests_file, tiny
 from mmrec_cli.models import missrec as MR
 
 
-def module_encode(model, items, lengths, feature_mask=None, use_ids=True, users=None):
+def module_encode(model, items, lengths, feature_mask=None, use_ids=True, users=None, aug_text=None):
     """encode() through the nn.Transformer stacks, as evaluation runs it (and training did)."""
     valid = items > 0
-    q, tokens = model.queries(items, feature_mask, use_ids)
+    q, tokens = model.queries(items, feature_mask, use_ids, aug_text)
     interests, imask = model.interest_tokens(items, tokens, valid, users)
     xi = model.encoder(interests, src_key_padding_mask=~imask)
     out = model.decoder(q, xi, tgt_key_padding_mask=~valid, memory_key_padding_mask=~imask)
@@ -30,8 +30,8 @@ def module_pretrain_loss(model, batch):
     """pretrain_loss() without recomputation: both views through the nn.Transformer stacks."""
     model._sync(batch)
     u, xi, imask = module_encode(model, batch["items"], batch["lengths"], use_ids=False)
-    items, lengths, fmask = model.augment(batch["items"], batch["lengths"])
-    u_aug, _, _ = module_encode(model, items, lengths, fmask, use_ids=False)
+    items, lengths, fmask, aug_text = model.augment(batch["items"], batch["lengths"])
+    u_aug, _, _ = module_encode(model, items, lengths, fmask, use_ids=False, aug_text=aug_text)
     si = MR.seq_item_loss(model.logits(u, batch["target"], use_ids=False))
     ss = MR.seq_seq_loss(u, u_aug, model.cfg.temperature)
     return si + model.cfg.seq_seq_weight * ss + model.cfg.orth_weight * MR.orthogonality(xi, imask).mean()
@@ -71,9 +71,11 @@ def test_fine_tuning_loss_and_gradients_are_the_bits_of_the_transformer_stacks(t
     assert_same_bits(grads_of(model, lambda: model.loss(batch), 5), grads_of(model, lambda: module_loss(model, batch), 5))
 
 
-@pytest.mark.parametrize("item_drop_prob", [1.0, 0.0])  # the second view by item drop, by feature drop
-def test_pretraining_loss_and_gradients_are_the_bits_of_the_transformer_stacks(item_drop_prob):
+@pytest.mark.parametrize("item_drop_prob, word_drop", [(1.0, False), (0.0, False), (0.0, True)])  # second view: item drop, feature drop, TEXT_aug
+def test_pretraining_loss_and_gradients_are_the_bits_of_the_transformer_stacks(item_drop_prob, word_drop):
     ds, f = tiny(), feats()
+    if word_drop:
+        f["text_aug"] = f["text"] + 0.5 * torch.randn(f["text"].shape, generator=torch.Generator().manual_seed(4))
     c = cfg(dropout=0.3, item_drop_prob=item_drop_prob, seq_seq_weight=0.5, orth_weight=0.1)
     torch.manual_seed(0)
     model = MR.Model(c, N_ITEMS, f).train()
@@ -147,7 +149,7 @@ def test_feature_drop_mask_is_boolean_and_acts_as_the_float_mask():
     model = MR.Model(cfg(item_drop_prob=0.0, feature_drop=0.5), N_ITEMS, feats()).eval()
     items = torch.tensor([[5, 6, 7, 8], [3, 4, 0, 0]])
     torch.manual_seed(0)
-    out, lengths, mask = model.augment(items, (items > 0).sum(1))
+    out, lengths, mask, _ = model.augment(items, (items > 0).sum(1))
     assert mask.dtype == torch.bool and mask.shape == (2, 4, 8) and not mask.all() and mask.any()
     assert torch.equal(out, items)
     with torch.no_grad():

@@ -23,7 +23,9 @@ score = sum_m s_m softmax_m(alpha * s_m), between mean (alpha = 0, the start) an
 with IDs, score = (<u, z / |z|> + 2 * fused) / 3 as the public code. Logits are score / temperature.
 
 Losses: fine-tuning = full-softmax cross-entropy + gamma * R; pre-training = sequence-item InfoNCE
-(in-batch) + lambda * sequence-sequence InfoNCE between the sequence and an augmented view + gamma * R,
+(in-batch) + lambda * sequence-sequence InfoNCE between the sequence and an augmented view (items
+dropped, or as the public code the word-dropped text TEXT_aug of `extract --word-drop` at some positions;
+feature dimensions dropped where the features have no TEXT_aug) + gamma * R,
 with R = ||mean_m xi_m||^2 = (1/M^2) sum_{m,m'} <xi_m, xi_m'> per sequence (the orthogonal
 regulariser). Training examples are every prefix of a user's train sequence -> its next item
 (`train_batches`): the decoder is bidirectional and the interests see the whole input, as in the
@@ -80,8 +82,8 @@ class Config:
     ids: bool = True  # ID embeddings (transductive); false = features only (inductive)
     full: bool = False  # with a pre-trained init: train everything instead of freezing the transformer
     item_drop: float = 0.2  # pre-training augmentation: drop each item (but the first) with this probability ...
-    item_drop_prob: float = 0.9  # ... in this share of batches; the others get feature drop
-    feature_drop: float = 0.2  # feature drop: at this share of positions, zero this share of feature dimensions
+    item_drop_prob: float = 0.9  # ... in this share of batches; the others take the word-dropped text (TEXT_aug) at this share of positions ...
+    feature_drop: float = 0.2  # ... or, without TEXT_aug features, feature drop: at this share of positions, zero this share of feature dimensions
     init_std: float = 0.02
     bucket: bool = True  # batches of similar lengths (less padding); their order stays shuffled
 
@@ -99,6 +101,9 @@ class Model(nn.Module):
             if f.shape[0] != num_items:
                 raise mismatch(f"features '{m}' have {f.shape[0]} rows for {num_items} items")
             self.register_buffer(f"feat_{m}", f, persistent=False)
+        # the word-dropped text (`extract --word-drop`): the second pre-training view, as the public code's .feat2CLS
+        aug = features.get("text_aug") if "text" in self.mods else None
+        self.register_buffer("feat_text_aug", None if aug is None else aug.float(), persistent=False)
         H = cfg.hidden
         self.adapters = nn.ModuleDict({m: _adapter(cfg, features[m].shape[1], H) for m in self.mods})
         self.pos_emb = nn.Embedding(cfg.max_len, H)
@@ -217,25 +222,26 @@ class Model(nn.Module):
 
     # ----- sequences and candidates -----------------------------------------------------------
 
-    def encode(self, items: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None = None, feature_mask: torch.Tensor | None = None, use_ids: bool = True):
+    def encode(self, items: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None = None, feature_mask: torch.Tensor | None = None, use_ids: bool = True, aug_text: torch.Tensor | None = None):
         """(u (B, H) normalised, encoded interests xi (B, K, H), interest mask (B, K)) of item sequences (B, L);
         `use_ids=False` leaves the ID embeddings out of the queries (pre-training: IDs do not transfer);
-        `feature_mask` (B, L, >= D) zeroes feature dimensions where False (or 0.0).
+        `feature_mask` (B, L, >= D) zeroes feature dimensions where False (or 0.0); `aug_text` (B, L) bool
+        takes the word-dropped text (TEXT_aug) instead of the text where True.
 
         In training (train mode, gradients on) the sequence goes through the blocks one by one
         (`_encode_blocks`), none of which keeps its activations for the backward pass: see the module's
         "Training memory". Otherwise (evaluation, scoring) through the nn.Transformer stacks.
         """
         if self.training and torch.is_grad_enabled():
-            return self._encode_blocks(items, lengths, users, feature_mask, use_ids)
+            return self._encode_blocks(items, lengths, users, feature_mask, use_ids, aug_text)
         valid = items > 0
-        q, tokens = self.queries(items, feature_mask, use_ids)
+        q, tokens = self.queries(items, feature_mask, use_ids, aug_text)
         interests, imask = self.interest_tokens(items, tokens, valid, users)
         xi = self.encoder(interests, src_key_padding_mask=~imask)
         out = self.decoder(q, xi, tgt_key_padding_mask=~valid, memory_key_padding_mask=~imask)
         return F.normalize(last(out, lengths), dim=-1), xi, imask
 
-    def queries(self, items: torch.Tensor, feature_mask: torch.Tensor | None, use_ids: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def queries(self, items: torch.Tensor, feature_mask: torch.Tensor | None, use_ids: bool, aug_text: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The decoder's queries (B, L, H) (per item: sum of its modality tokens + position (+ ID), LayerNorm,
         dropout) and the adapted item tokens (B, L, M, H) of sequences `items` (B, L)."""
         valid = items > 0
@@ -243,6 +249,8 @@ class Model(nn.Module):
         tokens = []
         for m in self.mods:
             f = getattr(self, f"feat_{m}")[idx]  # (B, L, D)
+            if m == "text" and aug_text is not None:
+                f = torch.where(aug_text[..., None], self.feat_text_aug[idx], f)
             if feature_mask is not None:
                 f = f * feature_mask[..., : f.shape[-1]].to(f.dtype)
             tokens.append(self.adapters[m](f))
@@ -254,12 +262,12 @@ class Model(nn.Module):
             q = q + self.item_emb(items)
         return self.drop(self.norm(q)), tokens
 
-    def _encode_blocks(self, items, lengths, users, feature_mask, use_ids):
+    def _encode_blocks(self, items, lengths, users, feature_mask, use_ids, aug_text):
         """encode() in training: the queries and every attention and feed-forward block of the encoder and
         the decoder recomputed in the backward pass. The blocks are those of nn.TransformerEncoder /
         nn.TransformerDecoder (post-norm), called in their order with their arguments: the same values."""
         valid = items > 0
-        q, tokens = recomputed(self.queries, items, feature_mask, use_ids)  # (B, L, H), (B, L, M, H)
+        q, tokens = recomputed(self.queries, items, feature_mask, use_ids, aug_text)  # (B, L, H), (B, L, M, H)
         interests, imask = self.interest_tokens(items, tokens, valid, users)  # (B, K, H), (B, K)
         # nn.TransformerEncoder hands its layers the padding mask as a float mask (0 / -inf)
         pad = torch.zeros_like(imask, dtype=interests.dtype).masked_fill_(~imask, -math.inf)
@@ -340,23 +348,27 @@ class Model(nn.Module):
         # The first view is also recomputed as a whole (its blocks' inputs too): the backward pass runs through
         # the second view first, which would otherwise find the first view's block inputs still held.
         u, xi, imask = recomputed(self.encode, batch["items"], batch["lengths"], batch.get("user"), None, False)
-        items, lengths, fmask = self.augment(batch["items"], batch["lengths"])
-        u_aug, _, _ = self.encode(items, lengths, batch.get("user"), fmask, use_ids=False)
+        items, lengths, fmask, aug_text = self.augment(batch["items"], batch["lengths"])
+        u_aug, _, _ = self.encode(items, lengths, batch.get("user"), fmask, False, aug_text)
         si = seq_item_loss(self.logits(u, batch["target"], use_ids=False))
         ss = seq_seq_loss(u, u_aug, self.cfg.temperature)
         return si + self.cfg.seq_seq_weight * ss + self.cfg.orth_weight * orthogonality(xi, imask).mean()
 
     def augment(self, items: torch.Tensor, lengths: torch.Tensor):
-        """The second view: item drop (in item_drop_prob of the batches) or feature drop."""
+        """The second view (items, lengths, feature mask or None, word-dropped text positions or None): item
+        drop in item_drop_prob of the batches; in the others, as the public code, the word-dropped text
+        (TEXT_aug) at a share item_drop of the positions, or without TEXT_aug feature drop."""
         valid = items > 0
         if float(torch.rand(())) < self.cfg.item_drop_prob:
             keep = (torch.rand(items.shape, device=items.device) >= self.cfg.item_drop) & valid
             keep[:, 0] = valid[:, 0]
-            return compact(items, keep), keep.sum(1), None
+            return compact(items, keep), keep.sum(1), None, None
+        if self.feat_text_aug is not None:
+            return items, lengths, None, (torch.rand(items.shape, device=items.device) < self.cfg.item_drop) & valid
         D = max(getattr(self, f"feat_{m}").shape[1] for m in self.mods)
         pos = torch.rand(items.shape, device=items.device) < self.cfg.feature_drop
         dims = torch.rand(*items.shape, D, device=items.device) >= self.cfg.feature_drop
-        return items, lengths, dims | ~pos[:, :, None]  # (B, L, D) bool: keep
+        return items, lengths, dims | ~pos[:, :, None], None  # (B, L, D) bool: keep
 
 
 # ----- fine-tuning after pre-training ---------------------------------------------------------

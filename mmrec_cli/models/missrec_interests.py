@@ -128,8 +128,8 @@ def kmeans(x: torch.Tensor, n_clusters: int, iters: int = 10, seed: int = 0, chu
 
 def plusplus_starts(x: torch.Tensor, n_clusters: int, seed: int) -> torch.Tensor:
     """Indices of n_clusters starting tokens chosen by k-means++ (D^2 sampling with local trials: scikit-learn's
-    `kmeans_plusplus`) on a seeded sample of max(3072, 3 x n_clusters) tokens, the sample that the public code's
-    MiniBatchKMeans (batch 1024) starts from."""
+    `kmeans_plusplus`) on a seeded sample of max(3072, 3 x n_clusters) tokens (the initial sample of
+    scikit-learn's MiniBatchKMeans at its default batch of 1024)."""
     from sklearn.cluster import kmeans_plusplus
 
     N, size = x.shape[0], max(3072, 3 * n_clusters)
