@@ -113,11 +113,17 @@ EOF
   echo "learning curve: MSM4SR pre-trained on '$BEST' vs scratch (the cross-domain source; of several, the best by mean validation NDCG@10)" >&2
   echo "$BEST" > "$OUT/curve_source.txt"
   for frac in $FRACTIONS; do
+    # A share s of the users gives about s times the updates per epoch: validate every round(1/s) epochs and scale
+    # the epoch limit alike, so that every share gets the full data's updates between validations and its patience.
+    every=$($PY -c "import sys; print(max(1, round(1 / float(sys.argv[1]))))" "$frac")
+    epochs=$($PY -c "import sys, json; print(json.load(open(sys.argv[1]))['train']['epochs'] * int(sys.argv[2]))" \
+      $CFG/msm4sr_finetune.json "$every")
+    CURVE=("${MSM_FT[@]}" --set train.eval_every="$every" --set train.epochs="$epochs")
     for seed in $SEEDS; do
       ds=$OUT/sci_u${frac}_s$seed.safetensors
       [ -f "$ds" ] || run $MMREC subsample "$SCI" --keep-users "$frac" --seed "$seed" -o "$ds"
-      spawn train "curve_scratch_u${frac}_s$seed" "$ds" $MMREC finetune msm4sr "$ds" "${MSM_FT[@]}" --seed "$seed"
-      spawn train "curve_${BEST}_u${frac}_s$seed" "$ds" $MMREC finetune msm4sr "$ds" "${MSM_FT[@]}" \
+      spawn train "curve_scratch_u${frac}_s$seed" "$ds" $MMREC finetune msm4sr "$ds" "${CURVE[@]}" --seed "$seed"
+      spawn train "curve_${BEST}_u${frac}_s$seed" "$ds" $MMREC finetune msm4sr "$ds" "${CURVE[@]}" \
         --init "$OUT/pre_msm4sr_$BEST.safetensors" --seed "$seed"
     done
   done
@@ -138,7 +144,7 @@ if has missrec; then
 fi
 
 # --- the table -----------------------------------------------------------------------------------------------------
-PROTOCOL="target: the bundled Scientific data (2,928 users, 1,585 items; chronological leave-one-out; full ranking over all items, train items of the user not masked); source: Amazon Musical Instruments 2018 (10,000 users, 20,618 items, titles only; no item overlap). Both domains' text encoded by the embedded all-MiniLM-L6-v2 (384-d); Scientific's images are the provided CLIP ViT-B/32 vectors. Settings: examples/configs (msm4sr_pretrain/msm4sr_finetune, missrec_pretrain/missrec_finetune, sasrec), the same for every row; each pre-training run once (seed 2020); fine-tuning seeds: $SEEDS; best epoch by validation NDCG@10; test read once per model. Paired tests: two-sided t-test and Wilcoxon signed-rank over users, per seed (the seed's runs share their users) and on the per-user mean over seeds, against the row named in 'vs'. Slices: the test target's number of train interactions (unseen = 0, cold = 1-5). Learning curve: the share of Scientific users whose train items are trained on; every share is evaluated on all 2,928 test users."
+PROTOCOL="target: the bundled Scientific data (2,928 users, 1,585 items; chronological leave-one-out; full ranking over all items, train items of the user not masked); source: Amazon Musical Instruments 2018 (10,000 users, 20,618 items, titles only; no item overlap). Both domains' text encoded by the embedded all-MiniLM-L6-v2 (384-d); Scientific's images are the provided CLIP ViT-B/32 vectors. Settings: examples/configs (msm4sr_pretrain/msm4sr_finetune, missrec_pretrain/missrec_finetune, sasrec), the same for every row; each pre-training run once (seed 2020); fine-tuning seeds: $SEEDS; best epoch by validation NDCG@10; test read once per model. Paired tests: two-sided t-test and Wilcoxon signed-rank over users, per seed (the seed's runs share their users) and on the per-user mean over seeds, against the row named in 'vs'. Slices: the test target's number of train interactions (unseen = 0, cold = 1-5). Learning curve: the share of Scientific users whose train items are trained on; every share is evaluated on all 2,928 test users; a share s is validated every round(1/s) epochs with its epoch limit scaled alike, so that every share gets about the full data's number of updates between validations and before early stopping."
 TABLE=$(mktemp)
 trap 'rm -f "$TABLE"' EXIT
 $PY bench/transfer_table.py "$OUT" $SEEDS -- $FRACTIONS | tee "$TABLE"
