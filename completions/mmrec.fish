@@ -68,6 +68,8 @@ complete -c mmrec -n '__fish_seen_subcommand_from extract' -l import -x -d 'Impo
 complete -c mmrec -n '__fish_seen_subcommand_from extract' -l modality -x -d 'Modality of an --import FILE given without MODALITY='
 complete -c mmrec -n '__fish_seen_subcommand_from extract' -l dataset -r -F -d 'Dataset artifact: keep its items, fail if the items file lacks some'
 complete -c mmrec -n '__fish_seen_subcommand_from extract' -l merge -r -F -d 'Features artifact whose other modalities are copied into the output'
+complete -c mmrec -n '__fish_seen_subcommand_from extract' -l word-drop -x -d 'Also store TEXT_aug: each item\'s text encoded with this share of its words dropped at random, the second pre-training view of MISSRec and UniSRec (they use 0.15)'
+complete -c mmrec -n '__fish_seen_subcommand_from extract' -l seed -x -d 'Seed of the words --word-drop drops (per item: the same words in every run and shard)'
 complete -c mmrec -n '__fish_seen_subcommand_from extract' -l shard -x -d 'I/N: encode only shard I of N (0 <= I < N), the contiguous block of items I*T//N .'
 complete -c mmrec -n '__fish_seen_subcommand_from extract' -l help -d 'Show this message and exit.'
 complete -c mmrec -n '__fish_seen_subcommand_from extract' -F
