@@ -202,6 +202,21 @@ def test_second_view_takes_the_word_dropped_text_where_the_features_have_it():
         assert not torch.allclose(model.queries(items, None, False, aug_text)[0], swapped.queries(items, None, False)[0])
 
 
+@pytest.mark.parametrize("enc, dec", [(0, 1), (1, 0)])
+def test_zero_encoder_or_decoder_layers_train_and_score_alike(enc, dec):
+    """No encoder layer: the interests go through the stack's norm only; no decoder layer: the queries do."""
+    ds, f = tiny(), feats()
+    c = cfg(enc_layers=enc, dec_layers=dec, dropout=0.0)
+    torch.manual_seed(0)
+    model = MR.Model(c, N_ITEMS, f)
+    batch = first_batch(ds, c)
+    trained = model.train().loss(batch)
+    trained.backward()
+    with torch.no_grad():
+        assert torch.allclose(model.eval().loss(batch), trained, atol=1e-5)
+        assert score(model, batch, torch.arange(N_ITEMS)).shape == (len(batch["items"]), N_ITEMS)
+
+
 def test_prefix_examples():
     ds = D.from_sequences([[0, 1, 2, 3, 4], [5, 6, 7]], [f"i{i}" for i in range(8)], ["a", "b"])  # train: 0 1 2 | 5
     flat, start, end, user = B.prefixes(ds, max_len=2)

@@ -237,8 +237,9 @@ class Model(nn.Module):
         valid = items > 0
         q, tokens = self.queries(items, feature_mask, use_ids, aug_text)
         interests, imask = self.interest_tokens(items, tokens, valid, users)
-        xi = self.encoder(interests, src_key_padding_mask=~imask)
-        out = self.decoder(q, xi, tgt_key_padding_mask=~valid, memory_key_padding_mask=~imask)
+        # a stack of 0 layers is its norm alone (nn.Transformer* stacks index their first layer)
+        xi = self.encoder(interests, src_key_padding_mask=~imask) if len(self.encoder.layers) else self.encoder.norm(interests)
+        out = self.decoder(q, xi, tgt_key_padding_mask=~valid, memory_key_padding_mask=~imask) if len(self.decoder.layers) else self.decoder.norm(q)
         return F.normalize(last(out, lengths), dim=-1), xi, imask
 
     def queries(self, items: torch.Tensor, feature_mask: torch.Tensor | None, use_ids: bool, aug_text: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
