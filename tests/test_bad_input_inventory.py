@@ -1,5 +1,6 @@
 """Bad input for every subcommand, in one table: each case runs in-process (CliRunner) and must fail with its
-own exit code, exactly one line on stderr naming the problem, no traceback, nothing on stdout, no file left
+own exit code, exactly one line on stderr naming the problem (after the notes of the work done, for a failure
+that comes once the work is done: a full disk, SIGTERM), no traceback, nothing on stdout, no file left
 in the output folder (no output, temporary file, checkpoint or .partial folder) and every input file unchanged
 byte for byte (an output that names an input must be refused before it is written).
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,9 +51,10 @@ def build_inputs(folder: Path) -> SimpleNamespace:
     nan = {k: v.copy() for k, v in feats.items()}
     nan["text"][3, 5] = np.nan  # written past FE.save, which refuses NaN
     artifacts.save(p.nan_feats, nan, "features", {"item_ids": ids, "item_fingerprint": artifacts.fingerprint_strings(ids), "encoders": encoders, "modalities": ["image", "text"]})
-    arch = ["--set", "model.hidden=8", "--set", "model.inner=16", "--set", "model.layers=1"]
-    r = CliRunner().invoke(app, ["finetune", "sasrec", p.ds, "-o", p.model, "--epochs", "1", *arch])
+    r = CliRunner().invoke(app, ["finetune", "sasrec", p.ds, "-o", p.model, "--epochs", "1", *ARCH])
     assert r.exit_code == 0, r.output
+    p.ckpt = str(folder / "model.safetensors.ckpt")
+    _checkpoint(p.ds, p.ckpt)
     from safetensors.numpy import save_file
 
     save_file({"x": np.zeros(3, dtype="f4")}, p.bare)  # a safetensors file without mmrec metadata
@@ -73,6 +76,20 @@ def build_inputs(folder: Path) -> SimpleNamespace:
     p.missing = str(folder / "missing.safetensors")
     _altered(folder, p)
     return p
+
+
+ARCH = ["--set", "model.hidden=8", "--set", "model.inner=16", "--set", "model.layers=1"]
+
+
+def _checkpoint(ds_path: str, ckpt: str) -> None:
+    """The checkpoint of a 2-epoch SASRec run with ARCH and the default learning rate, as if killed at its end."""
+    from mmrec_cli import models
+    from mmrec_cli.data import dataset as D
+    from mmrec_cli.training import loading, stages
+
+    ds = D.load(ds_path)
+    cfg = loading.resolve_stage(models.get("sasrec"), None, [], {"model.hidden": 8, "model.inner": 16, "model.layers": 1, "train.epochs": 2})
+    stages.finetune("sasrec", ds, None, cfg.model, cfg.train, stages.Run(checkpoint=ckpt, identity=loading.run_identity(cfg, ds, None)))
 
 
 def _altered(folder: Path, p: SimpleNamespace) -> None:
@@ -107,6 +124,8 @@ class Fx:
     inp: SimpleNamespace
     scratch: Path
     out: Path
+    monkeypatch: pytest.MonkeyPatch
+    after_work: bool = False  # a failure once the work is done (disk full, SIGTERM): its notes may come first
 
     def write(self, name: str, data: str | bytes) -> str:
         path = self.scratch / name
@@ -129,6 +148,34 @@ def link(fx: Fx, target: str, name: str = "link.csv") -> str:
     """A symbolic link to `target` in the scratch folder."""
     (fx.scratch / name).symlink_to(target)
     return str(fx.scratch / name)
+
+
+def full_disk(fx: Fx, argv: list) -> list:
+    """argv, run on a disk that is full when the finished output is flushed (fsync reports ENOSPC)."""
+    import errno
+
+    from mmrec_cli.io import atomic
+
+    def fsync(path: str) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    fx.monkeypatch.setattr(atomic, "_fsync", fsync)
+    fx.after_work = True
+    return argv
+
+
+def terminated(fx: Fx, argv: list) -> list:
+    """argv, sent SIGTERM (as `kill` does) once its output is written and about to be flushed: the handler of
+    `mmrec` (app.main) turns it into an interruption, as in a real process."""
+    import signal
+
+    from mmrec_cli.cli import app
+    from mmrec_cli.io import atomic
+
+    signal.signal(signal.SIGTERM, app._terminate)  # the test restores the handler
+    fx.monkeypatch.setattr(atomic, "_fsync", lambda path: os.kill(os.getpid(), signal.SIGTERM))
+    fx.after_work = True
+    return argv
 
 
 def blocked(fx: Fx, name: str = "out.safetensors") -> str:
@@ -178,6 +225,7 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("prepare", "truncated gzip", lambda fx: ["prepare", fx.write("i.csv.gz", gzip.compress(GOOD_CSV.encode() * 40)[:-30]), "-o", fx.o()], 3, "i.csv.gz: the gzip data ends early"),
     ("prepare", "auto cannot tell the format", lambda fx: ["prepare", fx.write("data.txt", "u a 1\nv b 2\n"), "-o", fx.o()], 3, "data.txt: cannot tell the format from its name and first line ('u a 1'); give --format (csv, unisrec, sequences"),
     ("prepare", "--min-rating for sequences", lambda fx: ["prepare", fx.write("s.tsv", "u\ta b c\n"), "--format", "sequences", "--min-rating", "4", "-o", fx.o()], 2, "--min-rating: 'user<TAB>item item ...' lines hold no ratings; drop --min-rating"),
+    ("prepare", "disk full while the dataset is written", lambda fx: full_disk(fx, ["prepare", inter(fx, GOOD_CSV), "-o", fx.o()]), 6, "out.safetensors: no space left on device; free some space and run again"),
     ("prepare", "--items-out without --items", lambda fx: ["prepare", inter(fx, GOOD_CSV), "--items-out", fx.o("items.jsonl"), "-o", fx.o()], 2, "--items-out writes the items of --items"),
     # extract
     ("extract", "missing items file", lambda fx: ["extract", fx.inp.missing, "--text", "bert", "-o", fx.o()], 4, "missing.safetensors: no such file"),
@@ -191,6 +239,8 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("extract", "--import of an empty file", lambda fx: ["extract", fx.inp.items, "--import", "text=" + fx.write("x.feat1CLS", b""), "-o", fx.o()], 3, "x.feat1CLS: empty feature file; give the raw float32 features"),
     ("extract", "--import of one modality twice", lambda fx: ["extract", fx.inp.items, "--import", "text=" + fx.write("a.feat", np.zeros((20, 4), "<f4").tobytes()), "--import", "text=" + fx.write("b.feat", np.ones((20, 4), "<f4").tobytes()), "-o", fx.o()], 3, "--import text=...: the modality name must be new"),
     ("extract", "-o names the items file", lambda fx: ["extract", (i := fx.copy(fx.inp.items)), "--import", "text=" + fx.inp.raw, "-o", i], 6, "scratch/items.jsonl " + SAME.format("ITEMS")),
+    ("extract", "no item has a text (was a fully masked file)", lambda fx: ["extract", fx.write("t.jsonl", '{"item_id": "a", "title": "x"}\n'), "--text", "bert", "-o", fx.o()], 3, "no item has a text ('text' field; keys found: item_id, title)"),
+    ("extract", "--max-pixels 0 (gave no range)", lambda fx: ["extract", fx.inp.items, "--image", "clip", "--max-pixels", "0", "-o", fx.o()], 2, "--max-pixels: 0 is out of range; use 1 or more"),
     ("extract", "-o names the --merge features", lambda fx: ["extract", fx.inp.items, "--import", "raw=" + fx.inp.raw, "--merge", (f := fx.copy(fx.inp.feats)), "-o", f], 6, "scratch/feats.safetensors " + SAME_OPTION.format("--merge")),
     # caption
     ("caption", "missing items file", lambda fx: ["caption", fx.inp.missing, "-o", fx.o("c.jsonl")], 4, "missing.safetensors: no such file"),
@@ -262,6 +312,7 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("finetune", "-o names the dataset", lambda fx: ["finetune", "sasrec", (d := fx.copy(fx.inp.ds)), "--epochs", "1", *TINY, "-o", d], 6, "scratch/ds.safetensors " + SAME.format("DATASET")),
     ("finetune", "--checkpoint names the dataset", lambda fx: ["finetune", "sasrec", (d := fx.copy(fx.inp.ds)), "--epochs", "1", *TINY, "--checkpoint", d, "-o", fx.o()], 6, "scratch/ds.safetensors " + SAME.format("DATASET")),
     ("finetune", "-o with --seeds names the dataset", lambda fx: ["finetune", "sasrec", fx.write("ds.seed1.safetensors", Path(fx.inp.ds).read_bytes()), "--epochs", "1", *TINY, "--seeds", "1", "-o", fx.scratch / "ds.safetensors"], 6, "scratch/ds.seed1.safetensors " + SAME.format("DATASET")),
+    ("finetune", "--resume of a checkpoint of other settings (trained a hybrid)", lambda fx: ["finetune", "sasrec", fx.inp.ds, *ARCH, "--epochs", "2", "--lr", "0.003", "--checkpoint", fx.inp.ckpt, "--resume", "-o", fx.o()], 5, "was made with config.train.lr = 0.001, this run has 0.003; pass the same settings, or remove"),
     ("finetune", "-o names the --config file", lambda fx: ["finetune", "sasrec", fx.inp.ds, "--config", (c := fx.write("c.json", '{"train": {"epochs": 1}}')), "-o", c], 6, "scratch/c.json " + SAME_OPTION.format("--config")),
     # transfer
     ("transfer", "missing pre-trained model", lambda fx: ["transfer", fx.inp.missing, fx.inp.ds, "-o", fx.o()], 4, "missing.safetensors: no such file"),
@@ -291,6 +342,7 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("eval", "-o names the model", lambda fx: ["eval", (m := fx.copy(fx.inp.model)), fx.inp.ds, "-o", m], 6, "scratch/model.safetensors " + SAME.format("MODEL")),
     ("eval", "--rankings and -o name one file", lambda fx: ["eval", fx.inp.model, fx.inp.ds, "-o", fx.o("r.json"), "--rankings", fx.o("r.json")], 6, "out/r.json is also the -o file; give each output its own file"),
     ("eval", "--probe -o names the --features file", lambda fx: ["eval", "--probe", fx.inp.ds, "--features", (f := fx.copy(fx.inp.feats)), "-o", f], 6, "scratch/feats.safetensors " + SAME_OPTION.format("--features")),
+    ("eval", "disk full while the metrics are written", lambda fx: full_disk(fx, ["eval", fx.inp.model, fx.inp.ds, "-o", fx.o("m.json")]), 6, "m.json: no space left on device; free some space and run again"),
     ("eval", "--compare -o names a result file", lambda fx: ["eval", "--compare", (a := fx.write("a.json", "{}")), fx.write("b.json", "{}"), "-o", a], 6, "scratch/a.json " + SAME.format("RESULT")),
     # recommend
     ("recommend", "missing --input file", lambda fx: ["recommend", fx.inp.model, fx.inp.ds, "--input", fx.inp.missing, "-o", fx.o("r.jsonl")], 4, "missing.safetensors: no such file"),
@@ -300,6 +352,7 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("recommend", "output folder is a file", lambda fx: ["recommend", fx.inp.model, fx.inp.ds, "--input", fx.write("h.jsonl", HISTORIES), "-o", blocked(fx, "r.jsonl")], 6, "blocker/r.jsonl: Not a directory"),
     ("recommend", "wrong --top-k value", lambda fx: ["recommend", fx.inp.model, fx.inp.ds, "--top-k", "0", "--input", fx.write("h.jsonl", HISTORIES), "-o", fx.o("r.jsonl")], 2, "--top-k: 0 is out of range; use 1 or more"),
     ("recommend", "model of another dataset", lambda fx: ["recommend", fx.inp.model, fx.inp.ds2, "--input", fx.write("h.jsonl", HISTORIES), "-o", fx.o("r.jsonl")], 5, "the model was trained on dataset"),
+    ("recommend", "SIGTERM while -o is written (left its temporary file)", lambda fx: terminated(fx, ["recommend", fx.inp.model, fx.inp.ds, "-i", fx.write("h.jsonl", HISTORIES), "-o", fx.o("r.jsonl")]), 130, "interrupted; outputs were not written"),
     ("recommend", "-o names the --input histories", lambda fx: ["recommend", fx.inp.model, fx.inp.ds, "-i", (h := fx.write("h.jsonl", HISTORIES)), "-o", h], 6, "scratch/h.jsonl " + SAME_OPTION.format("--input")),
     # info
     ("info", "missing file", lambda fx: ["info", fx.inp.missing], 4, "missing.safetensors: no such file"),
@@ -349,22 +402,32 @@ def _id(case) -> str:
 
 
 @pytest.mark.parametrize("command,name,argv,code,fragment", CASES, ids=[_id(c) for c in CASES])
-def test_bad_input(command, name, argv, code, fragment, inputs, tmp_path):
+def test_bad_input(command, name, argv, code, fragment, inputs, tmp_path, monkeypatch):
+    import signal
+
     from typer.testing import CliRunner
 
     from mmrec_cli.cli.app import app
 
     (tmp_path / "scratch").mkdir(), (tmp_path / "out").mkdir()
-    fx = Fx(inputs, tmp_path / "scratch", tmp_path / "out")
-    args = [str(a) for a in argv(fx)]
-    assert args[0] == command
+    fx = Fx(inputs, tmp_path / "scratch", tmp_path / "out", monkeypatch)
     folders = (Path(inputs.ds).parent, fx.scratch)
-    before = _contents(*folders)
-    r = CliRunner().invoke(app, args)
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        args = [str(a) for a in argv(fx)]
+        assert args[0] == command
+        before = _contents(*folders)
+        r = CliRunner().invoke(app, args)
+    finally:
+        signal.signal(signal.SIGTERM, handler)
     lines = r.stderr.strip().splitlines()
+    if fx.after_work:  # the notes of the work done, then the one line of the failure
+        assert not any(line.startswith(("error", "interrupted")) for line in lines[:-1]), r.stderr
+        lines = lines[-1:]
     assert r.exit_code == code, r.output
     assert isinstance(r.exception, SystemExit) and "Traceback" not in r.output, r.output
-    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], r.stderr
+    first = "interrupted; " if code == 130 else "error: "  # Ctrl-C and SIGTERM are no error of the input
+    assert len(lines) == 1 and lines[0].startswith(first) and fragment in lines[0], r.stderr
     assert r.stdout == "" and sorted(p.name for p in fx.out.iterdir()) == []
     assert _contents(*folders) == before  # every input (and nothing else) there, unchanged byte for byte
 
