@@ -132,7 +132,7 @@ _mmrec() {
                 --nproc) return ;;
                 --tensorboard) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
             esac
-            choices="msm4sr missrec alignrec"
+            choices="msm4sr missrec unisrec alignrec"
             files=1
             ;;
         finetune)
@@ -157,7 +157,7 @@ _mmrec() {
                 --nproc) return ;;
                 --tensorboard) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
             esac
-            choices="sasrec gru4rec bert4rec msm4sr missrec mmmlp alignrec"
+            choices="sasrec gru4rec bert4rec msm4sr missrec unisrec mmmlp alignrec"
             files=1
             ;;
         sweep)
@@ -179,7 +179,7 @@ _mmrec() {
                 --metric) return ;;
                 --device) return ;;
             esac
-            choices="sasrec gru4rec bert4rec msm4sr missrec mmmlp alignrec"
+            choices="sasrec gru4rec bert4rec msm4sr missrec unisrec mmmlp alignrec"
             files=1
             ;;
         transfer)
@@ -259,7 +259,7 @@ _mmrec() {
                 --config) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
                 --set) return ;;
             esac
-            choices="sasrec gru4rec bert4rec msm4sr missrec mmmlp alignrec"
+            choices="sasrec gru4rec bert4rec msm4sr missrec unisrec mmmlp alignrec"
             files=0
             ;;
         subsample)

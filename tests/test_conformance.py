@@ -31,6 +31,7 @@ TINY = {
     "bert4rec": (dict(max_len=6, hidden=8, layers=1, heads=2, inner=16), ()),
     "msm4sr": (dict(max_len=6, hidden=8, layers=1, heads=2, inner=16, experts=2, pool_hidden=4), ("proj.",)),
     "missrec": (dict(max_len=6, hidden=8, heads=2, inner=16, interest_ratio=0.2), ()),
+    "unisrec": (dict(max_len=6, hidden=8, layers=1, heads=2, inner=16, experts=2), ()),
     "mmmlp": (dict(max_len=6, hidden=8, layers=1, token_hidden=4, channel_hidden=8), ()),
     "alignrec": (dict(embedding=8, knn_k=3, content="raw", enc_chunks=2, enc_hidden=8, enc_layers=1, enc_heads=2), ("encoder.",)),
 }

@@ -42,6 +42,7 @@ MODELS: dict[str, Entry] = {
     "bert4rec": Entry("mmrec_cli.models.bert4rec", ("finetune",), "BERT4Rec: masked item prediction with a bidirectional transformer over item IDs (an ID-only baseline)"),
     "msm4sr": Entry("mmrec_cli.models.msm4sr", ("pretrain", "finetune"), "MSM4SR: multimodal pre-training with sentence stacks, NIP and CMCL"),
     "missrec": Entry("mmrec_cli.models.missrec", ("pretrain", "finetune", "transfer"), "MISSRec: interest-aware multimodal pre-training and transfer"),
+    "unisrec": Entry("mmrec_cli.models.unisrec", ("pretrain", "finetune", "transfer"), "UniSRec: MoE-adapted item text in a transformer, pre-trained to transfer (the text baseline)"),
     "mmmlp": Entry("mmrec_cli.models.mmmlp", ("finetune",), "MMMLP: all-MLP mixers over image, text and ID sequences"),
     "alignrec": Entry("mmrec_cli.models.alignrec", ("pretrain", "finetune"), "AlignRec: aligned multimodal item encoder and a graph recommender"),
 }
