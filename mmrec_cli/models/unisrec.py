@@ -61,6 +61,7 @@ class Config:
     ids: bool = True  # item-ID embeddings (transductive); false = text only (inductive)
     full: bool = False  # with a pre-trained init: train everything instead of freezing positions and transformer
     init_std: float = 0.02
+    bucket: bool = True  # batches of similar lengths (less padding); their order stays shuffled
 
 
 class Model(nn.Module):
@@ -259,11 +260,13 @@ def compact(items: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 
 
 def train_batches(ds, cfg: Config, train_cfg, epoch: int, stage: str = "finetune"):
-    """Fine-tuning: windows with a target at every position. Pre-training: every prefix -> its next item
-    (RecBole's instances, as the public code), batches of similar lengths in shuffled order."""
+    """Fine-tuning: users' windows with a target at every position. Pre-training: every prefix -> its next
+    item (RecBole's instances, as the public code). With cfg.bucket, every run of 64 batches is sorted by
+    length before it is cut into batches, and the batches are shuffled: less padding, the same examples."""
+    bucket = 64 if cfg.bucket else 0
     if stage == "pretrain":
-        return B.prefix_batches(ds, cfg.max_len, train_cfg.batch_size, train_cfg.seed, epoch, bucket=64)
-    return B.sequence_batches(ds, cfg, train_cfg, epoch, stage)
+        return B.prefix_batches(ds, cfg.max_len, train_cfg.batch_size, train_cfg.seed, epoch, bucket)
+    return B.window_batches(ds, cfg.max_len, train_cfg.batch_size, train_cfg.seed, epoch, bucket)
 
 
 def after_init(model: Model, log=lambda s: None, loaded: frozenset[str] = frozenset()) -> None:
