@@ -12,7 +12,7 @@
 # The test split is read once per trained model. Environment: MMREC (the mmrec command), OMP_NUM_THREADS (default 1),
 # JOBS (runs at once, default 1), SEEDS (fine-tuning seeds, default "2020 2021 2022"), FRACTIONS (shares of the
 # target's users for the learning curve, default "0.1 0.25"), SOURCES (MSM4SR pre-training sources among sci, instr
-# and both, default all three), PARTS (default "msm4sr curve missrec").
+# and both, default all three), PARTS (default "msm4sr curve missrec unisrec").
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS=$ROOT/docs/results/transfer.md
@@ -25,7 +25,7 @@ PY=${PY:-.venv/bin/python}
 INSTRUMENTS=${INSTRUMENTS:-$ROOT/../shared/data/instruments}
 SEEDS=${SEEDS:-2020 2021 2022}
 FRACTIONS=${FRACTIONS:-0.1 0.25}
-PARTS=${PARTS:-msm4sr curve missrec}
+PARTS=${PARTS:-msm4sr curve missrec unisrec}
 SOURCES=${SOURCES:-sci instr both}
 JOBS=${JOBS:-1}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -143,8 +143,24 @@ if has missrec; then
   finish
 fi
 
+# --- UniSRec (the text baseline): scratch (IDs + text); pre-trained on Instruments, then transferred -----------------
+if has unisrec; then
+  # UniSRec pre-trains on a second, word-dropped encoding of the text (its public code's .feat2CLS)
+  INS_W=$OUT/instr_feats_wd.safetensors
+  [ -f "$INS_W" ] || run $MMREC extract "$OUT/instr_items.jsonl" --text bert --word-drop 0.15 -o "$INS_W"
+  spawn pretrain pre_unisrec_instr $MMREC pretrain unisrec "$INS" --features "$INS_W" --config $CFG/unisrec_pretrain.json --seed 2020
+  for seed in $SEEDS; do
+    UR=(--features "$SCI_F" --config $CFG/unisrec.json --seed "$seed")
+    spawn train "unisrec_scratch_s$seed" "$SCI" $MMREC finetune unisrec "$SCI" "${UR[@]}"
+    spawn train "unisrec_transductive_s$seed" "$SCI" $MMREC transfer "$OUT/pre_unisrec_instr.safetensors" "$SCI" "${UR[@]}" --mode transductive
+    spawn train "unisrec_inductive_s$seed" "$SCI" $MMREC transfer "$OUT/pre_unisrec_instr.safetensors" "$SCI" "${UR[@]}" --mode inductive
+  done
+  spawn train unisrec_zeroshot "$SCI" $MMREC transfer "$OUT/pre_unisrec_instr.safetensors" "$SCI" --features "$SCI_F" --mode inductive --epochs 0
+  finish
+fi
+
 # --- the table -----------------------------------------------------------------------------------------------------
-PROTOCOL="target: the bundled Scientific data (2,928 users, 1,585 items; chronological leave-one-out; full ranking over all items, train items of the user not masked); source: Amazon Musical Instruments 2018 (10,000 users, 20,618 items, titles only; no item overlap). Both domains' text encoded by the embedded all-MiniLM-L6-v2 (384-d); Scientific's images are the provided CLIP ViT-B/32 vectors. Settings: examples/configs (msm4sr_pretrain/msm4sr_finetune, missrec_pretrain/missrec_finetune, sasrec), the same for every row; each pre-training run once (seed 2020); fine-tuning seeds: $SEEDS; best epoch by validation NDCG@10; test read once per model. Paired tests: two-sided t-test and Wilcoxon signed-rank over users, per seed (the seed's runs share their users) and on the per-user mean over seeds, against the row named in 'vs'. Slices: the test target's number of train interactions (unseen = 0, cold = 1-5). Learning curve: the share of Scientific users whose train items are trained on; every share is evaluated on all 2,928 test users; a share s is validated every round(1/s) epochs with its epoch limit scaled alike, so that every share gets about the full data's number of updates between validations and before early stopping."
+PROTOCOL="target: the bundled Scientific data (2,928 users, 1,585 items; chronological leave-one-out; full ranking over all items, train items of the user not masked); source: Amazon Musical Instruments 2018 (10,000 users, 20,618 items, titles only; no item overlap). Both domains' text encoded by the embedded all-MiniLM-L6-v2 (384-d); Scientific's images are the provided CLIP ViT-B/32 vectors. Settings: examples/configs (msm4sr_pretrain/msm4sr_finetune, missrec_pretrain/missrec_finetune, unisrec_pretrain/unisrec, sasrec), the same for every row; each pre-training run once (seed 2020); fine-tuning seeds: $SEEDS; best epoch by validation NDCG@10; test read once per model. Paired tests: two-sided t-test and Wilcoxon signed-rank over users, per seed (the seed's runs share their users) and on the per-user mean over seeds, against the row named in 'vs'. Slices: the test target's number of train interactions (unseen = 0, cold = 1-5). Learning curve: the share of Scientific users whose train items are trained on; every share is evaluated on all 2,928 test users; a share s is validated every round(1/s) epochs with its epoch limit scaled alike, so that every share gets about the full data's number of updates between validations and before early stopping."
 TABLE=$(mktemp)
 trap 'rm -f "$TABLE"' EXIT
 $PY bench/transfer_table.py "$OUT" $SEEDS -- $FRACTIONS | tee "$TABLE"

@@ -33,6 +33,9 @@ FULL = [  # (label, run name without the seed, the row it is tested against)
     ("MISSRec, scratch (IDs)", "missrec_scratch", None),
     ("MISSRec, Instruments, transfer inductive (no IDs)", "missrec_inductive", "missrec_scratch"),
     ("MISSRec, Instruments, transfer transductive", "missrec_transductive", "missrec_scratch"),
+    ("UniSRec, scratch (IDs + text)", "unisrec_scratch", None),
+    ("UniSRec, Instruments, transfer inductive (text only)", "unisrec_inductive", "unisrec_scratch"),
+    ("UniSRec, Instruments, transfer transductive", "unisrec_transductive", "unisrec_scratch"),
 ]
 
 
@@ -112,7 +115,8 @@ def full_table(out: Path, seeds: list[str], cold: set[str]) -> None:
     print("## Full target data\n")
     print("| model | seeds | valid N@10 | test R@10 | test N@10 | test R@20 | test N@20 | cold N@10 | vs | ΔN@10, all users | ΔN@10, cold targets |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    rows = [*FULL, ("MISSRec, Instruments, zero-shot (no fine-tuning)", "missrec_zeroshot", "missrec_scratch")]
+    rows = [*FULL, ("MISSRec, Instruments, zero-shot (no fine-tuning)", "missrec_zeroshot", "missrec_scratch"),
+            ("UniSRec, Instruments, zero-shot (no fine-tuning)", "unisrec_zeroshot", "unisrec_scratch")]
     for label, name, vs in rows:
         files = runs(out, name, seeds)
         if not files:
