@@ -20,7 +20,8 @@ def eval_(
     mask_valid: bool = typer.Option(False, "--mask-valid", help="With --mask-history and --split test: also remove the user's validation items."),
     ks: str = typer.Option("5,10,20,50", "--ks", help="Cut-offs for Recall/NDCG/MRR."),
     output: str | None = typer.Option(None, "-o", "--output", help="Write the metrics JSON here (default: stdout)."),
-    rankings: str | None = typer.Option(None, "--rankings", help="Also write per-user rankings as JSON lines ('-' = stdout): user_id, targets, ranks (0-based: 0 = ranked first), top, scores."),
+    rankings: str | None = typer.Option(None, "--rankings", help="Also write per-user rankings as JSON lines ('-' = stdout): user_id, targets, ranks (0-based: 0 = ranked first), top, scores (a TREC run instead: --rankings-format trec)."),
+    rankings_format: str = typer.Option("jsonl", "--rankings-format", help="jsonl (the default: the JSON lines --rankings describes) | trec: a TREC run file, 'USER Q0 ITEM RANK SCORE mmrec' per ranked item (RANK from 1), and the split's qrels next to it as FILE.qrels ('USER 0 ITEM 1' per target), for trec_eval and ranx.", autocompletion=lambda: ["jsonl", "trec"]),
     top_k: int = typer.Option(20, "--top-k", help="Items per user in --rankings."),
     batch_size: int = typer.Option(512, "--batch-size", help="Users scored at once."),
     chunk: int = typer.Option(CHUNK, "--chunk", help="Items scored at once (bounds memory for large catalogues)."),
@@ -47,8 +48,11 @@ def eval_(
         raise typer.BadParameter("--split must be valid or test")
     check_min({"--top-k": top_k, "--batch-size": batch_size, "--chunk": chunk}, 1)  # a negative --chunk gave wrong metrics
     cut = _cutoffs(ks)
-    _check_outputs(output, rankings, report, {"MODEL": model, "DATASET": dataset, "--features": features})
+    qrels = _check_rankings_format(rankings_format, rankings)
+    _check_outputs(output, rankings, report, {"MODEL": model, "DATASET": dataset, "--features": features}, qrels)
     ds = D.load(str(dataset))
+    if qrels:
+        _check_trec_ids(ds, str(dataset))
     _, net, meta = loading.load_trained(str(model), ds, features)
     for k in (k for k in cut if k >= ds.num_items):
         say(f"note: --ks {k} is not below the catalogue's {ds.num_items} items: recall@{k} is 1 whatever the model")
@@ -72,13 +76,17 @@ def eval_(
         "command": invocation(),
         "seed": meta.get("seed"),
         "versions": meta.get("versions"),
-        "rankings": rankings if rankings and rankings != "-" else None,
+        "rankings": rankings if rankings and rankings != "-" and not qrels else None,  # the JSON lines `--compare` reads
     }
+    if qrels:
+        result["trec"] = {"run": rankings, "qrels": qrels}
     if slices:
         from mmrec_cli.evaluation.slices import slice_metrics
 
         result["slices"] = slice_metrics(ds, split, records, cut)
-    if rankings:
+    if qrels:
+        _write_trec(rankings, qrels, records, ds)
+    elif rankings:
         with jsonl_writer(rankings) as write:
             for rec in records:
                 write({"user_id": ds.user_ids[rec["user"]], "targets": [ds.item_ids[i] for i in rec["targets"]], "ranks": rec["ranks"], "top": [ds.item_ids[i] for i in rec["top"]], "scores": [round(s, 6) for s in rec["scores"]]})
@@ -105,12 +113,60 @@ def _cutoffs(ks: str) -> tuple[int, ...]:
     return cut
 
 
-def _check_outputs(output: str | None, rankings: str | None, report: str | None, inputs: dict) -> None:
+RANKINGS_FORMATS = ("jsonl", "trec")
+TREC_RUN_NAME = "mmrec"  # the run's name, the last field of each line of a TREC run file
+
+
+def _check_rankings_format(fmt: str, rankings: str | None) -> str | None:
+    """The qrels path that --rankings-format trec writes next to the run file (None for jsonl)."""
+    if fmt not in RANKINGS_FORMATS:
+        raise usage(f"--rankings-format {fmt}: choose one of {', '.join(RANKINGS_FORMATS)}")
+    if fmt == "jsonl":
+        return None
+    if rankings is None:
+        raise usage("--rankings-format trec: give the run file with --rankings FILE")
+    if rankings == "-":
+        raise usage("--rankings - --rankings-format trec: the run file gets its qrels next to it (FILE.qrels); give a file path")
+    return rankings + ".qrels"
+
+
+def _check_trec_ids(ds, where: str) -> None:
+    """A TREC line is split at white space: user and item ids must hold none."""
+    for what, ids in (("user", ds.user_ids), ("item", ds.item_ids)):
+        bad = next((i for i in ids if not i or any(c.isspace() for c in i)), None)
+        if bad is not None:
+            raise bad_input(f"{where}: {what} id {bad!r} holds white space, which a TREC run file cannot hold; use --rankings-format jsonl")
+
+
+def _write_trec(run_path: str, qrels_path: str, records: list[dict], ds) -> None:
+    """The run ('USER Q0 ITEM RANK SCORE mmrec', best first, RANK from 1; items removed from the ranking by
+    --mask-history, scored -inf, left out) and the qrels of the evaluated targets ('USER 0 ITEM 1')."""
+    import math
+
+    from mmrec_cli.io.atomic import atomic_path
+
+    with atomic_path(run_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for rec in records:
+            user = ds.user_ids[rec["user"]]
+            rank = 0
+            for item, score in zip(rec["top"], rec["scores"]):
+                if score == -math.inf:
+                    break
+                rank += 1
+                f.write(f"{user} Q0 {ds.item_ids[item]} {rank} {round(score, 6)!r} {TREC_RUN_NAME}\n")
+    with atomic_path(qrels_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for rec in records:
+            user = ds.user_ids[rec["user"]]
+            for item in dict.fromkeys(rec["targets"]):  # a target repeated (ratio split) is one relevant item
+                f.write(f"{user} 0 {ds.item_ids[item]} 1\n")
+
+
+def _check_outputs(output: str | None, rankings: str | None, report: str | None, inputs: dict, qrels: str | None = None) -> None:
     """Fail before any model or dataset is loaded if an output could not be written, or would replace an
     input or another output."""
     from mmrec_cli.io.atomic import check_distinct, check_writable
 
-    outputs = {"-o": output, "--rankings": rankings, "--report": report}
+    outputs = {"-o": output, "--rankings": rankings, "qrels": qrels, "--report": report}
     for option, path in outputs.items():
         check_writable(path, option)
     check_distinct(outputs, inputs)
