@@ -211,3 +211,63 @@ def test_outputs_must_not_replace_the_unisrec_files(tmp_path):
         r = run("prepare", folder, *args, option, folder / name)
         assert r.exit_code == 6 and error_line(r) == f"error: {option} {folder / name} is also the SOURCE input; write to another file"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sci"] and (folder / "x.text").read_text() == "not read\n"
+
+
+DROP_INTER = "user_id,item_id,timestamp\nu,a,1\nu,b,2\nu,c,3\nu,d,4\nu,e,5\nv,a,1\nv,b,2\nv,d,3\nv,e,4\nw,a,1\nw,c,2\nw,b,3\n"
+DROP_NOTE = "drop-items-without-text: dropped 2 items without text and 4 interactions with them"
+
+
+def test_items_without_text_are_kept_unless_dropped(tmp_path):
+    """c has no metadata record and d an empty title: kept without text by default (the items line counts c);
+    --drop-items-without-text drops both and their 4 interactions, which leaves w with 2 (--drop-short)."""
+    inter = write(tmp_path / "i.csv", DROP_INTER)
+    meta = write(tmp_path / "meta.jsonl", "".join(json.dumps({"asin": i, "title": t}) + "\n" for i, t in (("a", "Alpha"), ("b", "Beta"), ("d", ""), ("e", "Eps"), ("z", "Zed"))))
+    r = run("prepare", inter, "--items", meta, "-o", tmp_path / "all.safetensors", "--items-out", tmp_path / "all.jsonl")
+    assert r.exit_code == 0, r.output
+    assert f"items: 4 of 5 interacted items have a record in {meta}; 1 have none (kept, without text; first: 'c'); 1 other item there ignored" in r.stderr.splitlines()
+    assert "drop-items-without-text" not in r.stderr
+    ds = D.load(str(tmp_path / "all.safetensors"))
+    assert ds.item_ids == ["a", "b", "d", "e", "c"] and len(ds.items) == 12
+    texts = {rec["item_id"]: rec["text"] for rec in map(json.loads, (tmp_path / "all.jsonl").read_text().splitlines())}
+    assert texts == {"a": "Alpha", "b": "Beta", "d": "", "e": "Eps", "c": ""}
+
+    out = tmp_path / "ds.safetensors"
+    r = run("prepare", inter, "--items", meta, "-o", out, "--drop-items-without-text")
+    assert r.exit_code == 3 and error_line(r) == (
+        f"error: {inter}: user 'w' has 2 interaction(s); leave-one-out needs at least 3 (train, valid, test): pass --drop-short to drop such users, or --kcore to filter"
+    )
+    assert not out.exists()
+    r = run("prepare", inter, "--items", meta, "-o", out, "--drop-items-without-text", "--drop-short", "--items-out", tmp_path / "items.jsonl")
+    assert r.exit_code == 0, r.output
+    assert r.stderr.splitlines()[-4:] == [
+        f"items: 4 of 5 interacted items have a record in {meta}; 1 have none (dropped, --drop-items-without-text; first: 'c'); 1 other item there ignored",
+        DROP_NOTE,
+        f"wrote {out}: 2 users, 3 items, 6 interactions (loo split)",
+        f"wrote {tmp_path / 'items.jsonl'}: 3 items",
+    ]
+    ds = D.load(str(out))
+    assert ds.item_ids == ["a", "b", "e"] and ds.user_ids == ["u", "v"]
+    assert [[ds.item_ids[i] for i in ds.sequence(u)] for u in range(2)] == [["a", "b", "e"], ["a", "b", "e"]]
+    assert ds.labels(0).tolist() == [0, 1, 2]
+    lines = [json.loads(line) for line in (tmp_path / "items.jsonl").read_text().splitlines()]
+    assert lines == [{"item_id": "a", "text": "Alpha", "images": []}, {"item_id": "b", "text": "Beta", "images": []}, {"item_id": "e", "text": "Eps", "images": []}]
+
+
+def test_drop_items_without_text_reads_empty_texts_of_an_items_file(tmp_path):
+    inter = write(tmp_path / "i.csv", DROP_INTER)
+    items = write(tmp_path / "items.jsonl", "".join(json.dumps(rec) + "\n" for rec in (
+        {"item_id": "a", "text": "Alpha"}, {"item_id": "b", "text": ["Beta", "B"]}, {"item_id": "c", "text": "  "}, {"item_id": "d"}, {"item_id": "e", "text": "Eps"},
+    )))
+    out = tmp_path / "ds.safetensors"
+    r = run("prepare", inter, "--items", items, "-o", out, "--drop-items-without-text", "--drop-short")
+    assert r.exit_code == 0, r.output
+    assert DROP_NOTE in r.stderr.splitlines()
+    ds = D.load(str(out))
+    assert ds.item_ids == ["a", "b", "e"] and len(ds.items) == 6
+    r = run("prepare", inter, "-o", out, "--drop-items-without-text")
+    assert r.exit_code == 2 and error_line(r) == f"error: --drop-items-without-text drops the items that --items gives no text; give --items for {inter}, or drop the option"
+    blank = write(tmp_path / "blank.jsonl", "".join(json.dumps({"item_id": i}) + "\n" for i in "abcde"))
+    r = run("prepare", inter, "--items", blank, "-o", out, "--drop-items-without-text")
+    assert r.exit_code == 3 and error_line(r) == (
+        f"error: {inter}: none of its 12 interactions is with an item that has text in {blank}; give the items' texts, or keep them (drop --drop-items-without-text)"
+    )

@@ -40,6 +40,7 @@ def prepare(
     kcore: int = typer.Option(0, "--kcore", help="Keep only users and items with at least K interactions (iterated)."),
     max_history: int = typer.Option(0, "--max-history", help="Keep each user's last N interactions (0 = all)."),
     drop_short: bool = typer.Option(False, "--drop-short", help="Drop users with fewer than 3 interactions instead of failing."),
+    drop_untexted: bool = typer.Option(False, "--drop-items-without-text", help="With --items: drop the interactions with items that have no text (no record, or an empty text) before the split, so that every item has text (counted on stderr); users left with fewer than 3 interactions then need --drop-short."),
     seed: int = typer.Option(2020, "--seed", help="Seed of the ratio split."),
     features_out: Path | None = typer.Option(None, "--features-out", help="UniSRec only: also write its .feat* files as a features artifact."),
     feature: list[str] = typer.Option(["text=feat1CLS", "image=feat3CLS"], "--feature", help="UniSRec only: modality=suffix of a feature file."),
@@ -60,7 +61,7 @@ def prepare(
         raise usage("--items -: standard input already holds the interactions (SOURCE -); give the items as a file")
     fields = [f.strip() for f in item_text_fields.split(",") if f.strip()] if item_text_fields is not None else None
     fmt = "csv" if fmt == "interactions" else fmt
-    opts = formats.Options(fmt, user_col, item_col, time_col, rating_col, sep, header, time_unit, min_rating, dedup, items, fields)
+    opts = formats.Options(fmt, user_col, item_col, time_col, rating_col, sep, header, time_unit, min_rating, dedup, items, fields, drop_untexted)
     formats.check_options(opts)
     for path, option in ((output, "-o"), (features_out, "--features-out")):
         check_artifact_path(path, option)
@@ -73,6 +74,8 @@ def prepare(
     notes: list[str] = []
     if is_unisrec:
         formats.check_applies("unisrec", opts)
+        if drop_untexted:
+            raise usage("--drop-items-without-text does not apply to a UniSRec folder (its files fix the split); use it with an interactions file and --items")
         ds, inputs = _from_unisrec(source, features_out, feature, items_out, inv)
         if split == "ratio":
             ds.split, ds.protocol = D.ratio_labels(ds.offsets[1:] - ds.offsets[:-1], seed), "ratio"
@@ -85,9 +88,14 @@ def prepare(
             raise typer.BadParameter(f"--features-out is for a UniSRec folder; {source} is an interactions file")
         if items_out and not items:
             raise typer.BadParameter(f"--items-out writes the items of --items; give --items for {source} (item texts), or drop --items-out")
+        if drop_untexted and not items:
+            raise usage(f"--drop-items-without-text drops the items that --items gives no text; give --items for {source}, or drop the option")
         loaded = formats.load(source, opts)
-        ds, inputs = _from_records(source, items, loaded, kcore, max_history, split, seed, drop_short)
-        config["format"], config["mapping"], notes = loaded.format, loaded.mapping, loaded.notes
+        notes = list(loaded.notes)
+        ds, inputs = _from_records(source, items, loaded, kcore, max_history, split, seed, drop_short, drop_untexted, notes)
+        config["format"], config["mapping"] = loaded.format, loaded.mapping
+        if drop_untexted:
+            config["drop_items_without_text"] = True
         if items_out:
             _write_items({iid: loaded.items[iid] for iid in ds.item_ids}, ds.item_ids, items_out, quiet=True)
     D.save(ds, str(output), inv, config, inputs)
@@ -111,10 +119,13 @@ def _unisrec_files(source: str) -> list[Path]:
     return sorted(folder.glob(f"{name}.*"))
 
 
-def _from_records(source, items, loaded, kcore, max_history, split, seed, drop_short):
+def _from_records(source, items, loaded, kcore, max_history, split, seed, drop_short, drop_untexted=False, notes=None):
     from mmrec_cli.data import prepare
 
-    ds = prepare.build(loaded.interactions, loaded.items, where=source, items_where=items or "", kcore=kcore, max_history=max_history, protocol=split, seed=seed, drop_short=drop_short)
+    ds = prepare.build(
+        loaded.interactions, loaded.items, where=source, items_where=items or "", kcore=kcore, max_history=max_history, protocol=split, seed=seed,
+        drop_short=drop_short, drop_items_without_text=drop_untexted, notes=notes,
+    )
     inputs = {"interactions": _fp(source)}
     if items:
         inputs["items"] = _fp(items)

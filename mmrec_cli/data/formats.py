@@ -16,7 +16,7 @@ decompressed as they are read. Items (--items): mmrec's items JSON lines (item_i
 interacted item must be in it), `id<TAB>title` lines, or Amazon metadata JSON lines (asin/parent_asin,
 title, description, feature(s), categories/category, brand, image URLs; the 2014 release's Python-literal
 lines too). From the last two, items the interactions lack are ignored, and interacted items they lack are
-kept without text (counted).
+kept without text (counted; `prepare --drop-items-without-text` drops them, and items with an empty text).
 
 `load` returns the interactions, the items, the mapping used (for the dataset's metadata) and the lines
 to say on stderr; it prints nothing, so that a failure is one line.
@@ -73,6 +73,7 @@ class Options:
     dedup: bool = False
     items: str | None = None
     item_text_fields: list[str] | None = None  # None: title, description
+    drop_items_without_text: bool = False  # only words the items line: `data.prepare.build` drops them
 
     def column_options(self) -> dict[str, str]:
         """The column options given, by option name."""
@@ -223,7 +224,8 @@ def load(source: str, opts: Options) -> Loaded:
     inters = _duplicates(source, inters, opts.dedup, notes)
     items, items_kind = None, None
     if opts.items:
-        items, items_kind = read_item_file(opts.items, source, inters, opts.item_text_fields, notes)
+        fate = "dropped, --drop-items-without-text" if opts.drop_items_without_text else "kept, without text"
+        items, items_kind = read_item_file(opts.items, source, inters, opts.item_text_fields, notes, fate)
     mapping = {"format": fmt}
     if fmt == "sequences":
         mapping["layout"] = "user<TAB>item item ... (oldest first)"
@@ -363,9 +365,10 @@ def _duplicates(source: str, inters: list[Interaction], dedup: bool, notes: list
 # ---- items -------------------------------------------------------------------------------------------------
 
 
-def read_item_file(path: str, source: str, inters: list[Interaction], text_fields: list[str] | None, notes: list[str]) -> tuple[dict[str, Item], str]:
+def read_item_file(path: str, source: str, inters: list[Interaction], text_fields: list[str] | None, notes: list[str], fate: str = "kept, without text") -> tuple[dict[str, Item], str]:
     """(items by id, kind) from --items: mmrec's items JSON lines (kind "items"), `id<TAB>title` lines
-    ("titles") or Amazon metadata ("amazon-metadata"), told apart by the first line."""
+    ("titles") or Amazon metadata ("amazon-metadata"), told apart by the first line. `fate`: what becomes of
+    the interacted items without a record, as the items line says it."""
     data = read_stdin() if path == "-" else None
     first = next(read_lines(path, data), None)
     if first is None:
@@ -379,13 +382,13 @@ def read_item_file(path: str, source: str, inters: list[Interaction], text_field
     if obj is not None and ("asin" in obj or "parent_asin" in obj):
         wanted = dict.fromkeys(it.item for it in inters)
         found, total = _amazon_metadata(path, data, wanted, list(text_fields or DEFAULT_TEXT_FIELDS))
-        return _complete(path, source, wanted, found, total, notes), "amazon-metadata"
+        return _complete(path, source, wanted, found, total, notes, fate), "amazon-metadata"
     if obj is None and "\t" in line:
         if text_fields is not None:
             raise usage(f"--item-text-fields is for Amazon metadata; {path} holds 'id<TAB>title' lines")
         wanted = dict.fromkeys(it.item for it in inters)
         found, total = _titles(path, data, wanted)
-        return _complete(path, source, wanted, found, total, notes), "titles"
+        return _complete(path, source, wanted, found, total, notes, fate), "titles"
     raise bad_input(
         f"{path}:{lineno}: cannot tell the items format; expected items JSON lines (item_id, text, images), "
         "Amazon metadata JSON lines (asin or parent_asin, title, ...) or 'id<TAB>title' lines"
@@ -425,7 +428,7 @@ def _amazon_metadata(path: str, data: bytes | None, wanted: dict, text_fields: l
     return found, len(ids)
 
 
-def _complete(path: str, source: str, wanted: dict, found: dict[str, Item], total: int, notes: list[str]) -> dict[str, Item]:
+def _complete(path: str, source: str, wanted: dict, found: dict[str, Item], total: int, notes: list[str], fate: str = "kept, without text") -> dict[str, Item]:
     """The items found, in the file's order, then the interacted items it lacks (without text), in order of
     first interaction; none in common is an error (the metadata of another dataset)."""
     if not found:
@@ -434,7 +437,7 @@ def _complete(path: str, source: str, wanted: dict, found: dict[str, Item], tota
     missing = [iid for iid in wanted if iid not in found]
     line = f"items: {len(found):,} of {len(wanted):,} interacted items have a record in {path}"
     if missing:
-        line += f"; {len(missing):,} have none (kept, without text; first: '{missing[0]}')"
+        line += f"; {len(missing):,} have none ({fate}; first: '{missing[0]}')"
     if total > len(found):
         extra = total - len(found)
         line += f"; {extra:,} other item{'s' if extra != 1 else ''} there ignored"

@@ -22,9 +22,16 @@ def build(
     protocol: str = "loo",
     seed: int = 0,
     drop_short: bool = False,
+    drop_items_without_text: bool = False,
+    notes: list[str] | None = None,
 ) -> D.Dataset:
+    """`drop_items_without_text`: drop the interactions with items that have no text (no record in the items
+    file, or an empty text) before anything else, saying how many in `notes`; users left too short then follow
+    `drop_short`."""
     if items is not None:
         _check_known(inters, items, where, items_where)
+    if drop_items_without_text:
+        inters = _drop_items_without_text(inters, items, where, items_where, notes)
     if protocol == "time" and not any(it.time is not None for it in inters):
         raise bad_input(f"{where}: --split time needs timestamps, and the file has none; give its time column (--time-col), or use --split loo")
     timed = _chronological(inters, where)  # user -> [(item, time)], oldest first
@@ -55,6 +62,19 @@ def _check_known(inters: list[Interaction], items: dict[str, Item], where: str, 
     for it in inters:
         if it.item not in items:
             raise bad_input(f"{where}:{it.line}: unknown item id '{it.item}' (not in {items_where}); add it to the items file or drop the interaction")
+
+
+def _drop_items_without_text(inters: list[Interaction], items: dict[str, Item] | None, where: str, items_where: str, notes: list[str] | None) -> list[Interaction]:
+    if items is None:
+        raise bad_input(f"{where}: dropping the items without text needs their texts; give the items file (--items)")
+    untexted = {it.item for it in inters if not items[it.item].text}
+    kept = [it for it in inters if it.item not in untexted]
+    if not kept:
+        raise bad_input(f"{where}: none of its {len(inters):,} interactions is with an item that has text in {items_where}; give the items' texts, or keep them (drop --drop-items-without-text)")
+    if notes is not None:
+        n, m = len(untexted), len(inters) - len(kept)
+        notes.append(f"drop-items-without-text: dropped {n:,} item{'s' if n != 1 else ''} without text and {m:,} interaction{'s' if m != 1 else ''} with {'them' if n != 1 else 'it'}")
+    return kept
 
 
 def _chronological(inters: list[Interaction], where: str) -> dict[str, list[tuple]]:
