@@ -7,13 +7,13 @@ _mmrec() {
         case "${COMP_WORDS[i]}" in -*) ;; *) cmd="${COMP_WORDS[i]}"; at=$i; break ;; esac
     done
     if [[ -z "$cmd" ]]; then
-        COMPREPLY=($(compgen -W "prepare extract merge caption cluster pretrain finetune sweep transfer eval recommend export info config subsample --install-completion --show-completion --help" -- "$cur"))
+        COMPREPLY=($(compgen -W "prepare extract merge caption cluster pretrain finetune sweep transfer eval recommend export info config subsample images --install-completion --show-completion --help" -- "$cur"))
         return
     fi
     local opts="" values="" choices="" files=0
     case "$cmd" in
         prepare)
-            opts="-o --output --items --format --user-col --item-col --time-col --rating-col --sep --header --no-header --time-unit --min-rating --dedup --item-text-fields --split --kcore --max-history --drop-short --seed --features-out --feature --items-out --help"
+            opts="-o --output --items --format --user-col --item-col --time-col --rating-col --sep --header --no-header --time-unit --min-rating --dedup --item-text-fields --split --kcore --max-history --drop-short --drop-items-without-text --seed --features-out --feature --items-out --help"
             values=" -o --output --items --format --user-col --item-col --time-col --rating-col --sep --time-unit --min-rating --item-text-fields --split --kcore --max-history --seed --features-out --feature --items-out "
             case "$prev" in
                 -o|--output) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
@@ -205,14 +205,15 @@ _mmrec() {
             files=1
             ;;
         eval)
-            opts="--split --features --mask-history --no-mask-history --mask-valid --ks -o --output --rankings --top-k --batch-size --chunk --report --compare --device --slice --probe --help"
-            values=" --split --features --ks -o --output --rankings --top-k --batch-size --chunk --report --device "
+            opts="--split --features --mask-history --no-mask-history --mask-valid --ks -o --output --rankings --rankings-format --top-k --batch-size --chunk --report --compare --device --slice --probe --help"
+            values=" --split --features --ks -o --output --rankings --rankings-format --top-k --batch-size --chunk --report --device "
             case "$prev" in
                 --split) return ;;
                 --features) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
                 --ks) return ;;
                 -o|--output) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
                 --rankings) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
+                --rankings-format) COMPREPLY=($(compgen -W "jsonl trec" -- "$cur")); return ;;
                 --top-k) return ;;
                 --batch-size) return ;;
                 --chunk) return ;;
@@ -236,12 +237,13 @@ _mmrec() {
             files=1
             ;;
         export)
-            opts="--format -o --output --name --help"
-            values=" --format -o --output --name "
+            opts="--format -o --output --name --max-len --help"
+            values=" --format -o --output --name --max-len "
             case "$prev" in
                 --format) return ;;
                 -o|--output) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
                 --name) return ;;
+                --max-len) return ;;
             esac
             files=1
             ;;
@@ -269,6 +271,20 @@ _mmrec() {
                 --keep-users) return ;;
                 --seed) return ;;
                 -o|--output) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
+            esac
+            files=1
+            ;;
+        images)
+            opts="--dir -o --output --jobs --retries --timeout --max-bytes --per-host --resume --help"
+            values=" --dir -o --output --jobs --retries --timeout --max-bytes --per-host "
+            case "$prev" in
+                --dir) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
+                -o|--output) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
+                --jobs) return ;;
+                --retries) return ;;
+                --timeout) return ;;
+                --max-bytes) return ;;
+                --per-host) return ;;
             esac
             files=1
             ;;

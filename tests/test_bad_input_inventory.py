@@ -345,6 +345,9 @@ CASES: list[tuple[str, str, Argv, int, str]] = [
     ("eval", "disk full while the metrics are written", lambda fx: full_disk(fx, ["eval", fx.inp.model, fx.inp.ds, "-o", fx.o("m.json")]), 6, "m.json: no space left on device; free some space and run again"),
     ("eval", "--compare -o names a result file", lambda fx: ["eval", "--compare", (a := fx.write("a.json", "{}")), fx.write("b.json", "{}"), "-o", a], 6, "scratch/a.json " + SAME.format("RESULT")),
     # recommend
+    ("images", "missing items file", lambda fx: ["images", fx.scratch / "none.jsonl", "--dir", fx.o("imgs"), "-o", fx.o("local.jsonl")], 4, "no such file"),
+    ("images", "--jobs 0", lambda fx: ["images", fx.inp.items, "--jobs", "0", "--dir", fx.o("imgs"), "-o", fx.o("local.jsonl")], 2, "--jobs: 0 is out of range"),
+    ("images", "-o names the items file", lambda fx: ["images", (i := fx.copy(fx.inp.items)), "--dir", fx.o("imgs"), "-o", i], 6, "scratch/items.jsonl " + SAME.format("ITEMS")),
     ("recommend", "missing --input file", lambda fx: ["recommend", fx.inp.model, fx.inp.ds, "--input", fx.inp.missing, "-o", fx.o("r.jsonl")], 4, "missing.safetensors: no such file"),
     ("recommend", "malformed history line", lambda fx: ["recommend", fx.inp.model, fx.inp.ds, "--input", fx.write("h.jsonl", HISTORIES + "{oops\n"), "-o", fx.o("r.jsonl")], 3, "h.jsonl:2: malformed JSON"),
     ("recommend", "items not a list", lambda fx: ["recommend", fx.inp.model, fx.inp.ds, "--input", fx.write("h.jsonl", HISTORIES + '{"items": "i1"}\n'), "-o", fx.o("r.jsonl")], 3, 'h.jsonl:2: expected "items": a list'),

@@ -10,6 +10,7 @@ from mmrec_cli.cli import (
     export,
     extract,
     finetune,
+    images,
     info,
     merge,
     prepare,
@@ -45,6 +46,7 @@ app.command("export")(export.export)
 app.command("info")(info.info)
 app.command("config")(show_config.show_config)
 app.command("subsample")(subsample.subsample)
+app.command("images")(images.images)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ encoders, and CLIP image captioning with vocabulary words (MSM4SR's image-to-wor
     partial.py  OUTPUT.partial/: the finished batches of an interrupted run
     extract.py  the `mmrec extract` pipeline: units -> tensors of the features artifact
     caption.py  the `mmrec caption` pipeline: vocabulary embeddings (cached) and top-N words per image
+    download.py the `mmrec images` pipeline: item images by URL into a content-addressed folder (resumable)
 
 Nothing here imports typer; torch, transformers and open_clip are imported inside functions.
 """
