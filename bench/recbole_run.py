@@ -1,0 +1,218 @@
+"""RecBole 1.2.1's SASRec, GRU4Rec or BERT4Rec on a dataset exported by `mmrec export --format recbole`, with the
+settings of an mmrec example config mapped to RecBole's key names; the best-validation model's test metrics as JSON.
+
+    .venv-recbole/bin/python bench/recbole_run.py MODEL DATA.yaml CONFIG.json -o OUT.json [--epochs N] [--work DIR]
+
+MODEL is sasrec, gru4rec or bert4rec; DATA.yaml the RecBole settings `mmrec export` wrote beside NAME.inter (the
+leave-one-out split and full ranking); CONFIG.json mmrec's example config of the model (examples/configs/MODEL.json),
+whose keys are mapped to RecBole's as mmrec_cli/config.py's RECBOLE_ALIASES maps them the other way. On top of these:
+RecBole's cross-entropy (`loss_type: CE`, no negative sampling), Recall and NDCG at 10, 20 and 50, validation on
+NDCG@10, stopping_step 10 and seed 2020 (where the config names no other), `reproducibility: true`, and the CPU. --epochs overrides the epoch
+limit (a smoke run). RecBole's log, TensorBoard events and checkpoint go under --work (default: OUT.json's name
+without .json, as a folder), since RecBole writes them relative to the working directory.
+
+The steps are those of `recbole.quick_start.run_recbole` (config, seed, logger, dataset, split, model, trainer, fit,
+test on the best-validation checkpoint) without the module itself: `recbole.quick_start` imports Ray at import
+time (for hyper-parameter tuning), and run_recbole's FLOPs count (thop) and environment table (psutil) only log.
+
+Runs in RecBole's own virtualenv (.venv-recbole/, made by bench/recbole_reference.sh); never imports mmrec.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+# RecBole's trainer saves its best-validation checkpoint (with its Config object and numpy arrays inside) and loads it
+# back with a plain `torch.load(file, map_location=...)`. Since torch 2.6, torch.load defaults to weights_only=True,
+# which refuses those objects ("Weights only load failed"). The checkpoint is RecBole's own, written by this very run,
+# so it is loaded with weights_only=False. Patched here, before RecBole is imported.
+_torch_load = torch.load
+
+
+def _load_own_checkpoint(*args, **kwargs):
+    kwargs.setdefault("weights_only", False)
+    return _torch_load(*args, **kwargs)
+
+
+torch.load = _load_own_checkpoint
+
+from recbole.config import Config  # noqa: E402  (after the torch.load patch)
+from recbole.data import create_dataset, data_preparation  # noqa: E402
+from recbole.utils import get_model, get_trainer, init_logger, init_seed  # noqa: E402
+
+MODELS = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "bert4rec": "BERT4Rec"}
+
+# mmrec config key -> RecBole key (the reverse of mmrec_cli/config.py's RECBOLE_ALIASES), per model where they differ.
+TRANSFORMER = {
+    "model.max_len": "MAX_ITEM_LIST_LENGTH",
+    "model.hidden": "hidden_size",
+    "model.layers": "n_layers",
+    "model.heads": "n_heads",
+    "model.inner": "inner_size",
+    "model.dropout": "hidden_dropout_prob",
+    "model.attn_dropout": "attn_dropout_prob",
+    "model.init_std": "initializer_range",
+    "model.act": "hidden_act",
+    "model.norm_eps": "layer_norm_eps",
+    "model.mask_ratio": "mask_ratio",
+}
+KEYS = {
+    "sasrec": TRANSFORMER,
+    "bert4rec": TRANSFORMER,
+    "gru4rec": {
+        "model.max_len": "MAX_ITEM_LIST_LENGTH",
+        "model.embedding": "embedding_size",
+        "model.hidden": "hidden_size",
+        "model.layers": "num_layers",
+        "model.dropout": "dropout_prob",
+    },
+}
+TRAIN_KEYS = {
+    "train.epochs": "epochs",
+    "train.batch_size": "train_batch_size",
+    "train.lr": "learning_rate",
+    "train.patience": "stopping_step",
+    "train.seed": "seed",
+    "train.weight_decay": "weight_decay",
+    "train.eval_every": "eval_step",
+}
+# mmrec keys that RecBole 1.2.1 has no setting for, with the value under which both do the same thing.
+SAME_AS_RECBOLE = {
+    "model.instances": "prefixes",  # GRU4Rec: RecBole trains on every prefix of a training sequence
+    "model.output_bias": True,  # BERT4Rec: RecBole 1.2 always has the output bias
+}
+METRIC_NAMES = {"recall": "Recall", "ndcg": "NDCG", "mrr": "MRR", "hit": "Hit", "precision": "Precision"}
+
+# The protocol, the same for every model (RecBole's defaults where it has them).
+PROTOCOL = {
+    "loss_type": "CE",
+    "train_neg_sample_args": None,
+    "metrics": ["Recall", "NDCG"],
+    "topk": [10, 20, 50],
+    "valid_metric": "NDCG@10",
+    "stopping_step": 10,
+    "eval_step": 1,
+    "seed": 2020,
+    "reproducibility": True,
+    "gpu_id": "",  # the CPU
+    "show_progress": False,
+    "metric_decimal_place": 6,
+}
+
+
+def settings(model: str, mmrec_config: dict) -> dict:
+    """RecBole's settings for `model` from mmrec's config (nested {"model": {...}, "train": {...}}); a key with no
+    RecBole counterpart stops the run, so that a changed example config is never silently left out."""
+    out: dict = {}
+    table = {**KEYS[model], **TRAIN_KEYS}
+    for section, values in mmrec_config.items():
+        if section not in ("model", "train") or not isinstance(values, dict):
+            raise SystemExit(f"recbole_run: unexpected top-level key {section!r} in the mmrec config")
+        for name, value in values.items():
+            key = f"{section}.{name}"
+            if key == "train.metric":
+                metric, _, k = str(value).partition("@")
+                out["valid_metric"] = f"{METRIC_NAMES[metric.lower()]}@{k}"
+            elif key in SAME_AS_RECBOLE:
+                if value != SAME_AS_RECBOLE[key]:
+                    raise SystemExit(f"recbole_run: {key} = {value!r}: RecBole 1.2.1 only does {SAME_AS_RECBOLE[key]!r}")
+            elif key in table:
+                out[table[key]] = value
+            else:
+                raise SystemExit(f"recbole_run: {key} of the mmrec config has no RecBole {MODELS[model]} setting here")
+    return out
+
+
+def _users(dataset) -> int:
+    """The number of distinct users among a split's rows (the rows themselves: one per user under leave-one-out)."""
+    return int(torch.unique(dataset.inter_feat[dataset.uid_field]).numel())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model", choices=sorted(MODELS))
+    ap.add_argument("data_yaml", type=Path)
+    ap.add_argument("mmrec_config", type=Path)
+    ap.add_argument("-o", "--output", type=Path, required=True)
+    ap.add_argument("--epochs", type=int, help="override the epoch limit (a smoke run)")
+    ap.add_argument("--work", type=Path, help="folder for RecBole's log, TensorBoard events and checkpoint")
+    args = ap.parse_args()
+
+    output = args.output.resolve()
+    work = (args.work or output.with_suffix("")).resolve()
+    data_yaml = args.data_yaml.resolve()
+    # The config's settings (epochs, batch, lr, stopping_step, seed, valid_metric where it names one, the model's
+    # sizes) over the protocol's; the config cannot name the others (loss, metrics, top-k, device).
+    config_dict = {**PROTOCOL, **settings(args.model, json.loads(args.mmrec_config.read_text()))}
+    if args.epochs is not None:
+        config_dict["epochs"] = args.epochs
+    config_dict["checkpoint_dir"] = str(work / "saved")
+    # RecBole's Config also reads `--key=value` settings from sys.argv (and warns about the rest): only the settings
+    # above may count, so it sees the program name alone.
+    argv, sys.argv = sys.argv, sys.argv[:1]
+    work.mkdir(parents=True, exist_ok=True)
+    os.chdir(work)  # RecBole writes ./log/ and ./log_tensorboard/ relative to the working directory
+
+    t0 = time.perf_counter()
+    # As recbole.quick_start.run_recbole does.
+    config = Config(model=MODELS[args.model], config_file_list=[str(data_yaml)], config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    from logging import getLogger
+
+    logger = getLogger()
+    logger.info(argv)
+    logger.info(config)
+    dataset = create_dataset(config)
+    logger.info(dataset)
+    counts = {"users": dataset.user_num - 1, "items": dataset.item_num - 1, "interactions": dataset.inter_num}  # less RecBole's [PAD] ids
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    logger.info(model)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    t_fit = time.perf_counter()
+    best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=True, show_progress=config["show_progress"])
+    fit_seconds = time.perf_counter() - t_fit
+    test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=config["show_progress"])
+    logger.info(f"best valid : {best_valid_result}")
+    logger.info(f"test result: {test_result}")
+
+    # The epoch of the best validation score is in the checkpoint that fit saved at it (0-based).
+    best_epoch = torch.load(trainer.saved_model_file, map_location="cpu")["epoch"]
+    result = {
+        "tool": "RecBole 1.2.1",
+        "model": MODELS[args.model],
+        "test": {k: float(v) for k, v in test_result.items()},
+        "valid": {k: float(v) for k, v in best_valid_result.items()},
+        "best_valid_score": float(best_valid_score),
+        "best_epoch": int(best_epoch),  # 0-based, as mmrec's artifacts record it
+        "epochs_run": len(trainer.train_loss_dict),
+        "fit_seconds": round(fit_seconds, 1),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "dataset": {
+            **counts,
+            "train_rows": train_data._dataset.inter_num,  # RecBole's training instances: one per prefix
+            **{f"{name}_rows": split._dataset.inter_num for name, split in (("valid", valid_data), ("test", test_data))},
+            **{f"{name}_users": _users(split._dataset) for name, split in (("valid", valid_data), ("test", test_data))},
+        },
+        "settings": {k: v for k, v in config_dict.items() if k != "checkpoint_dir"},
+        "data": str(data_yaml),
+        "torch": torch.__version__,
+        "log": next((h.baseFilename for h in logger.handlers if hasattr(h, "baseFilename")), None),
+    }
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(output)
+    print(f"wrote {output}: test NDCG@10 {result['test'].get('ndcg@10', float('nan')):.4f}, best epoch {best_epoch + 1} of {result['epochs_run']}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
