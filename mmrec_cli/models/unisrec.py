@@ -207,10 +207,9 @@ class MoEAdaptor(nn.Module):
         return (g[:, :, None] * y).sum(1)
 
 
+# Copied from mmrec_cli.models.sasrec.Block (tests/test_conformance.py checks that the two stay equal)
 class Block(nn.Module):
-    """Post-LN transformer layer with causal attention (RecBole's SASRec layout).
-
-    Deliberate copy of mmrec_cli.models.sasrec.Block (one model, one file): keep the two alike."""
+    """Post-LN transformer layer with causal attention (RecBole's SASRec layout)."""
 
     def __init__(self, cfg: Config):
         super().__init__()
