@@ -63,3 +63,22 @@ def test_windows_cover_long_sequences():
     assert [w.tolist()[-1] for w in windows] == [22, 12, 2]
     targets = sorted(t for w in windows for t in w[1:].tolist())
     assert targets == list(range(1, 23))
+
+
+def test_users_runs_only_the_last_query_through_the_last_layer_with_the_same_result():
+    import numpy as np
+
+    from mmrec_cli.data.batches import collate_eval
+    from mmrec_cli.models import sasrec
+
+    torch.manual_seed(0)
+    m = sasrec.Model(sasrec.Config(max_len=12, hidden=16, heads=4, inner=32, layers=2), 30).eval()
+    rng = np.random.default_rng(0)
+    batch = collate_eval([rng.integers(0, 30, size=n) for n in (1, 5, 12, 7)], [-1] * 4, 12)
+    with torch.no_grad():
+        full = m.encode(batch["items"])[torch.arange(4), batch["lengths"] - 1]
+        assert torch.allclose(m.users(batch), full, atol=1e-6)
+        m.layers = m.layers[:1]
+        assert torch.allclose(m.users(batch), m.encode(batch["items"])[torch.arange(4), batch["lengths"] - 1], atol=1e-6)
+        m.layers = m.layers[:0]
+        assert torch.allclose(m.users(batch), m.encode(batch["items"])[torch.arange(4), batch["lengths"] - 1])

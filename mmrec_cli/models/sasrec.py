@@ -52,21 +52,26 @@ class Model(nn.Module):
     def max_len(self) -> int:
         return self.cfg.max_len
 
-    def encode(self, items: torch.Tensor) -> torch.Tensor:
-        """Hidden state at every position (B, L, D) of right-padded item sequences (B, L)."""
+    def encode(self, items: torch.Tensor, layers: int | None = None) -> torch.Tensor:
+        """Hidden state at every position (B, L, D) of right-padded item sequences (B, L), after the first
+        `layers` layers (None: all)."""
         L = items.shape[1]
         assert L <= self.cfg.max_len, f"sequence length {L} > max_len {self.cfg.max_len}"
         pos = torch.arange(L, device=items.device)
         x = self.drop(self.norm(self.item_emb(items) + self.pos_emb(pos)))  # (B, L, D)
-        for block in self.layers:
+        for block in self.layers[:layers]:
             x = block(x)
         return x
 
     def users(self, batch: dict) -> torch.Tensor:
-        """The hidden state at each row's last item (B, D)."""
-        h = self.encode(batch["items"])  # (B, L, D)
+        """The hidden state at each row's last item (B, D). Only that position of the last layer is needed:
+        its query alone goes through it (`last_query`), which saves most of that layer's work."""
         last = (batch["lengths"] - 1).clamp(min=0)
-        return h[torch.arange(h.shape[0]), last]  # (B, D)
+        if not self.layers:
+            h = self.encode(batch["items"])
+            return h[torch.arange(h.shape[0]), last]
+        h = self.encode(batch["items"], len(self.layers) - 1)  # (B, L, D)
+        return last_query(self.layers[-1], h, last)  # (B, D)
 
     def loss(self, batch: dict) -> torch.Tensor:
         h = self.encode(batch["items"])  # (B, L, D)
@@ -99,6 +104,22 @@ class Block(nn.Module):
         a = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # right padding: no key mask needed
         x = self.norm1(x + self.drop(self.out(a.transpose(1, 2).reshape(B, L, D))))
         return self.norm2(x + self.drop(self.ff(x)))
+
+
+def last_query(block: Block, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """block(x) at each row's position `last` only (B, D), for x (B, L, D): keys and values from every position,
+    one query per row, the attention masked to the positions up to it (what the causal mask lets it see)."""
+    B, L, D = x.shape
+    h, d = block.heads, D // block.heads
+    w, b = block.qkv.weight, block.qkv.bias  # rows: q, k, v
+    x_last = x[torch.arange(B, device=x.device), last]  # (B, D)
+    q = F.linear(x_last, w[:D], b[:D]).view(B, h, 1, d)
+    k, v = F.linear(x, w[D:], b[D:]).view(B, L, 2, h, d).permute(2, 0, 3, 1, 4)  # (B, h, L, d)
+    seen = (torch.arange(L, device=x.device)[None, :] <= last[:, None]).view(B, 1, 1, L)
+    p = block.attn_drop if block.training else 0.0
+    a = F.scaled_dot_product_attention(q, k, v, attn_mask=seen, dropout_p=p)  # (B, h, 1, d)
+    y = block.norm1(x_last + block.drop(block.out(a.reshape(B, D))))
+    return block.norm2(y + block.drop(block.ff(y)))
 
 
 SPEC = ModelSpec(name="sasrec", config=Config, build=Model, train_batches=sequence_batches)
