@@ -18,7 +18,7 @@ set -euo pipefail
 # root found from this script's own location.
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS=$ROOT/docs/results/missrec.md
-source "$ROOT/bench/results.sh"  # settings VAR... and write_results TABLE [EXTRA]
+source "$ROOT/bench/results.sh"  # settings VAR..., write_results TABLE [EXTRA] and step OUTPUT CMD...
 COMMAND_LINE="$(settings OMP_NUM_THREADS PARTS OUT MMREC PY)bench/$(basename "$0")$([ $# -eq 0 ] || printf ' %q' "$@")"
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -29,14 +29,6 @@ CONF=examples/configs
 PARTS=" ${PARTS:-1 2} "
 mkdir -p "$OUT"
 
-step() {  # step OUTPUT command...: run unless OUTPUT exists, with its wall time in OUT/times.tsv
-  local output=$1; shift
-  [ -e "$output" ] && return 0
-  local t0=$SECONDS
-  echo "+ $*" >&2
-  "$@"
-  echo -e "$(basename "$output")\t$((SECONDS - t0))" >> "$OUT/times.tsv"
-}
 evaluate() {  # evaluate MODEL DATASET [FEATS]: test metrics as MODEL.test.json, per-user ranks as MODEL.test.jsonl
   local feats=() m=${1%.safetensors}
   [ $# -ge 3 ] && feats=(--features "$3")

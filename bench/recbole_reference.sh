@@ -24,7 +24,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS=$ROOT/docs/results/baselines.md
-source "$ROOT/bench/results.sh"  # settings VAR... and write_results TABLE [EXTRA]
+source "$ROOT/bench/results.sh"  # settings VAR..., write_results TABLE [EXTRA] and step OUTPUT CMD...
 COMMAND_LINE="$(settings OMP_NUM_THREADS MODELS EPOCHS OUT MMREC PY RECBOLE_VENV)bench/$(basename "$0")$([ $# -eq 0 ] || printf ' %q' "$@")"
 cd "$ROOT"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -47,14 +47,6 @@ if [ -e "$OUT/epochs" ] && [ "$(cat "$OUT/epochs")" != "$limit" ]; then
 fi
 echo "$limit" > "$OUT/epochs"
 
-step() {  # step OUTPUT command...: run unless OUTPUT exists, with its wall time in OUT/times.tsv
-  local output=$1; shift
-  [ -e "$output" ] && return 0
-  local t0=$SECONDS
-  echo "+ $*" >&2
-  "$@"
-  echo -e "$(basename "$output")\t$((SECONDS - t0))" >> "$OUT/times.tsv"
-}
 
 # ---- 1. RecBole's virtualenv (the marker file is written once everything imports)
 if [ ! -e "$VENV/.recbole-1.2.1" ]; then

@@ -1,5 +1,7 @@
-# Sourced by bench/*_quality.sh. settings VAR...: the environment settings of a command line. write_results TABLE_FILE [EXTRA_FILE] writes $RESULTS (docs/results/<name>.md)
-# as a header (script, date, $PROTOCOL, $COMMAND_LINE, commit) and the table, atomically. $ROOT is the repository root.
+# Sourced by bench/*_quality.sh and bench/recbole_reference.sh. settings VAR...: the environment settings of a command
+# line. write_results TABLE_FILE [EXTRA_FILE] writes $RESULTS (docs/results/<name>.md) as a header (script, date,
+# $PROTOCOL, $COMMAND_LINE, commit) and the table, atomically. $ROOT is the repository root. step OUTPUT CMD...: an
+# incremental step, timed into $OUT/times.tsv.
 write_results() {  # write_results TABLE_FILE [EXTRA_FILE]: docs/results/<name>.md = a header + the table, atomically
   local tmp="$RESULTS.tmp.$$" commit
   commit=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || true)
@@ -27,4 +29,13 @@ settings() {  # settings VAR...: "VAR=value " for each VAR set in the environmen
   local v s=""
   for v in "$@"; do [ -n "${!v+x}" ] && s+="$v=$(printf %q "${!v}") "; done
   printf '%s' "$s"
+}
+
+step() {  # step OUTPUT command...: run unless OUTPUT exists, with its wall time in OUT/times.tsv
+  local output=$1; shift
+  [ -e "$output" ] && return 0
+  local t0=$SECONDS
+  echo "+ $*" >&2
+  "$@"
+  echo -e "$(basename "$output")\t$((SECONDS - t0))" >> "$OUT/times.tsv"
 }
