@@ -27,7 +27,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
@@ -37,6 +36,7 @@ from urllib.parse import urlsplit
 
 from mmrec_cli import __version__
 from mmrec_cli.errors import IO_FAILURE, MmrecError, bad_input, check_min, out_of_range, usage
+from mmrec_cli.features.plan import Problems
 
 MANIFEST = "manifest.jsonl"
 USER_AGENT = f"mmrec/{__version__} (+images)"
@@ -109,31 +109,13 @@ class Outcome:
 
 
 @dataclass
-class Failures:
-    """Failed URLs by reason, each with its first example, in the order they are added."""
-
-    counts: Counter = field(default_factory=Counter)
-    first: dict = field(default_factory=dict)
-
-    def add(self, reason: str, example: str) -> None:
-        self.counts[reason] += 1
-        self.first.setdefault(reason, example)
-
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def summary(self) -> str:
-        return "; ".join(f"{n} {SHOWN.get(r, r)} (first: {self.first[r]})" for r, n in self.counts.most_common())
-
-
-@dataclass
 class Report:
     """What a run did, by distinct URL: fetched now, present from an earlier run, failed; and the items written."""
 
     fetched: int = 0
     files: int = 0  # distinct files the fetched URLs were saved as
     present: int = 0
-    failures: Failures = field(default_factory=Failures)
+    failures: Problems = field(default_factory=lambda: Problems(labels=SHOWN))  # failed URLs by reason
     items: int = 0
     images: int = 0  # image entries in the written items
     dropped: int = 0  # URL entries dropped from the items (their URL failed)

@@ -36,17 +36,22 @@ class Plan:
 
 @dataclass
 class Problems:
-    """Unusable inputs by reason, each with its first example."""
+    """Unusable inputs by reason, each with its first example; `labels` words a reason for people (default: the
+    image reasons of features/images.py)."""
 
     counts: Counter = field(default_factory=Counter)
     first: dict = field(default_factory=dict)
+    labels: dict = field(default_factory=lambda: REASONS)
 
     def add(self, reason: str, example: str) -> None:
         self.counts[reason] += 1
         self.first.setdefault(reason, example)
 
+    def total(self) -> int:
+        return sum(self.counts.values())
+
     def summary(self) -> str:
-        return "; ".join(f"{n} {REASONS.get(r, r)} (first: {self.first[r]})" for r, n in self.counts.most_common())
+        return "; ".join(f"{n} {self.labels.get(r, r)} (first: {self.first[r]})" for r, n in self.counts.most_common())
 
 
 def text_plan(source: Source, per_sentence: bool, max_sentences: int) -> Plan:
