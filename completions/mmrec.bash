@@ -205,8 +205,8 @@ _mmrec() {
             files=1
             ;;
         eval)
-            opts="--split --features --mask-history --no-mask-history --mask-valid --ks -o --output --rankings --rankings-format --top-k --batch-size --chunk --report --compare --device --slice --probe --help"
-            values=" --split --features --ks -o --output --rankings --rankings-format --top-k --batch-size --chunk --report --device "
+            opts="--split --features --mask-history --no-mask-history --mask-valid --ks -o --output --rankings --rankings-format --top-k --batch-size --chunk --report --compare --device --slice --probe --nproc --help"
+            values=" --split --features --ks -o --output --rankings --rankings-format --top-k --batch-size --chunk --report --device --nproc "
             case "$prev" in
                 --split) return ;;
                 --features) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
@@ -219,6 +219,7 @@ _mmrec() {
                 --chunk) return ;;
                 --report) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
                 --device) return ;;
+                --nproc) return ;;
             esac
             files=1
             ;;

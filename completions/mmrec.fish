@@ -198,6 +198,7 @@ complete -c mmrec -n '__fish_seen_subcommand_from eval' -l compare -d 'Compare e
 complete -c mmrec -n '__fish_seen_subcommand_from eval' -l device -x -d 'auto (a CUDA GPU when one is visible, else the CPU) | cpu | cuda | cuda:N | mps'
 complete -c mmrec -n '__fish_seen_subcommand_from eval' -l slice -d 'Also report metrics per slice: target popularity in train (unseen, cold = seen 1-5 times, mid, popular) and history length'
 complete -c mmrec -n '__fish_seen_subcommand_from eval' -l probe -d 'Zero-shot feature probe (AlignRec\'s): the one argument is a DATASET'
+complete -c mmrec -n '__fish_seen_subcommand_from eval' -l nproc -x -d 'Evaluate with N processes on this machine, each ranking a share of the users with the threads of 1 process (the same metrics and rankings as 1 process; set OMP_NUM_THREADS to share the cores out)'
 complete -c mmrec -n '__fish_seen_subcommand_from eval' -l help -d 'Show this message and exit.'
 complete -c mmrec -n '__fish_seen_subcommand_from eval' -F
 complete -c mmrec -n '__fish_seen_subcommand_from recommend' -l features -r -F -d 'The features artifact it was trained with (multimodal models)'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import typer
@@ -9,6 +10,8 @@ import typer
 from mmrec_cli.cli._common import DEVICE, DEVICE_HELP, handle_errors, invocation, progress, say
 from mmrec_cli.errors import bad_input, check_min, usage  # light: _common has loaded it already
 from mmrec_cli.evaluation import CHUNK
+
+NPROC_HELP = "Evaluate with N processes on this machine, each ranking a share of the users with the threads of 1 process (the same metrics and rankings as 1 process; set OMP_NUM_THREADS to share the cores out)."
 
 
 @handle_errors
@@ -30,8 +33,12 @@ def eval_(
     device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     slices: bool = typer.Option(False, "--slice", help="Also report metrics per slice: target popularity in train (unseen, cold = seen 1-5 times, mid, popular) and history length."),
     probe: bool = typer.Option(False, "--probe", help="Zero-shot feature probe (AlignRec's): the one argument is a DATASET; rank items by the cosine of their --features to the mean of the user's history features, per modality and all together. No model."),
+    nproc: int = typer.Option(1, "--nproc", help=NPROC_HELP),
 ) -> None:
     """Rank every item for every user of SPLIT and report Recall, NDCG and MRR at each cut-off."""
+    check_min({"--nproc": nproc}, 1)
+    if nproc != 1 and (compare or probe):
+        raise usage(f"--nproc applies to model evaluation only, not to {'--compare' if compare else '--probe'}")
     if compare:
         return _compare([str(p) for p in paths], output, report)
     if probe:
@@ -56,23 +63,25 @@ def eval_(
     _, net, meta = loading.load_trained(str(model), ds, features)
     for k in (k for k in cut if k >= ds.num_items):
         say(f"note: --ks {k} is not below the catalogue's {ds.num_items} items: recall@{k} is 1 whatever the model")
-    from mmrec_cli.training.distributed import describe, resolve_device
+    from mmrec_cli.training.distributed import resolve_device
 
     dev = resolve_device(device)
     net.to(dev)  # evaluation moves each batch to the model's device
-    say(f"device: {describe(dev)}")
+    say(_device_line(dev, nproc))
     mask = (ds.protocol == "ratio") if mask_history is None else mask_history
     cfg = EvalConfig(split=split, ks=cut, mask_history=mask, mask_valid=mask_valid, batch_size=batch_size, chunk=chunk)
+    model_fingerprint, ds_fingerprint = loading.fingerprint(str(model)), ds.fingerprint()
+    load = functools.partial(_load_for_worker, str(model), str(dataset), features, dev, (model_fingerprint, ds_fingerprint))
     with progress(f"eval {split}", None) as advance:
-        metrics, records = evaluate(net, ds, cfg, rankings_k=top_k if rankings else 0, on_batch=advance)
+        metrics, records = evaluate(net, ds, cfg, rankings_k=top_k if rankings else 0, on_batch=advance, nproc=nproc, load=load)
     result = {
         "metrics": metrics,
         "split": split,
         "mask_history": mask,
         "masked": mask_name(cfg),  # what was removed from the ranking: none | train | train+valid
         "protocol": ds.protocol,
-        "model": {"path": str(model), "name": meta["model"], "fingerprint": loading.fingerprint(str(model)), "setting": loading.setting(meta), "best_epoch": meta.get("best_epoch")},
-        "dataset": {"path": str(dataset), "fingerprint": ds.fingerprint()},
+        "model": {"path": str(model), "name": meta["model"], "fingerprint": model_fingerprint, "setting": loading.setting(meta), "best_epoch": meta.get("best_epoch")},
+        "dataset": {"path": str(dataset), "fingerprint": ds_fingerprint},
         "command": invocation(),
         "seed": meta.get("seed"),
         "versions": meta.get("versions"),
@@ -101,6 +110,27 @@ def eval_(
         if isinstance(table, dict):
             for name, m in table.items():
                 say(f"  {kind} {name}: " + _summary(m, split))
+
+
+def _device_line(device: str, nproc: int) -> str:
+    """'device: cpu (2 threads)'; with --nproc N, 'x N processes' after it (each process has those threads)."""
+    from mmrec_cli.training.distributed import describe
+
+    return f"device: {describe(device)}" + (f" x {nproc} processes" if nproc > 1 else "")
+
+
+def _load_for_worker(model: str, dataset: str, features: str | None, device: str, fingerprints: tuple[str, str]):
+    """(model, dataset) of an --nproc process, loaded as the command loaded them; refused if either file
+    changed since, as the result records the command's."""
+    from mmrec_cli.data import dataset as D
+    from mmrec_cli.errors import mismatch
+    from mmrec_cli.training import loading
+
+    ds = D.load(dataset)
+    _, net, _ = loading.load_trained(model, ds, features)
+    if (loading.fingerprint(model), ds.fingerprint()) != fingerprints:
+        raise mismatch(f"{model} or {dataset} changed during the evaluation; run it again")
+    return net.to(device), ds
 
 
 def _cutoffs(ks: str) -> tuple[int, ...]:

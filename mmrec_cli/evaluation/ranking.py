@@ -37,29 +37,60 @@ class EvalConfig:
     chunk: int = CHUNK
 
 
-def evaluate(model: Scorer, ds: Dataset, cfg: EvalConfig, rankings_k: int = 0, on_batch=None) -> tuple[dict, list]:
+def evaluate(model: Scorer, ds: Dataset, cfg: EvalConfig, rankings_k: int = 0, on_batch=None, nproc: int = 1, load=None) -> tuple[dict, list]:
     """(metrics, per-user records). Records hold ranks of the targets and, with rankings_k, the top items.
-    The model sees the last `model.max_len` items of each history."""
-    histories, targets, users = eval_rows(ds, cfg.split)
+    The model sees the last `model.max_len` items of each history.
+
+    With `nproc` above 1, `nproc - 1` spawned processes rank spans of whole batches of the users, each with
+    the model and dataset `load()` (picklable) gives it, and the records equal one process's
+    (mmrec_cli/evaluation/processes.py).
+    """
+    rows = eval_rows(ds, cfg.split)
+    parts = spans(len(rows[2]), cfg.batch_size, nproc)
+    if len(parts) > 1:
+        if load is None:
+            raise ValueError("evaluate(nproc > 1) needs load(), which gives each process its model and dataset")
+        from mmrec_cli.evaluation.processes import spread
+
+        records = spread(model, ds, cfg, rows, parts, rankings_k, on_batch, load)
+    else:
+        records = rank_rows(model, ds, cfg, rows, (0, len(rows[2])), rankings_k, on_batch)
+    return metrics(records, cfg.ks), records
+
+
+def spans(users: int, batch_size: int, nproc: int) -> list[tuple[int, int]]:
+    """Contiguous (start, stop) row ranges, one per process, each starting on a batch boundary and holding
+    as even a number of batches as can be; fewer than `nproc` when there are fewer batches."""
+    batches = -(-users // batch_size)
+    parts = max(1, min(nproc, batches))
+    cuts = [batch_size * (batches * r // parts) for r in range(parts)] + [users]
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def rank_rows(model: Scorer, ds: Dataset, cfg: EvalConfig, rows: tuple, span: tuple[int, int], rankings_k: int, on_batch) -> list[dict]:
+    """The records of rows span[0] .. span[1] - 1 of `eval_rows`, in batches of cfg.batch_size from span[0]."""
+    histories, targets, users = rows
     was_training = model.training
     model.eval()
     records = []
-    with torch.inference_mode():
-        for start in range(0, len(users), cfg.batch_size):
-            sl = slice(start, start + cfg.batch_size)
-            batch = collate_eval(histories[sl], users[sl], model.max_len)
-            masks = _masks(ds, histories[sl], users[sl], cfg) if cfg.mask_history else None
-            ranks, top = rank_batch(model, batch, targets[sl], ds.num_items, cfg.chunk, masks, rankings_k)
-            for b, u in enumerate(users[sl]):
-                rec = {"user": u, "targets": targets[sl][b].tolist(), "ranks": ranks[b]}
-                if top is not None:
-                    rec["top"] = top[0][b].tolist()
-                    rec["scores"] = top[1][b].tolist()
-                records.append(rec)
-            if on_batch:
-                on_batch(len(users[sl]))
-    model.train(was_training)
-    return metrics(records, cfg.ks), records
+    try:
+        with torch.inference_mode():
+            for start in range(span[0], span[1], cfg.batch_size):
+                sl = slice(start, min(span[1], start + cfg.batch_size))
+                batch = collate_eval(histories[sl], users[sl], model.max_len)
+                masks = _masks(ds, histories[sl], users[sl], cfg) if cfg.mask_history else None
+                ranks, top = rank_batch(model, batch, targets[sl], ds.num_items, cfg.chunk, masks, rankings_k)
+                for b, u in enumerate(users[sl]):
+                    rec = {"user": u, "targets": targets[sl][b].tolist(), "ranks": ranks[b]}
+                    if top is not None:
+                        rec["top"] = top[0][b].tolist()
+                        rec["scores"] = top[1][b].tolist()
+                    records.append(rec)
+                if on_batch:
+                    on_batch(len(users[sl]))
+    finally:
+        model.train(was_training)
+    return records
 
 
 def mask_name(cfg: EvalConfig) -> str:
