@@ -90,9 +90,8 @@ def prepare(
             raise typer.BadParameter(f"--items-out writes the items of --items; give --items for {source} (item texts), or drop --items-out")
         if drop_untexted and not items:
             raise usage(f"--drop-items-without-text drops the items that --items gives no text; give --items for {source}, or drop the option")
-        loaded = formats.load(source, opts)
+        loaded, ds, inputs = _from_records(source, opts, kcore, max_history, split, seed, drop_short, drop_untexted)
         notes = list(loaded.notes)
-        ds, inputs = _from_records(source, items, loaded, kcore, max_history, split, seed, drop_short, drop_untexted, notes)
         config["format"], config["mapping"] = loaded.format, loaded.mapping
         if drop_untexted:
             config["drop_items_without_text"] = True
@@ -119,17 +118,34 @@ def _unisrec_files(source: str) -> list[Path]:
     return sorted(folder.glob(f"{name}.*"))
 
 
-def _from_records(source, items, loaded, kcore, max_history, split, seed, drop_short, drop_untexted=False, notes=None):
-    from mmrec_cli.data import prepare
+def _from_records(source, opts, kcore, max_history, split, seed, drop_short, drop_untexted):
+    """(loaded, dataset, inputs) of an interactions file: by the columnar fast path where it reads the file, else
+    row by row (formats.load, then prepare.build), the reference that words every error. The inputs' fingerprints
+    (a hash of every byte) are taken meanwhile on another thread, when they are regular files."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    ds = prepare.build(
-        loaded.interactions, loaded.items, where=source, items_where=items or "", kcore=kcore, max_history=max_history, protocol=split, seed=seed,
-        drop_short=drop_short, drop_items_without_text=drop_untexted, notes=notes,
-    )
-    inputs = {"interactions": _fp(source)}
+    from mmrec_cli.data import columnar, formats, prepare
+
+    regular = all(Path(p).is_file() for p in (source, opts.items) if p and p != "-")  # a pipe can be read once
+    with ThreadPoolExecutor(1) as pool:
+        inputs = pool.submit(_inputs, source, opts.items) if regular else None
+        loaded_ds = columnar.prepare(source, opts, columnar.Settings(kcore, max_history, split, seed, drop_short, drop_untexted))
+        if loaded_ds is None:
+            loaded = formats.load(source, opts)
+            ds = prepare.build(
+                loaded.interactions, loaded.items, where=source, items_where=opts.items or "", kcore=kcore, max_history=max_history, protocol=split,
+                seed=seed, drop_short=drop_short, drop_items_without_text=drop_untexted, notes=loaded.notes,
+            )
+            loaded_ds = loaded, ds
+        return (*loaded_ds, inputs.result() if inputs else _inputs(source, opts.items))
+
+
+def _inputs(source: str, items: str | None) -> dict:
+    """The interactions' and items' records in the metadata."""
+    out = {"interactions": _fp(source)}
     if items:
-        inputs["items"] = _fp(items)
-    return ds, inputs
+        out["items"] = _fp(items)
+    return out
 
 
 def _from_unisrec(source, features_out, feature, items_out, inv):

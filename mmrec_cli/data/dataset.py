@@ -54,11 +54,12 @@ class Dataset:
     def labels(self, u: int) -> np.ndarray:
         return self.split[self.offsets[u] : self.offsets[u + 1]]
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, item_fingerprint: str | None = None) -> str:
+        """A hash of the sequences, the split and the item ids; `item_fingerprint`: the last, when known."""
         h = hashlib.sha256()
         for arr in (self.offsets, self.items, self.split):
-            h.update(np.ascontiguousarray(arr).tobytes())
-        h.update(artifacts.fingerprint_strings(self.item_ids).encode())
+            h.update(np.ascontiguousarray(arr))  # the array's bytes, hashed where they lie
+        h.update((item_fingerprint or self.item_fingerprint()).encode())
         return "sha256:" + h.hexdigest()[:16]
 
     def item_fingerprint(self) -> str:
@@ -68,11 +69,18 @@ class Dataset:
 def from_sequences(seqs: list[list[int]], item_ids: list[str], user_ids: list[str], protocol: str = "loo", seed: int = 0) -> Dataset:
     """Build a dataset from per-user chronological item-index lists (each at least 3 long)."""
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-    offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+    items = np.fromiter((i for s in seqs for i in s), dtype=np.int64, count=int(lengths.sum()))
+    return from_arrays(lengths, items, item_ids, user_ids, protocol, seed)
+
+
+def from_arrays(lengths: np.ndarray, items: np.ndarray, item_ids: list[str], user_ids: list[str], protocol: str = "loo", seed: int = 0) -> Dataset:
+    """Build a dataset from every user's sequence length and the item indices of all sequences end to end (user
+    after user, each oldest first): `from_sequences` without a Python list per user, for millions of them."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    items = np.fromiter((i for s in seqs for i in s), dtype=np.int64, count=int(offsets[-1]))
     split = loo_labels(lengths) if protocol == "loo" else ratio_labels(lengths, seed)
-    return Dataset(item_ids, user_ids, offsets, items, split, protocol)
+    return Dataset(item_ids, user_ids, offsets, np.ascontiguousarray(items, dtype=np.int64), split, protocol)
 
 
 def loo_labels(lengths: np.ndarray) -> np.ndarray:
@@ -100,13 +108,17 @@ def time_labels(times: list[np.ndarray], cutoffs: tuple[float, float]) -> np.nda
     before the second, test after. A user's first interaction, when it falls after the first cutoff, has no
     history to be ranked from: it becomes HISTORY (read as input for the later targets, never trained on),
     so no target has an empty history and nothing after the cutoff is trained on."""
-    parts = []
-    for t in times:
-        labels = np.where(t < cutoffs[0], TRAIN, np.where(t < cutoffs[1], VALID, TEST)).astype(np.int8)
-        if len(labels) and labels[0] != TRAIN:
-            labels[0] = HISTORY
-        parts.append(labels)
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int8)
+    lengths = np.array([len(t) for t in times], dtype=np.int64)
+    flat = np.concatenate(times) if times else np.zeros(0, dtype=np.float64)
+    return time_labels_flat(flat, lengths, cutoffs)
+
+
+def time_labels_flat(times: np.ndarray, lengths: np.ndarray, cutoffs: tuple[float, float]) -> np.ndarray:
+    """`time_labels` of all users' times end to end (user after user, `lengths` each), in one pass."""
+    labels = np.where(times < cutoffs[0], TRAIN, np.where(times < cutoffs[1], VALID, TEST)).astype(np.int8)
+    firsts = (np.cumsum(lengths) - lengths)[lengths > 0]
+    labels[firsts[labels[firsts] != TRAIN]] = HISTORY
+    return labels
 
 
 def ratio_labels(lengths: np.ndarray, seed: int, ratios=(0.8, 0.1, 0.1)) -> np.ndarray:
@@ -138,6 +150,7 @@ def subsample_users(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, i
 
 
 def save(ds: Dataset, path: str, command: str, config: dict, inputs: dict) -> None:
+    item_fingerprint = ds.item_fingerprint()
     meta = {
         "command": command,
         "config": config,
@@ -148,8 +161,8 @@ def save(ds: Dataset, path: str, command: str, config: dict, inputs: dict) -> No
         "num_interactions": int(len(ds.items)),
         "item_ids": ds.item_ids,
         "user_ids": ds.user_ids,
-        "fingerprint": ds.fingerprint(),
-        "item_fingerprint": ds.item_fingerprint(),
+        "fingerprint": ds.fingerprint(item_fingerprint),
+        "item_fingerprint": item_fingerprint,
         **ds.meta,
     }
     tensors = {"offsets": ds.offsets, "items": ds.items, "split": ds.split}
@@ -171,12 +184,18 @@ def load(path: str) -> Dataset:
 
 
 def check_lengths(seqs: list[list[int]], user_ids: list[str], where: str, minimum: int = 3) -> None:
-    for u, s in enumerate(seqs):
-        if len(s) < minimum:
-            raise bad_input(
-                f"{where}: user '{user_ids[u]}' has {len(s)} interaction(s); leave-one-out needs at least {minimum} "
-                "(train, valid, test): pass --drop-short to drop such users, or --kcore to filter"
-            )
+    check_length_counts(np.array([len(s) for s in seqs], dtype=np.int64), user_ids, where, minimum)
+
+
+def check_length_counts(lengths: np.ndarray, user_ids: list[str], where: str, minimum: int = 3) -> None:
+    """Refuse the first user (in index order) with fewer than `minimum` interactions."""
+    short = np.flatnonzero(np.asarray(lengths) < minimum)
+    if len(short):
+        u = int(short[0])
+        raise bad_input(
+            f"{where}: user '{user_ids[u]}' has {int(lengths[u])} interaction(s); leave-one-out needs at least {minimum} "
+            "(train, valid, test): pass --drop-short to drop such users, or --kcore to filter"
+        )
 
 
 def merge(datasets: list[Dataset]) -> tuple[Dataset, list[int]]:

@@ -28,6 +28,7 @@ import ast
 import html
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,22 +202,14 @@ def sniff(source: str, columns_given: bool = False) -> tuple[str, str]:
 
 def load(source: str, opts: Options) -> Loaded:
     """Read `source` (and `opts.items`) as `opts.format` says, `auto` sniffing it."""
-    check_options(opts)
-    fmt, why = resolve(source, opts)
-    if fmt == "interactions":  # the name of `csv` before there were other formats
-        fmt = "csv"
-    check_applies(fmt, opts)
-    notes = [f"format: {fmt} (auto: {why})"] if why else []
+    fmt, columns, notes = plan(source, opts)
     times = Times(opts.time_unit)
-    columns = None
     if fmt == "sequences":
         inters = read_sequences(source)
+    elif fmt.startswith("amazon"):
+        inters = records.from_rows(source, records.json_rows(source, columns, _loose_jsonl(source)), columns, times)
     else:
-        columns = _columns(source, fmt, opts)
-        if fmt.startswith("amazon"):
-            inters = records.from_rows(source, records.json_rows(source, columns, _loose_jsonl(source)), columns, times)
-        else:
-            inters = records.read_interactions(source, columns, times)
+        inters = records.read_interactions(source, columns, times)
     if times.describe():
         notes.append(times.describe())
     if opts.min_rating is not None:
@@ -224,24 +217,46 @@ def load(source: str, opts: Options) -> Loaded:
     inters = _duplicates(source, inters, opts.dedup, notes)
     items, items_kind = None, None
     if opts.items:
-        fate = "dropped, --drop-items-without-text" if opts.drop_items_without_text else "kept, without text"
-        items, items_kind = read_item_file(opts.items, source, inters, opts.item_text_fields, notes, fate)
-    mapping = {"format": fmt}
-    if fmt == "sequences":
-        mapping["layout"] = "user<TAB>item item ... (oldest first)"
+        interacted = lambda: dict.fromkeys(it.item for it in inters)
+        items, items_kind = read_item_file(opts.items, source, interacted, opts.item_text_fields, notes, items_fate(opts))
+    return Loaded(fmt, inters, items, mapping(source, fmt, columns, opts, inters[0].time is not None, items_kind), notes)
+
+
+def plan(source: str, opts: Options) -> tuple[str, Columns | None, list[str]]:
+    """(format, columns, notes): the format to read `source` as (`auto` sniffing it), the columns of its records
+    (None for `sequences`), and the line saying what `auto` chose. Usage errors for options the format refuses."""
+    check_options(opts)
+    fmt, why = resolve(source, opts)
+    if fmt == "interactions":  # the name of `csv` before there were other formats
+        fmt = "csv"
+    check_applies(fmt, opts)
+    notes = [f"format: {fmt} (auto: {why})"] if why else []
+    return fmt, None if fmt == "sequences" else _columns(source, fmt, opts), notes
+
+
+def items_fate(opts: Options) -> str:
+    """What becomes of the interacted items without a record in --items, as the items line says it."""
+    return "dropped, --drop-items-without-text" if opts.drop_items_without_text else "kept, without text"
+
+
+def mapping(source: str, fmt: str, columns: Columns | None, opts: Options, timed: bool, items_kind: str | None) -> dict:
+    """How the interactions were read, for the dataset's metadata. `timed`: whether they hold timestamps."""
+    out: dict = {"format": fmt}
+    if columns is None:
+        out["layout"] = "user<TAB>item item ... (oldest first)"
     else:
-        mapping["columns"] = columns.record()
-        mapping["sep"] = records.delimiter(source, columns.sep) if not fmt.startswith("amazon") else None
-        mapping["header"] = columns.header
-        mapping["time_unit"] = opts.time_unit or "auto"
-        mapping["min_rating"] = opts.min_rating
-    mapping["timestamps"] = inters[0].time is not None
-    mapping["dedup"] = opts.dedup
+        out["columns"] = columns.record()
+        out["sep"] = records.delimiter(source, columns.sep) if not fmt.startswith("amazon") else None
+        out["header"] = columns.header
+        out["time_unit"] = opts.time_unit or "auto"
+        out["min_rating"] = opts.min_rating
+    out["timestamps"] = timed
+    out["dedup"] = opts.dedup
     if items_kind:
-        mapping["items"] = items_kind
+        out["items"] = items_kind
         if items_kind == "amazon-metadata":
-            mapping["item_text_fields"] = list(opts.item_text_fields or DEFAULT_TEXT_FIELDS)
-    return Loaded(fmt, inters, items, mapping, notes)
+            out["item_text_fields"] = list(opts.item_text_fields or DEFAULT_TEXT_FIELDS)
+    return out
 
 
 def _columns(source: str, fmt: str, opts: Options) -> Columns:
@@ -329,8 +344,12 @@ def _min_rating(source: str, inters: list[Interaction], threshold: float, notes:
     if not kept:
         lo, hi = min(it.rating for it in inters), max(it.rating for it in inters)
         raise bad_input(f"{source}: no interaction has a rating of {threshold:g} or more (ratings are {lo:g}..{hi:g}); lower --min-rating")
-    notes.append(f"min-rating: kept {len(kept):,} of {len(inters):,} interactions with a rating of {threshold:g} or more")
+    notes.append(min_rating_note(len(kept), len(inters), threshold))
     return kept
+
+
+def min_rating_note(kept: int, total: int, threshold: float) -> str:
+    return f"min-rating: kept {kept:,} of {total:,} interactions with a rating of {threshold:g} or more"
 
 
 def _duplicates(source: str, inters: list[Interaction], dedup: bool, notes: list[str]) -> list[Interaction]:
@@ -345,8 +364,7 @@ def _duplicates(source: str, inters: list[Interaction], dedup: bool, notes: list
             by_user.setdefault(it.user, []).append(it.item)
         users = sum(1 for s in by_user.values() if len(set(s)) < len(s))
         if users:
-            extra = sum(len(s) - len(set(s)) for s in by_user.values())
-            notes.append(f"repeats: {users:,} users hold an item more than once ({extra:,} repeated interactions); kept, in the file's order")
+            notes.append(repeats_note(users, sum(len(s) - len(set(s)) for s in by_user.values())))
         return inters
     seen: set = set()
     kept = []
@@ -357,18 +375,29 @@ def _duplicates(source: str, inters: list[Interaction], dedup: bool, notes: list
             kept.append(it)
     n = len(inters) - len(kept)
     if n:
-        what = "1 interaction repeats" if n == 1 else f"{n:,} interactions repeat"
-        notes.append(f"duplicates: {what} an earlier (user, item, timestamp) exactly; " + ("dropped (--dedup)" if dedup else "kept (--dedup drops them)"))
+        notes.append(duplicates_note(n, dedup))
     return kept if dedup else inters
+
+
+def repeats_note(users: int, extra: int) -> str:
+    """The line on users holding an item more than once (no timestamps: later interactions, kept)."""
+    return f"repeats: {users:,} users hold an item more than once ({extra:,} repeated interactions); kept, in the file's order"
+
+
+def duplicates_note(n: int, dedup: bool) -> str:
+    """The line on `n` rows repeating an earlier (user, item, timestamp) exactly."""
+    what = "1 interaction repeats" if n == 1 else f"{n:,} interactions repeat"
+    return f"duplicates: {what} an earlier (user, item, timestamp) exactly; " + ("dropped (--dedup)" if dedup else "kept (--dedup drops them)")
 
 
 # ---- items -------------------------------------------------------------------------------------------------
 
 
-def read_item_file(path: str, source: str, inters: list[Interaction], text_fields: list[str] | None, notes: list[str], fate: str = "kept, without text") -> tuple[dict[str, Item], str]:
+def read_item_file(path: str, source: str, interacted: Callable[[], dict[str, None]], text_fields: list[str] | None, notes: list[str], fate: str = "kept, without text") -> tuple[dict[str, Item], str]:
     """(items by id, kind) from --items: mmrec's items JSON lines (kind "items"), `id<TAB>title` lines
-    ("titles") or Amazon metadata ("amazon-metadata"), told apart by the first line. `fate`: what becomes of
-    the interacted items without a record, as the items line says it."""
+    ("titles") or Amazon metadata ("amazon-metadata"), told apart by the first line. `interacted`: the interacted
+    item ids in order of first interaction, asked for only by the last two (which keep those items); `fate`: what
+    becomes of the interacted items without a record, as the items line says it."""
     data = read_stdin() if path == "-" else None
     first = next(read_lines(path, data), None)
     if first is None:
@@ -380,13 +409,13 @@ def read_item_file(path: str, source: str, inters: list[Interaction], text_field
             raise usage(f"--item-text-fields is for Amazon metadata; {path} is an items file (item_id, text, images), read as it is")
         return records.read_items(path, data), "items"
     if obj is not None and ("asin" in obj or "parent_asin" in obj):
-        wanted = dict.fromkeys(it.item for it in inters)
+        wanted = interacted()
         found, total = _amazon_metadata(path, data, wanted, list(text_fields or DEFAULT_TEXT_FIELDS))
         return _complete(path, source, wanted, found, total, notes, fate), "amazon-metadata"
     if obj is None and "\t" in line:
         if text_fields is not None:
             raise usage(f"--item-text-fields is for Amazon metadata; {path} holds 'id<TAB>title' lines")
-        wanted = dict.fromkeys(it.item for it in inters)
+        wanted = interacted()
         found, total = _titles(path, data, wanted)
         return _complete(path, source, wanted, found, total, notes, fate), "titles"
     raise bad_input(

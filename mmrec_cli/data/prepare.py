@@ -72,9 +72,13 @@ def _drop_items_without_text(inters: list[Interaction], items: dict[str, Item] |
     if not kept:
         raise bad_input(f"{where}: none of its {len(inters):,} interactions is with an item that has text in {items_where}; give the items' texts, or keep them (drop --drop-items-without-text)")
     if notes is not None:
-        n, m = len(untexted), len(inters) - len(kept)
-        notes.append(f"drop-items-without-text: dropped {n:,} item{'s' if n != 1 else ''} without text and {m:,} interaction{'s' if m != 1 else ''} with {'them' if n != 1 else 'it'}")
+        notes.append(untexted_note(len(untexted), len(inters) - len(kept)))
     return kept
+
+
+def untexted_note(n: int, m: int) -> str:
+    """The line on dropping `n` items without text and their `m` interactions."""
+    return f"drop-items-without-text: dropped {n:,} item{'s' if n != 1 else ''} without text and {m:,} interaction{'s' if m != 1 else ''} with {'them' if n != 1 else 'it'}"
 
 
 def _chronological(inters: list[Interaction], where: str) -> dict[str, list[tuple]]:

@@ -236,23 +236,26 @@ def _read_delimited(path: str, delim: str, columns: Columns) -> Iterator[tuple[i
         first_no, first = next(lines)
     except StopIteration:
         raise bad_input(f"{path}: no interactions found; the file is empty") from None
-    if columns.header:
-        header = [h.strip() for h in _split(path, first_no, first, delim)]
-        if columns.typed:
-            header = [h.rsplit(":", 1)[0] if ":" in h else h for h in header]
-        index = _resolve(path, first_no, header, columns)
-        width = len(header)
-        body = lines
-    else:
-        width = len(_split(path, first_no, first, delim))
-        index = _positions(path, first_no, width, columns)
-        body = _chain((first_no, first), lines)
+    index, width = layout(path, first_no, first, delim, columns)
+    body = lines if columns.header else _chain((first_no, first), lines)
     for lineno, line in _records(path, body) if len(delim) == 1 else body:
         values = _split(path, lineno, line, delim)
         if len(values) != width:
             expected = f"expected {width} fields" + ("" if columns.header else f" (as on line {first_no})")
             raise bad_input(f"{path}:{lineno}: {expected}, got {len(values)}; check the delimiter and quoting")
         yield lineno, {role: values[i].strip() for role, i in index.items()}
+
+
+def layout(path: str, lineno: int, first: str, delim: str, columns: Columns) -> tuple[dict[str, int], int]:
+    """({role: column index}, number of fields) of a delimited file, from its first line: the header, or
+    (--no-header) the first record, whose field count every record must have."""
+    if not columns.header:
+        width = len(_split(path, lineno, first, delim))
+        return _positions(path, lineno, width, columns), width
+    header = [h.strip() for h in _split(path, lineno, first, delim)]
+    if columns.typed:
+        header = [h.rsplit(":", 1)[0] if ":" in h else h for h in header]
+    return _resolve(path, lineno, header, columns), len(header)
 
 
 def _records(path: str, lines) -> Iterator[tuple[int, str]]:
