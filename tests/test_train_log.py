@@ -179,6 +179,9 @@ def test_pretrain_and_transfer_write_their_logs(tmp_path):
     assert r.exit_code == 0, r.output
     pre = lines(p("pre.safetensors.log.jsonl"))
     assert [list(rec) for rec in pre] == [["epoch", "step", "loss", "lr", "seconds"]] * 2 and [rec["step"] for rec in pre] == [8, 16]
+    assert r.stderr.splitlines()[-1] == f"wrote {p('pre.safetensors')}: pre-trained 2 epochs on 16 users, {ds.num_items} items"
+    one = run("pretrain", "missrec", p("ds.safetensors"), "--features", p("f.safetensors"), "-o", p("one.safetensors"), "--epochs", "1", *small)
+    assert one.stderr.splitlines()[-1] == f"wrote {p('one.safetensors')}: pre-trained 1 epoch on 16 users, {ds.num_items} items"
     transfer = ["transfer", p("pre.safetensors"), p("tgt.safetensors"), "--features", p("f.safetensors"), *small]
     r = run(*transfer, "-o", p("t.safetensors"), "--epochs", "2")
     assert r.exit_code == 0, r.output

@@ -78,7 +78,8 @@ def pretrain(
     meta = loading.artifact_meta(model, "pretrain", cfg, ds, feats_meta, result, invocation(), sources=[str(d) for d in datasets])
     model_file.save(str(output), net, meta)
     Path(ckpt).unlink(missing_ok=True)
-    say(f"wrote {output}: pre-trained {result.best_epoch + 1} epochs on {ds.num_users} users, {ds.num_items} items")
+    n = result.best_epoch + 1
+    say(f"wrote {output}: pre-trained {n} epoch{'s' if n != 1 else ''} on {ds.num_users} users, {ds.num_items} items")
 
 
 def _load_all(spec, datasets, features):
