@@ -154,8 +154,22 @@ def test_commands_say_which_device_they_run_on(tiny_dataset, tmp_path):
     path, _ = tiny_dataset
     run = CliRunner()
     model = str(tmp_path / "m.safetensors")
-    expected = f"device: cpu ({torch.get_num_threads()} threads)"
+    n = torch.get_num_threads()
+    expected = f"device: cpu ({n} thread{'s' if n != 1 else ''})"
     r = run.invoke(app, ["finetune", "sasrec", str(path), "-o", model, "--epochs", "1", "--device", "cpu", "--set", "model.hidden=8", "--set", "model.inner=8"])
     assert r.exit_code == 0 and expected in r.stderr.splitlines(), r.output
     r = run.invoke(app, ["eval", model, str(path), "--device", "cpu", "-o", str(tmp_path / "r.json")])
     assert r.exit_code == 0 and expected in r.stderr.splitlines(), r.output
+
+
+def test_the_device_line_counts_threads_in_words():
+    from mmrec_cli.training.distributed import describe
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert describe("cpu") == "cpu (1 thread)"
+        torch.set_num_threads(2)
+        assert describe("cpu") == "cpu (2 threads)"
+    finally:
+        torch.set_num_threads(before)
