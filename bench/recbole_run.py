@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 # RecBole's trainer saves its best-validation checkpoint (with its Config object and numpy arrays inside) and loads it
 # back with a plain `torch.load(file, map_location=...)`. Since torch 2.6, torch.load defaults to weights_only=True,
@@ -154,6 +155,9 @@ def main() -> None:
     if args.epochs is not None:
         config_dict["epochs"] = args.epochs
     config_dict["checkpoint_dir"] = str(work / "saved")
+    # The exported YAML's data_path is relative to where the export ran, which is this process's directory until
+    # the chdir below: resolve it now.
+    config_dict["data_path"] = str(Path(yaml.safe_load(data_yaml.read_text())["data_path"]).resolve())
     # RecBole's Config also reads `--key=value` settings from sys.argv (and warns about the rest): only the settings
     # above may count, so it sees the program name alone.
     argv, sys.argv = sys.argv, sys.argv[:1]
