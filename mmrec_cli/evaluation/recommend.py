@@ -132,9 +132,14 @@ def _batch(model: Scorer, rows: list[History], num_items: int, cfg: RecommendCon
     batch = collate_eval([r.items for r in rows], [r.user for r in rows], model.max_len)
     masks = [r.items for r in rows] if cfg.exclude_history else None
     values, items = top_items(model, batch, num_items, cfg.top_k, cfg.chunk, masks)
+    finite = torch.isfinite(values).all(dim=1).tolist()  # per row: every top item kept (one pass, not one per row)
+    top_v, top_i = values.tolist(), items.tolist()
     for b, row in enumerate(rows):
-        keep = torch.isfinite(values[b])  # an excluded item is never recommended
-        yield row, items[b][keep].tolist(), values[b][keep].tolist()
+        if finite[b]:
+            yield row, top_i[b], top_v[b]
+        else:  # an excluded item (score -inf) is never recommended
+            keep = [math.isfinite(v) for v in top_v[b]]
+            yield row, [i for i, k in zip(top_i[b], keep) if k], [v for v, k in zip(top_v[b], keep) if k]
 
 
 def top_items(model: Scorer, batch: dict, num_items: int, k: int, chunk: int, masks: list[np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
