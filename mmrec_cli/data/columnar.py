@@ -18,7 +18,6 @@ from __future__ import annotations
 import bz2
 import codecs
 import csv
-import gzip
 import io
 import os
 import zlib
@@ -205,9 +204,14 @@ class _Checked(io.RawIOBase):
     def __init__(self, path: str, header: bool):
         super().__init__()
         self._header = header  # the header line is under way
-        self._file = open_binary(path)
         kind = compression(path)
-        self._stream = gzip.GzipFile(fileobj=self._file, mode="rb") if kind == "gzip" else bz2.BZ2File(self._file, mode="rb") if kind == "bz2" else self._file
+        if kind == "gzip":  # pyarrow's zlib stream reads about a quarter faster than the gzip module
+            import pyarrow as pa
+
+            self._file = self._stream = pa.input_stream(path, compression="gzip")
+        else:
+            self._file = open_binary(path)
+            self._stream = bz2.BZ2File(self._file, mode="rb") if kind == "bz2" else self._file
         self._utf8 = codecs.getincrementaldecoder("utf-8")()
         self._limit = csv.field_size_limit()
         self._line = 0  # bytes of the line under way

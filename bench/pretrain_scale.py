@@ -1,0 +1,109 @@
+"""Pre-training at the size of the UniSRec / MISSRec pre-training set: memory and speed of one epoch.
+
+    .venv/bin/python bench/pretrain_scale.py [--model msm4sr|missrec|unisrec] [--scale 1.0] [--batches 20]
+
+Builds, in memory, a synthetic dataset the size of the five Amazon pre-training domains of UniSRec (1,361,408 users,
+446,975 items, 14,029,229 interactions at --scale 1; each user at least 3 interactions, log-normal lengths, Zipf-like
+item popularity) and 384-d text features (one vector per item, as the embedded MiniLM gives), then runs the model's
+pre-training as `mmrec pretrain` does (its example config, examples/configs/MODEL_pretrain.json; Adam) for --batches
+batches, in a fresh process per model. It prints: the time to build the data, the time the model's batch function
+takes to go through a whole epoch without training (its per-epoch work in Python), the batches in an epoch, seconds
+per training batch (the median of --batches after 2 warm-up batches), the epoch time that makes (batches x seconds,
+plus the batch function's own time), sequences per second, and peak RSS. A figure of the machine it runs on, not a
+test; --scale shrinks every count alike for a quick look.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+USERS, ITEMS, INTERACTIONS, DIM = 1_361_408, 446_975, 14_029_229, 384
+
+
+def synthetic(scale: float, seed: int = 0):
+    """(dataset, features): users with >= 3 interactions adding up to about INTERACTIONS x scale."""
+    import numpy as np
+    import torch
+
+    from mmrec_cli.data import dataset as D
+
+    rng = np.random.default_rng(seed)
+    users, items = max(10, int(USERS * scale)), max(100, int(ITEMS * scale))
+    mean_extra = INTERACTIONS / USERS - 3
+    lengths = 3 + np.minimum(np.rint(rng.lognormal(np.log(mean_extra) - 0.5, 1.0, users)).astype(np.int64), 2000)
+    popularity = 1.0 / np.arange(1, items + 1) ** 0.8
+    seq_items = rng.choice(items, size=int(lengths.sum()), p=popularity / popularity.sum()).astype(np.int64)
+    ds = D.from_arrays(lengths, seq_items, [f"i{i}" for i in range(items)], [f"u{u}" for u in range(users)])
+    text = torch.from_numpy(rng.standard_normal((items, DIM), dtype=np.float32))
+    return ds, {"text": torch.nn.functional.normalize(text, dim=1)}
+
+
+def run(model_name: str, scale: float, batches: int) -> dict:
+    import torch
+
+    from mmrec_cli import config as C
+    from mmrec_cli import models
+    from mmrec_cli.training.loop import TrainConfig
+
+    t0 = time.perf_counter()
+    ds, features = synthetic(scale)
+    build_s = time.perf_counter() - t0
+    spec = models.get(model_name)
+    raw = json.loads((ROOT / "examples" / "configs" / f"{model_name}_pretrain.json").read_text())
+    model_cfg = C.build(spec.config, raw.get("model", {}), where="config", prefix="model.")
+    train_cfg = C.build(TrainConfig, raw.get("train", {}), where="config", prefix="train.")
+    torch.manual_seed(train_cfg.seed)
+    model = spec.build(model_cfg, ds.num_items, features)
+    t0 = time.perf_counter()
+    n_batches = n_seqs = 0
+    for batch in spec.train_batches(ds, model_cfg, train_cfg, 0, "pretrain"):
+        n_batches += 1
+        n_seqs += len(batch["items"])
+    epoch_batches_s = time.perf_counter() - t0
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=train_cfg.lr)
+    model.train()
+    times = []
+    for i, batch in enumerate(spec.train_batches(ds, model_cfg, train_cfg, 0, "pretrain")):
+        if i == batches + 2:
+            break
+        t = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        model.pretrain_loss(batch).backward()
+        opt.step()
+        if i >= 2:
+            times.append(time.perf_counter() - t)
+    per_batch = statistics.median(times)
+    epoch_s = n_batches * per_batch + epoch_batches_s
+    return {
+        "model": model_name, "users": ds.num_users, "items": ds.num_items, "interactions": int(ds.offsets[-1]),
+        "build_data_s": round(build_s, 1), "epoch_batch_function_s": round(epoch_batches_s, 1), "batches_per_epoch": n_batches,
+        "batch_size": train_cfg.batch_size, "s_per_batch": round(per_batch, 3), "epoch_minutes": round(epoch_s / 60, 1),
+        "sequences_per_s": round(n_seqs / epoch_s, 1), "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", action="append", choices=["msm4sr", "missrec", "unisrec"], help="repeatable (default: msm4sr and missrec)")
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(run(args.child, args.scale, args.batches)), flush=True)
+        return
+    for name in args.model or ["msm4sr", "missrec"]:  # a process each, so that each peak RSS is its own
+        p = subprocess.run([sys.executable, __file__, "--child", name, "--scale", str(args.scale), "--batches", str(args.batches)], capture_output=True, text=True)
+        print(p.stdout.strip() if p.returncode == 0 else f"{name}: failed ({p.returncode}): {p.stderr.strip()[-500:]}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
