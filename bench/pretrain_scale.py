@@ -49,17 +49,15 @@ def synthetic(scale: float, seed: int = 0):
 def run(model_name: str, scale: float, batches: int) -> dict:
     import torch
 
-    from mmrec_cli import config as C
     from mmrec_cli import models
-    from mmrec_cli.training.loop import TrainConfig
+    from mmrec_cli.training import loading
 
     t0 = time.perf_counter()
     ds, features = synthetic(scale)
     build_s = time.perf_counter() - t0
     spec = models.get(model_name)
-    raw = json.loads((ROOT / "examples" / "configs" / f"{model_name}_pretrain.json").read_text())
-    model_cfg = C.build(spec.config, raw.get("model", {}), where="config", prefix="model.")
-    train_cfg = C.build(TrainConfig, raw.get("train", {}), where="config", prefix="train.")
+    cfg = loading.resolve_stage(spec, str(ROOT / "examples" / "configs" / f"{model_name}_pretrain.json"), [], {})  # as `mmrec pretrain`
+    model_cfg, train_cfg = cfg.model, cfg.train
     torch.manual_seed(train_cfg.seed)
     model = spec.build(model_cfg, ds.num_items, features)
     t0 = time.perf_counter()

@@ -60,6 +60,7 @@ def million(users: int, per_chunk: bool = True, batch_size: int = 256, chunk: in
     import numpy as np
 
     from mmrec_cli.data import dataset as D
+    from mmrec_cli.evaluation import CHUNK
     from mmrec_cli.evaluation.ranking import EvalConfig, evaluate
     from mmrec_cli.models import sasrec
 
@@ -68,7 +69,7 @@ def million(users: int, per_chunk: bool = True, batch_size: int = 256, chunk: in
     seqs = [rng.integers(0, n_items, size=int(rng.integers(5, 30))).tolist() for _ in range(users)]
     ds = D.Dataset([str(i) for i in range(n_items)], [str(u) for u in range(users)], *_flat(seqs))
     model = sasrec.Model(sasrec.Config(), n_items)
-    cfg = EvalConfig(split="test", batch_size=batch_size) if chunk is None else EvalConfig(split="test", batch_size=batch_size, chunk=chunk)
+    cfg = EvalConfig(split="test", batch_size=batch_size, chunk=chunk or CHUNK)
     t0 = time.perf_counter()
     m, _ = evaluate(model, ds, cfg)
     sec = time.perf_counter() - t0
