@@ -1,7 +1,7 @@
 """SASRec figures on the example data, and full-ranking evaluation over a 1,000,000-item catalogue, with the user side
 computed once per batch of users (`users` / `score_users`) beside recomputing it for every item chunk.
 
-    .venv/bin/python bench/sasrec_bench.py [--epochs 3] [--million-users 2048] [--part million --million-batch-size 1024 --million-chunk 2048 --no-per-chunk]
+    .venv/bin/python bench/sasrec_bench.py [--epochs 3] [--million-users 2048] [--part million --million-batch-size 512 --million-chunk 1024 --no-per-chunk]
 
 Prints seconds per epoch, training sequences per second, evaluation users per second and peak
 memory (max RSS of this process, which includes the Python runtime and torch). The 1M-item part runs
@@ -54,9 +54,9 @@ def example(epochs: int) -> dict:
     return {"seconds_per_epoch": round(sec, 3), "train_sequences_per_s": round(windows / sec, 1), "eval_users_per_s": round(m["users"] / ev, 1), "threads": torch.get_num_threads(), "peak_rss_gb": round(peak_gb(), 3)}
 
 
-def million(users: int, per_chunk: bool = True, batch_size: int = 256, chunk: int | None = None) -> dict:
+def million(users: int, per_chunk: bool = True, batch_size: int | None = None, chunk: int | None = None) -> dict:
     """Score `users` random histories against 1,000,000 items, `batch_size` users at a time and `chunk` items at a
-    time (None: evaluation's default), and report time and peak memory."""
+    time (None: evaluation's defaults), and report time and peak memory."""
     import numpy as np
 
     from mmrec_cli.data import dataset as D
@@ -69,7 +69,7 @@ def million(users: int, per_chunk: bool = True, batch_size: int = 256, chunk: in
     seqs = [rng.integers(0, n_items, size=int(rng.integers(5, 30))).tolist() for _ in range(users)]
     ds = D.Dataset([str(i) for i in range(n_items)], [str(u) for u in range(users)], *_flat(seqs))
     model = sasrec.Model(sasrec.Config(), n_items)
-    cfg = EvalConfig(split="test", batch_size=batch_size, chunk=chunk or CHUNK)
+    cfg = EvalConfig(split="test", batch_size=batch_size or EvalConfig.batch_size, chunk=chunk or CHUNK)
     t0 = time.perf_counter()
     m, _ = evaluate(model, ds, cfg)
     sec = time.perf_counter() - t0
@@ -124,7 +124,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--million-users", type=int, default=1024)
     ap.add_argument("--part", choices=["all", "example", "million"], default="all")
-    ap.add_argument("--million-batch-size", type=int, default=256, help="users scored at once (eval --batch-size)")
+    ap.add_argument("--million-batch-size", type=int, default=None, help="users scored at once (eval --batch-size; default: its default)")
     ap.add_argument("--million-chunk", type=int, default=None, help="items scored at once (eval --chunk; default: its default)")
     ap.add_argument("--no-per-chunk", action="store_true", help="skip the run with the user side recomputed per chunk")
     args = ap.parse_args()

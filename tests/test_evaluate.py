@@ -173,3 +173,12 @@ def test_the_device_line_counts_threads_in_words():
         assert describe("cpu") == "cpu (2 threads)"
     finally:
         torch.set_num_threads(before)
+
+
+def test_counts_stay_exact_past_float32_integers():
+    """Ranks are counted by summing 1.0s: a float32 sum stops counting at 2**24, so a chunk that wide sums in float64."""
+    from mmrec_cli.evaluation.ranking import _count
+
+    ones = torch.ones(1, 2**24 + 3)
+    assert _count(ones).tolist() == [2**24 + 3]
+    assert _count(torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])).tolist() == [2, 0]

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from mmrec_cli.cli._common import DEVICE, DEVICE_HELP, handle_errors, progress, say
-from mmrec_cli.evaluation import CHUNK
+from mmrec_cli.evaluation import TOP_CHUNK
 
 
 @handle_errors
@@ -21,7 +21,7 @@ def recommend(
     exclude_history: bool = typer.Option(False, "--exclude-history", help="Never recommend an item of the history itself."),
     strict: bool = typer.Option(False, "--strict", help="Refuse unknown item ids (file:line) instead of skipping and counting them."),
     batch_size: int = typer.Option(256, "--batch-size", help="Histories scored at once."),
-    chunk: int = typer.Option(CHUNK, "--chunk", help="Items scored at once (bounds memory for large catalogues)."),
+    chunk: int = typer.Option(TOP_CHUNK, "--chunk", help="Items scored at once (bounds memory for large catalogues)."),
     device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
 ) -> None:
     """Rank the catalogue for every history read from --input; write one JSON line per history, in order."""

@@ -134,18 +134,27 @@ def rank_batch(model: Scorer, batch: dict, targets: list[np.ndarray], num_items:
         if mask_rows is not None:
             sel = (mask_items >= s) & (mask_items < e)
             sc[mask_rows[sel], mask_items[sel] - s] = -math.inf
-        rows = sc if one_each else sc[owner]  # (M, C)
-        ge = rows >= t_scores[:, None]  # ties count as above
+        if topk:  # before the comparison below overwrites the scores
+            top_v, top_i = merge_top(top_v, top_i, sc, s, topk)
+        rows = sc if one_each else sc[owner]  # (M, C), ours to overwrite
+        # 1.0 where an item scores at least the target (ties count as above), in place: a fifth of the time
+        # of counting a new bool tensor
+        ge = rows.ge_(t_scores[:, None])
         inside = ((flat >= s) & (flat < e)).nonzero().squeeze(1)
         # the target is not above itself, even when its two scores (two matmul shapes) differ in the last bit
-        ge[inside, flat[inside] - s] = False
-        above += ge.sum(1, dtype=torch.int32)  # half the time of the default int64 sum
-        if topk:
-            top_v, top_i = merge_top(top_v, top_i, sc, s, topk)
+        ge[inside, flat[inside] - s] = 0.0
+        above += _count(ge)
     ranks = [[] for _ in targets]
     for m, b in enumerate(owner.tolist()):
         ranks[b].append(int(above[m]))
     return ranks, (top_i, top_v) if topk else None
+
+
+def _count(ones: torch.Tensor) -> torch.Tensor:
+    """Row sums of a (M, C) tensor of 0.0 and 1.0, as integers: exact in float32 up to 2**24 columns."""
+    if ones.shape[1] > 2**24:
+        return ones.sum(1, dtype=torch.float64).long()
+    return ones.sum(1).long()
 
 
 def _mask_pairs(masks, targets):

@@ -72,7 +72,8 @@ class Scorer(Protocol):
         ...
 
     def score_users(self, users: Any, items: torch.Tensor) -> torch.Tensor:
-        """Scores (B, n) of the users from `users(batch)` for the 0-based item indices `items` (n,)."""
+        """Scores (B, n) of the users from `users(batch)` for the 0-based item indices `items` (n,): a new
+        tensor, which evaluation overwrites in place."""
         ...
 
     def train(self, mode: bool = True) -> Any: ...
