@@ -92,6 +92,8 @@ class Model(nn.Module):
             nn.init.normal_(m.weight, std=self.cfg.init_std)
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
+        if isinstance(m, nn.Embedding) and m.padding_idx is not None:
+            nn.init.zeros_(m.weight[m.padding_idx])  # the padding row stays zero, as nn.Embedding builds it
 
     @property
     def max_len(self) -> int:
