@@ -132,10 +132,14 @@ fi
 
 # --- MISSRec: scratch (IDs, every parameter trained); pre-trained on Instruments, then transferred ---------------------
 if has missrec; then
-  pretrain pre_missrec_instr $MMREC pretrain missrec "$INS" --features "$INS_F" --config $CFG/missrec_pretrain.json --seed 2020
+  # The scratch runs need no pre-training: they go first; a transfer run waits for the pre-trained model.
+  for seed in $SEEDS; do
+    spawn train "missrec_scratch_s$seed" "$SCI" $MMREC finetune missrec "$SCI" --features "$SCI_F" \
+      --config $CFG/missrec_finetune.json --seed "$seed" --set model.full=true
+  done
+  spawn pretrain pre_missrec_instr $MMREC pretrain missrec "$INS" --features "$INS_F" --config $CFG/missrec_pretrain.json --seed 2020
   for seed in $SEEDS; do
     MR=(--features "$SCI_F" --config $CFG/missrec_finetune.json --seed "$seed")
-    spawn train "missrec_scratch_s$seed" "$SCI" $MMREC finetune missrec "$SCI" "${MR[@]}" --set model.full=true
     spawn train "missrec_inductive_s$seed" "$SCI" $MMREC transfer "$OUT/pre_missrec_instr.safetensors" "$SCI" "${MR[@]}" --mode inductive
     spawn train "missrec_transductive_s$seed" "$SCI" $MMREC transfer "$OUT/pre_missrec_instr.safetensors" "$SCI" "${MR[@]}" --mode transductive
   done
