@@ -4,8 +4,9 @@
 
 Prepares examples/scientific with its CLIP text and image features (`prepare --features-out`), then times the
 whole `mmrec pretrain MODEL --config examples/configs/MODEL_pretrain.json --epochs N` command, start-up included,
-with --nproc 1 and --nproc 2 alternately, the faster of two runs each: once with PyTorch's default threads in
-every process, once with OMP_NUM_THREADS at half of them (the cores shared out between the two processes). Each
+with --nproc 1 and --nproc 2 alternately, the faster of two runs each: once with the default threads (PyTorch's
+for one process; `--nproc` gives each process the cores divided by the processes), once with OMP_NUM_THREADS at
+half of PyTorch's default in every process. Each
 run's seconds per epoch come from its own training log (OUTPUT.log.jsonl), so start-up is printed apart. Under
 --nproc 2 each global batch is split over the two processes (distributed data parallel over gloo), so both
 runs take the same optimisation steps (dropout masks aside). A figure, not a test: on a shared machine the
