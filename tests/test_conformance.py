@@ -160,20 +160,25 @@ def test_init_with_another_max_len_keeps_the_pretrained_architecture(name):
 
 
 def test_marked_copies_stay_equal():
-    """A class marked `# Copied from mmrec_cli.models.X.Name` has the same source as the original."""
+    """A class marked `# Copied from mmrec_cli.models.X.Name`, or a method marked `# Copied from
+    mmrec_cli.models.X.Class.method`, has the same source as the original."""
     import importlib
     import inspect
     import re
     from pathlib import Path
 
-    found = 0
+    classes = methods = 0
     for path in sorted((Path(models.__file__).parent).glob("*.py")):
         text = path.read_text()
         for m in re.finditer(r"# Copied from (mmrec_cli(?:\.\w+)+)\.(\w+).*\n(class \2\b.*?)(?=\n\n\n|\Z)", text, re.S):
             original = inspect.getsource(getattr(importlib.import_module(m.group(1)), m.group(2))).rstrip()
             assert m.group(3).rstrip() == original, f"{path.name}: {m.group(2)} differs from {m.group(1)}"
-            found += 1
-    assert found >= 1
+            classes += 1
+        for m in re.finditer(r"# Copied from (mmrec_cli\.models\.\w+)\.(\w+)\.(\w+)\n( +def \3\b.*?)(?=\n\n|\Z)", text, re.S):
+            original = inspect.getsource(getattr(getattr(importlib.import_module(m.group(1)), m.group(2)), m.group(3))).rstrip()
+            assert m.group(4).rstrip() == original, f"{path.name}: {m.group(3)} differs from {m.group(1)}.{m.group(2)}"
+            methods += 1
+    assert classes >= 2 and methods >= 4
 
 
 @pytest.mark.parametrize("name", [n for n in models.names("pretrain") if "max_len" in vars(models.get(n).config())])

@@ -87,7 +87,8 @@ class Model(nn.Module):
         self.out_bias = nn.Parameter(torch.zeros(num_items)) if cfg.output_bias else None  # b^O (N,)
         self.apply(self._init)
 
-    def _init(self, m: nn.Module) -> None:  # deliberate copy of sasrec.Model._init (one model, one file)
+    # Copied from mmrec_cli.models.sasrec.Model._init
+    def _init(self, m: nn.Module) -> None:
         if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, std=self.cfg.init_std)
         if isinstance(m, nn.Linear) and m.bias is not None:

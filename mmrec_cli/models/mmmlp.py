@@ -87,6 +87,7 @@ class Model(nn.Module):
         self.norm = nn.LayerNorm(cfg.hidden)
         self.apply(self._init)
 
+    # Copied from mmrec_cli.models.sasrec.Model._init
     def _init(self, m: nn.Module) -> None:
         if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, std=self.cfg.init_std)

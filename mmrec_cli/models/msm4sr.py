@@ -145,6 +145,7 @@ class Model(nn.Module):
         for enc in self.encoders.values():
             nn.init.zeros_(enc.gate.weight)  # equal expert weights at the start (as the official code)
 
+    # Copied from mmrec_cli.models.sasrec.Model._init
     def _init(self, m: nn.Module) -> None:
         if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, std=self.cfg.init_std)
