@@ -68,6 +68,36 @@ def test_mask_ratio_bounds_draw_one_or_every_item():
     assert torch.equal(every["targets"] >= 0, plain["items"] > 0)
 
 
+def test_recbole_loss_masks_read_the_last_masks_of_a_row_never_position_0():
+    rows = {"items": torch.tensor([[3, 0, 0, 0, 0], [3, 4, 5, 0, 0], [3, 4, 5, 6, 7]]), "lengths": torch.tensor([1, 3, 5])}
+    every = bert4rec.mask_items(rows, MASK, 1.0, np.random.default_rng(0), recbole_cap=2)
+    assert torch.equal(every["items"] == MASK, rows["items"] > 0)  # all masked in the input...
+    assert (every["targets"] >= 0).tolist() == [  # ...the loss reads the last two of each row, never position 0
+        [False] * 5,
+        [False, True, True, False, False],
+        [False, False, False, True, True],
+    ]
+    assert every["targets"][2, 3:].tolist() == [5, 6]  # the 0-based items
+    none = bert4rec.mask_items(rows, MASK, 0.0, np.random.default_rng(0), recbole_cap=2)
+    assert torch.equal(none["items"], rows["items"]) and not (none["targets"] >= 0).any()  # no forced mask
+
+
+def test_a_batch_without_a_loss_position_gives_a_zero_loss_with_gradients():
+    rows = {"items": torch.tensor([[3, 0], [4, 0]]), "lengths": torch.tensor([1, 1])}
+    b = bert4rec.mask_items(rows, MASK, 1.0, np.random.default_rng(0), recbole_cap=2)  # position 0 only: nothing read
+    m = bert4rec.Model(small(), 20)
+    loss = m.loss(b)
+    loss.backward()
+    assert loss.item() == 0.0 and m.item_emb.weight.grad is not None
+
+
+def test_train_batches_cap_recbole_loss_masks_at_mask_ratio_times_max_len():
+    b = batch(small(loss_masks="recbole", mask_ratio=0.5, max_len=8))  # cap int(0.5 * 8) = 4
+    read = b["targets"] >= 0
+    assert int(read.sum(1).max()) <= 4 and not read[:, 0].any()
+    assert read.sum() < (b["items"] == MASK).sum()  # some masked inputs are not read
+
+
 def test_masks_depend_only_on_seed_and_epoch():
     torch.manual_seed(1)
     a = batch(epoch=0)

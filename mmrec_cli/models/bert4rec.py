@@ -12,7 +12,9 @@ Items are 1..N, padding 0 and the [mask] token N + 1, a row of the item table th
 
 Training (the Cloze task, §3.6): every item of an input is replaced by [mask] with probability
 `mask_ratio` (a row that draws none gets one masked position, uniform over its items), and the loss is
-the cross-entropy over all items at the masked positions, averaged over them. The inputs are RecBole's
+the cross-entropy over all items at the masked positions, averaged over them. `loss_masks = "recbole"`
+follows RecBole 1.2 instead: no forced mask, and of a row's masked positions the loss reads only the
+last int(mask_ratio * max_len) and never position 0 (the others stay masked in the input). The inputs are RecBole's
 training instances: the history before each training item but a user's first (its last max_len items) is
 one row, so `train.batch_size` counts these prefixes as RecBole's train_batch_size does (a user's last
 training item is therefore never an input in training, as in RecBole). The masks are drawn in
@@ -24,8 +26,8 @@ a history of max_len items or more keeps its last max_len - 1, so that history +
 Departures from RecBole 1.2: RecBole's evaluation appends [mask] and then drops the first column of
 every row, so a history shorter than max_len also loses its oldest item (here it is kept whole); RecBole
 puts at most int(mask_ratio * max_len) masked positions of a row in the loss (the last ones), never a
-mask at position 0, and no loss for a row that drew no mask (here every masked position counts and every
-row has one); RecBole's logits include the padding row as a candidate item (here only the N items).
+mask at position 0, and no loss for a row that drew no mask (here, by default, every masked position counts
+and every row has one; `loss_masks = "recbole"` gives RecBole's rule); RecBole's logits include the padding row as a candidate item (here only the N items).
 
 Config fields and their RecBole keys: max_len = MAX_ITEM_LIST_LENGTH, hidden = hidden_size, layers =
 n_layers, heads = n_heads, inner = inner_size, dropout = hidden_dropout_prob, attn_dropout =
@@ -63,6 +65,9 @@ class Config:
     norm_eps: float = 1e-12  # layer_norm_eps
     init_std: float = 0.02  # initializer_range
     mask_ratio: float = 0.2  # mask_ratio: the probability that an input item is masked in training
+    # which masked positions the loss reads: "all" (every row gets one at least), or "recbole" (RecBole 1.2's
+    # rule: no forced mask; of a row's masks the last int(mask_ratio * max_len), never position 0)
+    loss_masks: Literal["all", "recbole"] = "all"
     output_bias: bool = True  # b^O, a learned bias per item added to the scores
 
 
@@ -122,6 +127,8 @@ class Model(nn.Module):
         """Cross-entropy over all items at the masked positions (`targets` (B, L) >= 0)."""
         h = self.encode(batch["items"])  # (B, L, D)
         keep = batch["targets"] >= 0
+        if not keep.any():  # loss_masks="recbole": a batch can read no position (RecBole's loss is then 0/0)
+            return h.sum() * 0.0
         logits = self.score_users(h[keep], torch.arange(self.num_items, device=h.device))  # (P, N)
         return F.cross_entropy(logits, batch["targets"][keep])
 
@@ -171,26 +178,34 @@ def with_mask(items: torch.Tensor, lengths: torch.Tensor, mask: int, max_len: in
     return out, keep
 
 
-def mask_items(batch: dict, mask: int, ratio: float, rng: np.random.Generator) -> dict:
+def mask_items(batch: dict, mask: int, ratio: float, rng: np.random.Generator, recbole_cap: int | None = None) -> dict:
     """The Cloze inputs of a batch: each item masked with probability `ratio`, at least one per row.
 
-    `items` gets [mask] at the chosen positions and `targets` (B, L) their 0-based items (IGNORE elsewhere)."""
+    `items` gets [mask] at the chosen positions and `targets` (B, L) their 0-based items (IGNORE elsewhere).
+    With `recbole_cap` (RecBole's int(mask_ratio * max_len)), no row gets a forced mask and the targets are
+    the last `recbole_cap` chosen positions of each row, position 0 excepted."""
     items, lengths = batch["items"], batch["lengths"]
     n, L = items.shape
     real = torch.arange(L) < lengths[:, None]  # (B, L)
     chosen = torch.from_numpy(rng.random((n, L)) < ratio) & real
     one = torch.from_numpy((rng.random(n) * lengths.numpy()).astype(np.int64))  # (B,) a uniform position of each row
-    none = ~chosen.any(1)
-    chosen[none, one[none]] = True
+    if recbole_cap is None:
+        none = ~chosen.any(1)
+        chosen[none, one[none]] = True
+        read = chosen
+    else:
+        from_end = chosen.flip(1).cumsum(1).flip(1)  # (B, L): chosen positions at or after each one
+        read = chosen & (from_end <= recbole_cap) & (torch.arange(L) > 0)
     rest = {k: v for k, v in batch.items() if k != "target"}
-    return rest | {"items": torch.where(chosen, mask, items), "targets": torch.where(chosen, items - 1, B.IGNORE)}
+    return rest | {"items": torch.where(chosen, mask, items), "targets": torch.where(read, items - 1, B.IGNORE)}
 
 
 def train_batches(ds, cfg: Config, train_cfg, epoch: int, stage: str = "finetune"):
     """RecBole's prefix histories, shuffled and masked; the order and the masks depend only on (seed, epoch)."""
     rng = np.random.default_rng([train_cfg.seed % 2**63, epoch])
+    cap = int(cfg.mask_ratio * cfg.max_len) if cfg.loss_masks == "recbole" else None
     for batch in B.prefix_batches(ds, cfg.max_len, train_cfg.batch_size, train_cfg.seed, epoch):
-        yield mask_items(batch, ds.num_items + 1, cfg.mask_ratio, rng)
+        yield mask_items(batch, ds.num_items + 1, cfg.mask_ratio, rng, cap)
 
 
 SPEC = ModelSpec(name="bert4rec", config=Config, build=Model, train_batches=train_batches)
