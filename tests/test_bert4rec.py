@@ -117,6 +117,17 @@ def test_with_mask_appends_after_the_history_and_keeps_the_last_max_len_minus_on
     assert out.tolist() == [[MASK, 0]] and at.tolist() == [0]
 
 
+def test_drop_oldest_evaluates_as_recbole_reconstructs_its_test_rows():
+    """RecBole appends [mask] after the history in a row one column wider, then drops the first column."""
+    items = torch.tensor([[1, 2, 3, 0], [4, 5, 6, 7]])
+    out, at = bert4rec.with_mask(items, torch.tensor([3, 4]), MASK, max_len=4, drop_oldest=True)
+    assert out.tolist() == [[2, 3, MASK, 0], [5, 6, 7, MASK]] and at.tolist() == [2, 3]
+    out, at = bert4rec.with_mask(items, torch.tensor([3, 4]), MASK, max_len=5, drop_oldest=True)
+    assert out.tolist() == [[2, 3, MASK, 0, 0], [5, 6, 7, MASK, 0]] and at.tolist() == [2, 3]
+    out, at = bert4rec.with_mask(torch.tensor([[0]]), torch.tensor([0]), MASK, max_len=4, drop_oldest=True)
+    assert out.tolist() == [[MASK, 0]] and at.tolist() == [0]
+
+
 def test_the_user_vector_is_the_output_at_the_appended_mask():
     torch.manual_seed(0)
     m = bert4rec.Model(small(max_len=4), 20).eval()

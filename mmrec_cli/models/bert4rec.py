@@ -21,7 +21,8 @@ training item is therefore never an input in training, as in RecBole). The masks
 `train_batches` from (seed, epoch): every process of a distributed run and a resumed run draw the same.
 
 Evaluation and recommendation: [mask] is appended after the history and its output is the user vector;
-a history of max_len items or more keeps its last max_len - 1, so that history + [mask] fits max_len.
+a history of max_len items or more keeps its last max_len - 1, so that history + [mask] fits max_len
+(`drop_oldest`: every history loses its oldest item first, as in RecBole).
 
 Departures from RecBole 1.2: RecBole's evaluation appends [mask] and then drops the first column of
 every row, so a history shorter than max_len also loses its oldest item (here it is kept whole); RecBole
@@ -68,6 +69,8 @@ class Config:
     # which masked positions the loss reads: "all" (every row gets one at least), or "recbole" (RecBole 1.2's
     # rule: no forced mask; of a row's masks the last int(mask_ratio * max_len), never position 0)
     loss_masks: Literal["all", "recbole"] = "all"
+    # evaluation and recommendation drop a history's oldest item before appending [mask], as RecBole 1.2 does
+    drop_oldest: bool = False
     output_bias: bool = True  # b^O, a learned bias per item added to the scores
 
 
@@ -120,7 +123,7 @@ class Model(nn.Module):
         """The output at the [mask] appended after each history (B, D)."""
         items = batch["items"]  # (B, L)
         assert items.shape[1] <= self.cfg.max_len, f"sequence length {items.shape[1]} > max_len {self.cfg.max_len}"
-        x, at = with_mask(items, batch["lengths"], self.mask, self.cfg.max_len)  # (B, L'), (B,)
+        x, at = with_mask(items, batch["lengths"], self.mask, self.cfg.max_len, self.cfg.drop_oldest)  # (B, L'), (B,)
         return self.encode(x)[torch.arange(len(at)), at]  # (B, D)
 
     def loss(self, batch: dict) -> torch.Tensor:
@@ -164,12 +167,14 @@ class Block(nn.Module):
         return self.norm2(x + self.drop(self.ff2(self.act(self.ff1(x)))))
 
 
-def with_mask(items: torch.Tensor, lengths: torch.Tensor, mask: int, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Histories (B, L <= max_len) with [mask] appended: the last min(length, max_len - 1) items, then [mask].
+def with_mask(items: torch.Tensor, lengths: torch.Tensor, mask: int, max_len: int, drop_oldest: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Histories (B, L <= max_len) with [mask] appended: the last min(length, max_len - 1) items, then [mask]
+    (`drop_oldest`: the last min(length, max_len) - 1, RecBole's reconstruct_test_data).
 
     Returns the new right-padded rows (B, min(L + 1, max_len)) and the position of each row's [mask] (B,)."""
     n, L = items.shape
-    keep = lengths.clamp(max=max_len - 1)  # (B,) history items kept
+    # (B,) history items kept
+    keep = (lengths.clamp(max=max_len) - 1).clamp(min=0) if drop_oldest else lengths.clamp(max=max_len - 1)
     width = min(L + 1, max_len)
     pos = torch.arange(width, device=items.device)
     src = (pos + (lengths - keep)[:, None]).clamp(max=L - 1)  # (B, width): where each kept item is in `items`
