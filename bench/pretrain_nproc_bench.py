@@ -71,7 +71,6 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--work", type=Path, help="Folder for the data and models (default: a temporary one).")
     a = ap.parse_args()
-    sys.path.insert(0, str(ROOT))
     import torch
 
     threads = torch.get_num_threads()

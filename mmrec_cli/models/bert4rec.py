@@ -193,8 +193,8 @@ def mask_items(batch: dict, mask: int, ratio: float, rng: np.random.Generator, r
     n, L = items.shape
     real = torch.arange(L) < lengths[:, None]  # (B, L)
     chosen = torch.from_numpy(rng.random((n, L)) < ratio) & real
-    one = torch.from_numpy((rng.random(n) * lengths.numpy()).astype(np.int64))  # (B,) a uniform position of each row
     if recbole_cap is None:
+        one = torch.from_numpy((rng.random(n) * lengths.numpy()).astype(np.int64))  # (B,) a uniform position of each row
         none = ~chosen.any(1)
         chosen[none, one[none]] = True
         read = chosen
