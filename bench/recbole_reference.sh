@@ -70,7 +70,7 @@ step "$YAML" "$MMREC" export "$DS" --format recbole -o "$OUT/recbole" --name sci
 epochs=()
 [ -n "$EPOCHS" ] && epochs=(--epochs "$EPOCHS")
 for m in $MODELS; do
-  step "$OUT/recbole_$m.json" "$VENV/bin/python" bench/recbole_run.py "$m" "$YAML" "$CONF/$m.json" "${epochs[@]}" -o "$OUT/recbole_$m.json"
+  step "$OUT/recbole_$m.json" "$VENV/bin/python" bench/recbole_run.py "$m" "$YAML" "$CONF/$m.json" "${epochs[@]}" --resume -o "$OUT/recbole_$m.json"
   step "$OUT/mmrec_$m.safetensors" "$MMREC" finetune "$m" "$DS" --config "$CONF/$m.json" "${epochs[@]}" -o "$OUT/mmrec_$m.safetensors"
   step "$OUT/mmrec_$m.test.json" "$MMREC" eval "$OUT/mmrec_$m.safetensors" "$DS" --split test --ks 10,20,50 -o "$OUT/mmrec_$m.test.json"
 done

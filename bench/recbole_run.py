@@ -11,6 +11,12 @@ NDCG@10, stopping_step 10 and seed 2020 (where the config names no other), `repr
 limit (a smoke run). RecBole's log, TensorBoard events and checkpoint go under --work (default: OUT.json's name
 without .json, as a folder), since RecBole writes them relative to the working directory.
 
+--resume continues an interrupted run from the checkpoint in --work (RecBole's `resume_checkpoint`: the model, the
+optimizer, the best validation score and the patience count). RecBole saves that checkpoint only at a best
+validation epoch, so the epochs after it are trained again, and neither the random state of the batch order nor of
+the masks is in it: a resumed run does not repeat the uninterrupted run's draws. The output records the epoch it
+resumed from.
+
 The steps are those of `recbole.quick_start.run_recbole` (config, seed, logger, dataset, split, model, trainer, fit,
 test on the best-validation checkpoint) without the module itself: `recbole.quick_start` imports Ray at import
 time (for hyper-parameter tuning), and run_recbole's FLOPs count (thop) and environment table (psutil) only log.
@@ -136,6 +142,20 @@ def _users(dataset) -> int:
     return int(torch.unique(dataset.inter_feat[dataset.uid_field]).numel())
 
 
+def _resume(trainer, saved: Path, mapped: dict) -> int | None:
+    """Load the newest checkpoint under `saved` into `trainer` (None when there is none); a checkpoint written under
+    other settings of the mmrec config stops the run."""
+    files = sorted(saved.glob("*.pth"), key=lambda f: f.stat().st_mtime)
+    if not files:
+        return None
+    stored = torch.load(files[-1], map_location="cpu")
+    for key, value in mapped.items():
+        if stored["config"][key] != value:
+            raise SystemExit(f"recbole_run: {files[-1]} was trained with {key} = {stored['config'][key]!r}, not {value!r}; delete it")
+    trainer.resume_checkpoint(files[-1])
+    return int(stored["epoch"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model", choices=sorted(MODELS))
@@ -144,6 +164,7 @@ def main() -> None:
     ap.add_argument("-o", "--output", type=Path, required=True)
     ap.add_argument("--epochs", type=int, help="override the epoch limit (a smoke run)")
     ap.add_argument("--work", type=Path, help="folder for RecBole's log, TensorBoard events and checkpoint")
+    ap.add_argument("--resume", action="store_true", help="continue from the checkpoint in --work, if there is one")
     args = ap.parse_args()
 
     output = args.output.resolve()
@@ -151,9 +172,10 @@ def main() -> None:
     data_yaml = args.data_yaml.resolve()
     # The config's settings (epochs, batch, lr, stopping_step, seed, valid_metric where it names one, the model's
     # sizes) over the protocol's; the config cannot name the others (loss, metrics, top-k, device).
-    config_dict = {**PROTOCOL, **settings(args.model, json.loads(args.mmrec_config.read_text()))}
+    mapped = settings(args.model, json.loads(args.mmrec_config.read_text()))
     if args.epochs is not None:
-        config_dict["epochs"] = args.epochs
+        mapped["epochs"] = args.epochs
+    config_dict = {**PROTOCOL, **mapped}
     config_dict["checkpoint_dir"] = str(work / "saved")
     # The exported YAML's data_path is relative to where the export ran, which is this process's directory until
     # the chdir below: resolve it now.
@@ -182,6 +204,7 @@ def main() -> None:
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     logger.info(model)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    resumed_from = _resume(trainer, work / "saved", mapped) if args.resume else None
     t_fit = time.perf_counter()
     best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=True, show_progress=config["show_progress"])
     fit_seconds = time.perf_counter() - t_fit
@@ -198,8 +221,10 @@ def main() -> None:
         "valid": {k: float(v) for k, v in best_valid_result.items()},
         "best_valid_score": float(best_valid_score),
         "best_epoch": int(best_epoch),  # 0-based, as mmrec's artifacts record it
-        "epochs_run": len(trainer.train_loss_dict),
-        "fit_seconds": round(fit_seconds, 1),
+        "epochs_run": max(trainer.train_loss_dict) + 1,  # 0-based epoch keys, resumed runs included
+        "epochs_this_process": len(trainer.train_loss_dict),
+        "resumed_from_epoch": resumed_from,  # 0-based epoch of the checkpoint a resumed run started after, or null
+        "fit_seconds": round(fit_seconds, 1),  # this process's epochs only
         "seconds": round(time.perf_counter() - t0, 1),
         "dataset": {
             **counts,
