@@ -2,11 +2,12 @@
 sentence-transformers' own `encode` of the same model, same texts (the example data's 1,585 item texts) and
 same batch size, in one process; then image items/s of a ViT-B-32-sized random CLIP on CPU.
 
-    .venv/bin/python bench/extract_bench.py [--batch-size 64] [--rounds 3] [--images 64] [--threads 0]
+    .venv/bin/python bench/extract_bench.py [--batch-size 64] [--rounds 3] [--images 64] [--threads 0] [--precision auto]
 
 Both text sides are timed end to end (model load included; mmrec also reads the items file and writes the
 artifact) and encode-only; the rounds alternate the two so a busy machine slows both alike, and the best
-round of each is printed. Needs sentence-transformers (`pip install -e '.[bench]'`).
+round of each is printed. --precision is mmrec's (`extract --precision`; sentence-transformers stays fp32), and the
+lowest cosine of an item's mmrec vector to its sentence-transformers vector is printed with it. Needs sentence-transformers (`pip install -e '.[bench]'`).
 """
 
 from __future__ import annotations
@@ -31,17 +32,17 @@ def example_texts() -> list[str]:
     return [texts.get(iid, "") for iid in unisrec.read_index(unisrec.locate(EXAMPLE)[0] / "Scientific.item2index")]
 
 
-def mmrec_round(items: str, out: str, texts: list[str], batch_size: int) -> tuple[float, float, object]:
+def mmrec_round(items: str, out: str, texts: list[str], batch_size: int, numbers: str) -> tuple[float, float, object]:
     """(end-to-end seconds of the library's extract, encode-only seconds, vectors)."""
-    from mmrec_cli.features import runner
+    from mmrec_cli.features import precision, runner
     from mmrec_cli.features.extract import Hooks, Options, extract
     from mmrec_cli.features.text import load_bert
     from mmrec_cli.io import feature_file as features
 
     t0 = time.perf_counter()
-    extract(items, out, Options(text="bert", batch_size=batch_size), hooks=Hooks(note=lambda msg: None))
+    extract(items, out, Options(text="bert", batch_size=batch_size, precision=numbers), hooks=Hooks(note=lambda msg: None))
     total = time.perf_counter() - t0
-    enc = load_bert(None, "auto", None, 0, "cpu")
+    enc = load_bert(None, "auto", None, 0, "cpu", precision.resolve(numbers, "cpu"))
     t0 = time.perf_counter()
     runner.run("text", texts, enc, batch_size)  # all texts, as sentence-transformers gets them
     encode = time.perf_counter() - t0
@@ -61,7 +62,7 @@ def st_round(texts: list[str], batch_size: int) -> tuple[float, float, object]:
     return t2 - t0, t2 - t1, vecs
 
 
-def text_bench(batch_size: int, rounds: int) -> dict:
+def text_bench(batch_size: int, rounds: int, numbers: str) -> dict:
     import numpy as np
 
     texts = example_texts()
@@ -72,9 +73,11 @@ def text_bench(batch_size: int, rounds: int) -> dict:
             f.write(json.dumps({"item_id": str(i), "text": t}) + "\n")
     mm, st = [], []
     for _ in range(rounds):
-        mm.append(mmrec_round(items, os.path.join(tmp, "f.safetensors"), texts, batch_size))
+        mm.append(mmrec_round(items, os.path.join(tmp, "f.safetensors"), texts, batch_size, numbers))
         st.append(st_round(texts, batch_size))
-    diff = float(np.abs(mm[-1][2] - st[-1][2]).max())
+    a, b = mm[-1][2], st[-1][2]
+    diff = float(np.abs(a - b).max())
+    cosine = float(((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min())
     n = len(texts)
     best = lambda runs, k: min(r[k] for r in runs)  # noqa: E731
     med = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731
@@ -88,6 +91,7 @@ def text_bench(batch_size: int, rounds: int) -> dict:
         "st_encode_items_per_s": round(n / best(st, 1), 1),
         "median_encode_seconds": {"mmrec": round(med(mm, 1), 2), "sentence_transformers": round(med(st, 1), 2)},
         "max_abs_diff_vs_sentence_transformers": diff,
+        "min_cosine_vs_sentence_transformers": round(cosine, 6),
     }
 
 
@@ -116,18 +120,23 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--images", type=int, default=64)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--precision", default="auto", help="mmrec's extract --precision (auto, fp32, bf16, fp16)")
     args = ap.parse_args()
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
     print(json.dumps({"torch_threads": torch.get_num_threads(), "cpus": os.cpu_count()}))
-    text = text_bench(args.batch_size, args.rounds)
+    from mmrec_cli.features import precision
+
+    numbers = precision.resolve(args.precision, "cpu")
+    text = text_bench(args.batch_size, args.rounds, args.precision)
     print(json.dumps(text, indent=1))
     verdict = "faster" if text["mmrec_encode_items_per_s"] > text["st_encode_items_per_s"] else "NOT faster"
-    print(f"text (MiniLM, {text['texts']} texts, batch {args.batch_size}): mmrec {text['mmrec_encode_items_per_s']} items/s vs "
+    print(f"text (MiniLM, {text['texts']} texts, batch {args.batch_size}): mmrec ({numbers}) {text['mmrec_encode_items_per_s']} items/s vs "
           f"sentence-transformers {text['st_encode_items_per_s']} items/s encode-only -> mmrec is {verdict}; end to end "
-          f"{text['mmrec_extract_items_per_s']} vs {text['st_load_encode_items_per_s']} items/s")
+          f"{text['mmrec_extract_items_per_s']} vs {text['st_load_encode_items_per_s']} items/s; lowest cosine of an item's "
+          f"two vectors {text['min_cosine_vs_sentence_transformers']}")
     if args.images:
         img = image_bench(args.images, min(args.batch_size, 32))
         print(json.dumps(img, indent=1))

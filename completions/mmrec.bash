@@ -38,8 +38,8 @@ _mmrec() {
             files=1
             ;;
         extract)
-            opts="-o --output --text --image --text-model --pooling --normalize --no-normalize --max-length --per-sentence --max-sentences --as --clip-model --clip-pretrained --image-root --allow-outside-root --max-images --max-pixels --batch-size --device --threads --resume --max-batches --import --modality --dataset --merge --word-drop --seed --shard --help"
-            values=" -o --output --text --image --text-model --pooling --max-length --max-sentences --as --clip-model --clip-pretrained --image-root --max-images --max-pixels --batch-size --device --threads --max-batches --import --modality --dataset --merge --word-drop --seed --shard "
+            opts="-o --output --text --image --text-model --pooling --normalize --no-normalize --max-length --per-sentence --max-sentences --as --clip-model --clip-pretrained --image-root --allow-outside-root --max-images --max-pixels --batch-size --device --precision --threads --resume --max-batches --import --modality --dataset --merge --word-drop --seed --shard --help"
+            values=" -o --output --text --image --text-model --pooling --max-length --max-sentences --as --clip-model --clip-pretrained --image-root --max-images --max-pixels --batch-size --device --precision --threads --max-batches --import --modality --dataset --merge --word-drop --seed --shard "
             case "$prev" in
                 -o|--output) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
                 --text) return ;;
@@ -56,6 +56,7 @@ _mmrec() {
                 --max-pixels) return ;;
                 --batch-size) return ;;
                 --device) return ;;
+                --precision) return ;;
                 --threads) return ;;
                 --max-batches) return ;;
                 --import) return ;;

@@ -21,6 +21,15 @@ def tiny_sequences(num_users: int = 12, num_items: int = 20, seed: int = 0) -> l
     return [rng.choice(num_items, size=int(rng.integers(4, 9)), replace=False).tolist() for _ in range(num_users)]
 
 
+@pytest.fixture(autouse=True)
+def fp32_extraction(monkeypatch):
+    """`extract --precision auto` takes bf16 on CPUs that compute it natively; the tests' reference vectors are
+    fp32 on every machine, so in-process runs see a CPU without it (tests/test_precision.py tests both cases)."""
+    from mmrec_cli.features import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+
+
 @pytest.fixture
 def tiny_dataset(tmp_path):
     """A saved 12-user, 20-item leave-one-out dataset; returns (path, Dataset)."""

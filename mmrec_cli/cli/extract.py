@@ -32,6 +32,7 @@ def extract(
     max_pixels: int = typer.Option(MAX_PIXELS, "--max-pixels", help="Skip images with more pixels than this (decompression-bomb guard)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Texts or images per batch."),
     device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
+    precision: str = typer.Option("auto", "--precision", help="Number format inside the encoders: auto (bf16 where the hardware computes it natively: a CUDA GPU with bf16, a CPU with AMX or AVX512-BF16; else fp32) | fp32 | bf16 | fp16. Vectors are stored as float32."),
     threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default, one per core)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUTPUT.partial/ (same inputs and options)."),
     max_batches: int = typer.Option(0, "--max-batches", help="Compute at most N batches in this run, then stop (continue with --resume)."),
@@ -56,7 +57,7 @@ def extract(
         per_sentence=per_sentence, max_sentences=max_sentences, text_as=as_, clip_model=clip_model,
         clip_pretrained=clip_pretrained, image_root=str(image_root) if image_root else None,
         allow_outside_root=allow_outside_root, max_images=max_images, max_pixels=max_pixels, batch_size=batch_size,
-        device=device, threads=threads, resume=resume, max_batches=max_batches,
+        device=device, precision=precision, threads=threads, resume=resume, max_batches=max_batches,
         imports=imports, dataset=str(dataset) if dataset else None,
         merge=str(merge) if merge else None, shard=shard, word_drop=word_drop, seed=seed,
     )

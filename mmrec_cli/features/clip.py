@@ -27,16 +27,20 @@ class Clip:
     tokenizer: object
     device: str
     info: dict
+    dtype: object = None  # the torch dtype of the weights (None: float32)
 
     @property
     def dim(self) -> int:
         return int(self.info["dim"])
 
 
-def load_clip(model_name: str, pretrained: str | None, device: str) -> Clip:
-    """An open_clip model in eval mode on `device`, with its inference transform and tokenizer."""
+def load_clip(model_name: str, pretrained: str | None, device: str, numbers: str = "fp32") -> Clip:
+    """An open_clip model in eval mode on `device`, its weights in `numbers` (fp32, bf16 or fp16:
+    mmrec_cli/features/precision.py), with its inference transform and tokenizer."""
     import open_clip
     import torch
+
+    from mmrec_cli.features import precision
 
     name = _register(model_name)
     tag = (pretrained or "").strip()
@@ -52,8 +56,9 @@ def load_clip(model_name: str, pretrained: str | None, device: str) -> Clip:
         raise _load_error(model_name, tag, err) from err
     model.eval()
     dim = int(getattr(model, "embed_dim", 0) or _probe_dim(model, device))
-    info = {"encoder": "clip", "model": model_name, "pretrained": tag or "none", **identity, "dim": dim}
-    return Clip(model, preprocess, tokenizer, device, info)
+    model.to(precision.dtype(numbers))
+    info = {"encoder": "clip", "model": model_name, "pretrained": tag or "none", **identity, "dim": dim, "precision": numbers}
+    return Clip(model, preprocess, tokenizer, device, info, precision.dtype(numbers))
 
 
 def _register(model_name: str) -> str:
@@ -163,7 +168,7 @@ class ClipText:
         import torch
 
         with torch.inference_mode():
-            out = encode_text(self.clip, tokens.to(self.clip.device))
+            out = encode_text(self.clip, tokens.to(self.clip.device)).float()  # normalised in float32
             if self.normalize:
                 out = torch.nn.functional.normalize(out, dim=-1)
         return out.float().cpu().numpy(), None, []

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mmrec_cli.errors import bad_input, out_of_range
-from mmrec_cli.features import runner, shards
+from mmrec_cli.features import precision, runner, shards
 from mmrec_cli.features.images import DEFAULT_MAX_PIXELS
 from mmrec_cli.features.items import Source
 from mmrec_cli.features.plan import Plan, Problems, assemble, image_plan, text_plan
@@ -42,6 +42,7 @@ class Options:
     max_pixels: int = DEFAULT_MAX_PIXELS
     batch_size: int = 64
     device: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (mmrec_cli/features/precision.py)
     threads: int = 0
     resume: bool = False
     max_batches: int = 0
@@ -75,7 +76,7 @@ def extract(items_path: str, output: str, opts: Options, command: dict | None = 
     source, shard = shards.select(whole, opts.shard)
     root = image_root(items_path, opts.image_root) if opts.image else None
     device = runtime(opts.device, opts.threads)
-    encoders = build_encoders(opts, device)
+    encoders = build_encoders(opts, device, precision.resolve(opts.precision, device))
     settings = resume_key(source, opts, encoders, device)
     partial = _partial(output, settings, opts, hooks) if encoders else None
     try:
@@ -209,15 +210,16 @@ def runtime(device: str, threads: int) -> str:
     return device
 
 
-def build_encoders(opts: Options, device: str) -> dict:
+def build_encoders(opts: Options, device: str, numbers: str = "fp32") -> dict:
+    """The text and image encoders the options ask for, on `device`, computing in `numbers` (fp32, bf16, fp16)."""
     from mmrec_cli.features.clip import load_clip, text_encoder
     from mmrec_cli.features.images import image_encoder
     from mmrec_cli.features.text import load_bert
 
-    clip = load_clip(opts.clip_model, opts.clip_pretrained, device) if "clip" in (opts.text, opts.image) else None
+    clip = load_clip(opts.clip_model, opts.clip_pretrained, device, numbers) if "clip" in (opts.text, opts.image) else None
     out = {}
     if opts.text == "bert":
-        out["text"] = load_bert(opts.text_model, opts.pooling, opts.normalize, opts.max_length, device)
+        out["text"] = load_bert(opts.text_model, opts.pooling, opts.normalize, opts.max_length, device, numbers)
     elif opts.text == "clip":
         out["text"] = text_encoder(clip, bool(opts.normalize))
     if opts.image == "clip":

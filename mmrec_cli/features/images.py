@@ -123,7 +123,7 @@ class ClipImages:
         out = np.zeros((len(ok), self.dim), dtype=np.float32)
         if pixels is not None:
             with torch.inference_mode():
-                feats = self.clip.model.encode_image(pixels.to(self.clip.device))
+                feats = self.clip.model.encode_image(pixels.to(self.clip.device, self.clip.dtype)).float()  # normalised in float32
                 if self.normalize:
                     feats = torch.nn.functional.normalize(feats, dim=-1)
             out[ok] = feats.float().cpu().numpy()

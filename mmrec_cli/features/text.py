@@ -59,7 +59,7 @@ class BertEncoder:
         input_ids, mask = (t.to(self.device) for t in batch)
         with torch.inference_mode():
             hidden = self.model(input_ids=input_ids, attention_mask=mask, token_type_ids=torch.zeros_like(input_ids)).last_hidden_state
-            out = pool(hidden, mask, self.pooling)
+            out = pool(hidden.float(), mask, self.pooling)  # pooled in float32 whatever the model computes in
             if self.normalize:
                 out = torch.nn.functional.normalize(out, dim=-1)
         return out.float().cpu().numpy(), None, []
@@ -85,8 +85,10 @@ def pool(hidden, mask, pooling: str):
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
 
 
-def load_bert(model: str | None, pooling: str, normalize: bool | None, max_length: int, device: str) -> BertEncoder:
-    """A BERT-style model by local folder or hub id (None = the embedded MiniLM), ready on `device`."""
+def load_bert(model: str | None, pooling: str, normalize: bool | None, max_length: int, device: str, numbers: str = "fp32") -> BertEncoder:
+    """A BERT-style model by local folder or hub id (None = the embedded MiniLM), ready on `device`, its weights in
+    `numbers` (fp32, bf16 or fp16: mmrec_cli/features/precision.py)."""
+    from mmrec_cli.features import precision
     from mmrec_cli.features.hub import from_pretrained
 
     folder = minilm_dir() if model is None else Path(model)
@@ -99,7 +101,7 @@ def load_bert(model: str | None, pooling: str, normalize: bool | None, max_lengt
     normalize = st.get("normalize", False) if normalize is None else normalize
     limit = int(getattr(net.config, "max_position_embeddings", 512))
     max_length = min(max_length or st.get("max_length", limit), limit)
-    net = net.to(device).eval()
+    net = net.to(device, precision.dtype(numbers)).eval()
     info = {
         "encoder": "bert",
         "model": MINILM if model is None else model,
@@ -108,6 +110,7 @@ def load_bert(model: str | None, pooling: str, normalize: bool | None, max_lengt
         "normalize": normalize,
         "max_length": max_length,
         "dim": int(net.config.hidden_size),
+        "precision": numbers,
     }
     return BertEncoder(tokenizer, net, pooling, normalize, max_length, device, info)
 
