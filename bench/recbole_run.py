@@ -209,6 +209,8 @@ def main() -> None:
     best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=True, show_progress=config["show_progress"])
     fit_seconds = time.perf_counter() - t_fit
     test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=config["show_progress"])
+    if best_valid_result is None:  # resumed, and no epoch after the checkpoint did better: validate the checkpoint
+        best_valid_result = trainer.evaluate(valid_data, load_best_model=False, show_progress=config["show_progress"])
     logger.info(f"best valid : {best_valid_result}")
     logger.info(f"test result: {test_result}")
 
@@ -221,7 +223,7 @@ def main() -> None:
         "valid": {k: float(v) for k, v in best_valid_result.items()},
         "best_valid_score": float(best_valid_score),
         "best_epoch": int(best_epoch),  # 0-based, as mmrec's artifacts record it
-        "epochs_run": max(trainer.train_loss_dict) + 1,  # 0-based epoch keys, resumed runs included
+        "epochs_run": max(trainer.train_loss_dict, default=resumed_from or 0) + 1,  # 0-based epochs, resumed runs included
         "epochs_this_process": len(trainer.train_loss_dict),
         "resumed_from_epoch": resumed_from,  # 0-based epoch of the checkpoint a resumed run started after, or null
         "fit_seconds": round(fit_seconds, 1),  # this process's epochs only
