@@ -69,6 +69,7 @@ TRANSFORMER = {
     "model.act": "hidden_act",
     "model.norm_eps": "layer_norm_eps",
     "model.mask_ratio": "mask_ratio",
+    "model.ft_ratio": "ft_ratio",
 }
 KEYS = {
     "sasrec": TRANSFORMER,

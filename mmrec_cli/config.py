@@ -119,6 +119,7 @@ RECBOLE_ALIASES = {
     "hidden_act": "model.act",  # BERT4Rec
     "layer_norm_eps": "model.norm_eps",  # BERT4Rec
     "mask_ratio": "model.mask_ratio",  # BERT4Rec
+    "ft_ratio": "model.ft_ratio",  # BERT4Rec
     "learning_rate": "train.lr",
     "train_batch_size": "train.batch_size",
     "epochs": "train.epochs",

@@ -44,9 +44,9 @@ def test_shapes_and_scores_of_any_items():
 
 def test_golden_loss_on_a_seeded_batch():
     torch.manual_seed(0)
-    b = batch(quiet())
+    b = batch(quiet(ft_ratio=0.0))  # Cloze batches only
     assert b["items"].shape == (49, 5) and int((b["targets"] >= 0).sum()) == 54
-    m = bert4rec.Model(quiet(), 20)
+    m = bert4rec.Model(quiet(ft_ratio=0.0), 20)
     assert m.loss(b).item() == pytest.approx(2.9893243, abs=1e-5)
 
 
@@ -58,6 +58,34 @@ def test_masks_replace_items_at_the_targets_and_every_row_has_one():
     assert (b["items"][chosen] == MASK).all() and torch.equal(b["items"][~chosen], plain["items"][~chosen])
     assert chosen.any(1).all() and not (chosen & (plain["items"] == 0)).any()  # one at least, never on padding
     assert "target" not in b and torch.equal(b["lengths"], plain["lengths"])
+
+
+def test_last_item_batches_mask_and_read_only_each_rows_last_item():
+    rows = {"items": torch.tensor([[3, 0, 0], [3, 4, 0], [3, 4, 5]]), "lengths": torch.tensor([1, 2, 3])}
+    b = bert4rec.mask_last(rows, MASK)
+    assert b["items"].tolist() == [[MASK, 0, 0], [3, MASK, 0], [3, 4, MASK]]
+    assert b["targets"].tolist() == [[2, -100, -100], [-100, 3, -100], [-100, -100, 4]]  # the 0-based last items
+    recbole = bert4rec.mask_last(rows, MASK, recbole=True)  # RecBole never reads position 0
+    assert torch.equal(recbole["items"], b["items"]) and recbole["targets"][0].tolist() == [-100] * 3
+
+
+def test_ft_ratio_picks_whole_batches_of_last_item_masks_per_seed_and_epoch():
+    ds, tc = dataset(), TrainConfig(batch_size=8, seed=3)
+    kinds = []
+    for epoch in range(4):
+        for b in bert4rec.train_batches(ds, small(ft_ratio=0.5), tc, epoch):
+            last = torch.arange(b["items"].shape[1]) == (b["lengths"] - 1)[:, None]
+            kinds.append(bool(torch.equal(b["targets"] >= 0, last)))
+    assert kinds == [  # the same draws on every run: (seed, epoch)
+        bool(torch.equal(b["targets"] >= 0, torch.arange(b["items"].shape[1]) == (b["lengths"] - 1)[:, None]))
+        for epoch in range(4)
+        for b in bert4rec.train_batches(ds, small(ft_ratio=0.5), tc, epoch)
+    ]
+    assert 0 < sum(kinds) < len(kinds)  # both kinds of batch
+    every = list(bert4rec.train_batches(ds, small(ft_ratio=1.0), tc, 0))
+    assert all((b["targets"] >= 0).sum(1).eq(1).all() and (b["items"][b["targets"] >= 0] == MASK).all() for b in every)
+    cloze = [b["targets"] for b in bert4rec.train_batches(ds, small(ft_ratio=0.0), tc, 0)]
+    assert sum(int((t >= 0).sum()) for t in cloze) > sum(int((b["targets"] >= 0).sum()) for b in every)
 
 
 def test_mask_ratio_bounds_draw_one_or_every_item():
@@ -186,6 +214,8 @@ def test_without_the_output_bias_scores_are_dot_products():
 def test_a_mask_ratio_out_of_range_is_refused():
     with pytest.raises(MmrecError, match=r"^config: model.mask_ratio: 1.5 is out of range; use a rate in \[0, 1\]$"):
         bert4rec.Model(small(mask_ratio=1.5), 20)
+    with pytest.raises(MmrecError, match=r"^config: model.ft_ratio: -0.5 is out of range; use a rate in \[0, 1\]$"):
+        bert4rec.Model(small(ft_ratio=-0.5), 20)
 
 
 def test_cli_finetune_then_eval(tiny_dataset, tmp_path):

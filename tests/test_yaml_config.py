@@ -131,8 +131,8 @@ def test_the_baselines_recbole_names_map_to_their_settings(tmp_path):
     hidden_act, layer_norm_eps, mask_ratio); hidden_act was refused before."""
     gru = stage("gru4rec", write(tmp_path / "g.yaml", "embedding_size: 32\nhidden_size: 48\nnum_layers: 2\ndropout_prob: 0.1\n")).model
     assert (gru.embedding, gru.hidden, gru.layers, gru.dropout) == (32, 48, 2, 0.1)
-    bert = stage("bert4rec", write(tmp_path / "b.yaml", "hidden_act: relu\nlayer_norm_eps: 1.0e-6\nmask_ratio: 0.3\n")).model
-    assert (bert.act, bert.norm_eps, bert.mask_ratio) == ("relu", 1e-6, 0.3)
+    bert = stage("bert4rec", write(tmp_path / "b.yaml", "hidden_act: relu\nlayer_norm_eps: 1.0e-6\nmask_ratio: 0.3\nft_ratio: 0.25\n")).model
+    assert (bert.act, bert.norm_eps, bert.mask_ratio, bert.ft_ratio) == ("relu", 1e-6, 0.3, 0.25)
 
 
 def test_an_alias_of_a_setting_the_model_lacks_is_an_unknown_key(tmp_path):

@@ -17,7 +17,10 @@ follows RecBole 1.2 instead: no forced mask, and of a row's masked positions the
 last int(mask_ratio * max_len) and never position 0 (the others stay masked in the input). The inputs are RecBole's
 training instances: the history before each training item but a user's first (its last max_len items) is
 one row, so `train.batch_size` counts these prefixes as RecBole's train_batch_size does (a user's last
-training item is therefore never an input in training, as in RecBole). The masks are drawn in
+training item is therefore never an input in training, as in RecBole). A share `ft_ratio` of the
+batches (drawn per batch) instead masks only each row's last item, the samples of §3.6 that "only mask
+the last item in the input sequences ... like fine-tuning" and so match the evaluation task (RecBole
+1.2's ft_ratio, 0.5 by default there and here; 0 gives Cloze batches only). The masks are drawn in
 `train_batches` from (seed, epoch): every process of a distributed run and a resumed run draw the same.
 
 Evaluation and recommendation: [mask] is appended after the history and its output is the user vector;
@@ -33,7 +36,8 @@ and every row has one; `loss_masks = "recbole"` gives RecBole's rule); RecBole's
 Config fields and their RecBole keys: max_len = MAX_ITEM_LIST_LENGTH, hidden = hidden_size, layers =
 n_layers, heads = n_heads, inner = inner_size, dropout = hidden_dropout_prob, attn_dropout =
 attn_dropout_prob, act = hidden_act, norm_eps = layer_norm_eps, init_std = initializer_range,
-mask_ratio = mask_ratio, output_bias = the output bias b^O (always on in RecBole 1.2, absent before 1.2).
+mask_ratio = mask_ratio, ft_ratio = ft_ratio, output_bias = the output bias b^O (always on in RecBole 1.2,
+absent before 1.2).
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ class Config:
     norm_eps: float = 1e-12  # layer_norm_eps
     init_std: float = 0.02  # initializer_range
     mask_ratio: float = 0.2  # mask_ratio: the probability that an input item is masked in training
+    ft_ratio: float = 0.5  # ft_ratio: the probability that a training batch masks only each row's last item
     # which masked positions the loss reads: "all" (every row gets one at least), or "recbole" (RecBole 1.2's
     # rule: no forced mask; of a row's masks the last int(mask_ratio * max_len), never position 0)
     loss_masks: Literal["all", "recbole"] = "all"
@@ -77,8 +82,9 @@ class Config:
 class Model(nn.Module):
     def __init__(self, cfg: Config, num_items: int, features: dict | None = None):
         super().__init__()
-        if not 0.0 <= cfg.mask_ratio <= 1.0:
-            raise out_of_range("config: model.mask_ratio", cfg.mask_ratio, "a rate in [0, 1]")
+        for name, rate in (("mask_ratio", cfg.mask_ratio), ("ft_ratio", cfg.ft_ratio)):
+            if not 0.0 <= rate <= 1.0:
+                raise out_of_range(f"config: model.{name}", rate, "a rate in [0, 1]")
         if not cfg.norm_eps > 0:
             raise out_of_range("config: model.norm_eps", cfg.norm_eps, "a positive number, e.g. 1e-12")
         self.cfg = cfg
@@ -205,12 +211,27 @@ def mask_items(batch: dict, mask: int, ratio: float, rng: np.random.Generator, r
     return rest | {"items": torch.where(chosen, mask, items), "targets": torch.where(read, items - 1, B.IGNORE)}
 
 
+def mask_last(batch: dict, mask: int, recbole: bool = False) -> dict:
+    """The §3.6 fine-tuning inputs of a batch: each row's last item replaced by [mask] and made its only target
+    (RecBole's _append_mask_last). With `recbole`, a row of one item is masked but not read (RecBole never reads
+    position 0)."""
+    items, lengths = batch["items"], batch["lengths"]
+    n, L = items.shape
+    last = torch.arange(L) == (lengths - 1)[:, None]  # (B, L)
+    read = last & (lengths[:, None] > 1) if recbole else last
+    rest = {k: v for k, v in batch.items() if k != "target"}
+    return rest | {"items": torch.where(last, mask, items), "targets": torch.where(read, items - 1, B.IGNORE)}
+
+
 def train_batches(ds, cfg: Config, train_cfg, epoch: int, stage: str = "finetune"):
     """RecBole's prefix histories, shuffled and masked; the order and the masks depend only on (seed, epoch)."""
     rng = np.random.default_rng([train_cfg.seed % 2**63, epoch])
     cap = int(cfg.mask_ratio * cfg.max_len) if cfg.loss_masks == "recbole" else None
     for batch in B.prefix_batches(ds, cfg.max_len, train_cfg.batch_size, train_cfg.seed, epoch):
-        yield mask_items(batch, ds.num_items + 1, cfg.mask_ratio, rng, cap)
+        if cfg.ft_ratio > 0 and rng.random() < cfg.ft_ratio:  # no draw at 0: Cloze-only runs keep their masks
+            yield mask_last(batch, ds.num_items + 1, cap is not None)
+        else:
+            yield mask_items(batch, ds.num_items + 1, cfg.mask_ratio, rng, cap)
 
 
 SPEC = ModelSpec(name="bert4rec", config=Config, build=Model, train_batches=train_batches)
