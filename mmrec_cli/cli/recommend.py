@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from mmrec_cli.cli._common import DEVICE, DEVICE_HELP, handle_errors, progress, say
-from mmrec_cli.evaluation import TOP_CHUNK
+from mmrec_cli.evaluation import TOP_BATCH, TOP_CHUNK
 
 
 @handle_errors
@@ -20,7 +20,7 @@ def recommend(
     top_k: int = typer.Option(10, "--top-k", "-k", help="Items per history."),
     exclude_history: bool = typer.Option(False, "--exclude-history", help="Never recommend an item of the history itself."),
     strict: bool = typer.Option(False, "--strict", help="Refuse unknown item ids (file:line) instead of skipping and counting them."),
-    batch_size: int = typer.Option(256, "--batch-size", help="Histories scored at once."),
+    batch_size: int = typer.Option(TOP_BATCH, "--batch-size", help="Histories scored at once."),
     chunk: int = typer.Option(TOP_CHUNK, "--chunk", help="Items scored at once (bounds memory for large catalogues)."),
     device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
 ) -> None:

@@ -8,3 +8,5 @@ CHUNK = 1024
 # Items scored at once by `recommend`, whose top-k merge costs per chunk: 8,192 served 5,650 histories/s on a
 # 1,585-item catalogue against 5,464 with 1,024 (`bench/recommend_bench.py --sizes 2000,20000 --items 1585`).
 TOP_CHUNK = 8192
+# Histories scored at once by `recommend` (within a window of histories regrouped by length).
+TOP_BATCH = 256

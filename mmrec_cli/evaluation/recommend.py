@@ -24,7 +24,7 @@ import torch
 
 from mmrec_cli.data.batches import collate_eval, to_device
 from mmrec_cli.errors import bad_input
-from mmrec_cli.evaluation import TOP_CHUNK
+from mmrec_cli.evaluation import TOP_BATCH, TOP_CHUNK
 from mmrec_cli.evaluation.ranking import device_of, merge_top
 from mmrec_cli.io.jsonl import read_jsonl
 from mmrec_cli.models import Scorer
@@ -34,7 +34,7 @@ from mmrec_cli.models import Scorer
 class RecommendConfig:
     top_k: int = 10
     exclude_history: bool = False
-    batch_size: int = 256  # histories scored at once
+    batch_size: int = TOP_BATCH  # histories scored at once
     chunk: int = TOP_CHUNK  # items scored at once
     window: int = 8  # batches read ahead and regrouped by history length (1 = input order)
     strict: bool = False
