@@ -6,7 +6,8 @@ same batch size, in one process; then image items/s of a ViT-B-32-sized random C
 
 Both text sides are timed end to end (model load included; mmrec also reads the items file and writes the
 artifact) and encode-only; the rounds alternate the two so a busy machine slows both alike, and the best
-round of each is printed. --precision is mmrec's (`extract --precision`; sentence-transformers stays fp32), and the
+round of each is printed, with the arithmetic rate each side reaches (the encoder's multiply-adds for these texts' token
+counts, over its seconds) beside this machine's rate on one large matmul in the same precision. --precision is mmrec's (`extract --precision`; sentence-transformers stays fp32), and the
 lowest cosine of an item's mmrec vector to its sentence-transformers vector is printed with it. Needs sentence-transformers (`pip install -e '.[bench]'`).
 """
 
@@ -95,6 +96,37 @@ def text_bench(batch_size: int, rounds: int, numbers: str) -> dict:
     }
 
 
+def encoder_gflop(texts: list[str]) -> float:
+    """Floating-point operations (x 1e9) of one MiniLM pass over `texts`: the dense layers per token and the
+    attention per pair of tokens of a text, every layer (embeddings, norms and softmax left out)."""
+    import numpy as np
+
+    from mmrec_cli.features.text import load_bert
+
+    enc = load_bert(None, "auto", None, 0, "cpu")
+    c = enc.model.config
+    lengths = enc.prepare(texts)[1].astype(np.float64)
+    dense = 2 * (4 * c.hidden_size**2 + 2 * c.hidden_size * c.intermediate_size)  # q, k, v, out; the feed-forward
+    attention = 2 * 2 * c.hidden_size * (lengths**2).sum()  # scores and the weighted sum
+    return c.num_hidden_layers * (dense * lengths.sum() + attention) / 1e9
+
+
+def matmul_gflops(numbers: str, n: int = 2048, repeat: int = 10) -> float:
+    """This machine's rate on an n x n matmul in `numbers` (fp32, bf16, fp16), the best of `repeat`."""
+    import torch
+
+    from mmrec_cli.features import precision
+
+    a = torch.randn(n, n).to(precision.dtype(numbers))
+    b = torch.randn(n, n).to(precision.dtype(numbers))
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
 def image_bench(count: int, batch_size: int) -> dict:
     import numpy as np
     from PIL import Image
@@ -131,12 +163,21 @@ def main() -> None:
 
     numbers = precision.resolve(args.precision, "cpu")
     text = text_bench(args.batch_size, args.rounds, args.precision)
+    gflop, peak = encoder_gflop(example_texts()), matmul_gflops(numbers)
+    text |= {
+        "encoder_gflop": round(gflop, 1),
+        "mmrec_gflops": round(gflop * text["mmrec_encode_items_per_s"] / text["texts"], 1),
+        "st_gflops": round(gflop * text["st_encode_items_per_s"] / text["texts"], 1),
+        f"matmul_2048_{numbers}_gflops": round(peak, 1),
+    }
     print(json.dumps(text, indent=1))
     verdict = "faster" if text["mmrec_encode_items_per_s"] > text["st_encode_items_per_s"] else "NOT faster"
     print(f"text (MiniLM, {text['texts']} texts, batch {args.batch_size}): mmrec ({numbers}) {text['mmrec_encode_items_per_s']} items/s vs "
           f"sentence-transformers {text['st_encode_items_per_s']} items/s encode-only -> mmrec is {verdict}; end to end "
           f"{text['mmrec_extract_items_per_s']} vs {text['st_load_encode_items_per_s']} items/s; lowest cosine of an item's "
           f"two vectors {text['min_cosine_vs_sentence_transformers']}")
+    print(f"arithmetic: {text['encoder_gflop']} GFLOP for these texts; mmrec {text['mmrec_gflops']} GFLOP/s, sentence-transformers "
+          f"{text['st_gflops']} GFLOP/s, one 2048 x 2048 {numbers} matmul on this machine {peak:.1f} GFLOP/s")
     if args.images:
         img = image_bench(args.images, min(args.batch_size, 32))
         print(json.dumps(img, indent=1))
