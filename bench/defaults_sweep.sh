@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Example settings chosen on two domains: one `mmrec sweep` per model and domain (the bundled Scientific data and
+# Amazon Musical Instruments), the same grid on both, and a table of every setting's mean validation metric on each
+# domain, its rank there, and its mean rank. The setting with the best mean rank is the one to prefer (ties: the
+# better of the two ranks' worse one, then the higher mean of the two metrics relative to each domain's best), not
+# the best on one domain. The table goes to docs/results/defaults.md.
+#
+#   bench/defaults_sweep.sh [OUT_DIR]           (default examples/out/defaults)
+#
+# Needs ../shared/data/instruments beside the repository (INSTRUMENTS=DIR to point elsewhere). Each sweep is
+# `mmrec sweep` itself: it evaluates only its own chosen setting on its domain's test split, and an interrupted sweep
+# continues where it stopped (rerun the script). The datasets are made as bench/transfer_quality.sh makes them (the
+# same files when OUT_DIR/../transfer has them). Environment: MMREC, MODELS (default "sasrec gru4rec"), SEEDS
+# (default "2020,2021"), JOBS (runs at once per sweep, default 1), OMP_NUM_THREADS (default 1), and per model a grid:
+# GRID_SASREC, GRID_GRU4REC, GRID_BERT4REC ("key=v1,v2 key=v1,v2"), each around the example config's values; SET
+# ("key=value ...", settings every run shares: SET=train.epochs=1 for a smoke run, into another OUT_DIR).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RESULTS=$ROOT/docs/results/defaults.md
+source "$ROOT/bench/results.sh"  # settings VAR... and write_results TABLE [EXTRA]
+COMMAND_LINE="$(settings OMP_NUM_THREADS JOBS SEEDS MODELS SET GRID_SASREC GRID_GRU4REC GRID_BERT4REC MMREC INSTRUMENTS)bench/$(basename "$0")$([ $# -eq 0 ] || printf ' %q' "$@")"
+cd "$ROOT"
+OUT=${1:-examples/out/defaults}
+MMREC=${MMREC:-.venv/bin/mmrec}
+PY=${PY:-.venv/bin/python}
+INSTRUMENTS=${INSTRUMENTS:-$ROOT/../shared/data/instruments}
+MODELS=${MODELS:-sasrec gru4rec}
+SEEDS=${SEEDS:-2020,2021}
+JOBS=${JOBS:-1}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+GRID_SASREC=${GRID_SASREC:-model.dropout=0.2,0.5 train.lr=0.001,0.003}
+GRID_GRU4REC=${GRID_GRU4REC:-model.dropout=0.1,0.3 train.lr=0.001,0.003}
+GRID_BERT4REC=${GRID_BERT4REC:-model.mask_ratio=0.2,0.4 train.lr=0.001,0.003}
+mkdir -p "$OUT"
+run() { echo "+ $*" >&2; "$@"; }
+
+# --- the two domains, as bench/transfer_quality.sh prepares them (reused when it already has) ----------------------
+SCI=$OUT/sci.safetensors INS=$OUT/instr.safetensors
+TRANSFER=$OUT/../transfer
+for pair in "$SCI:sci.safetensors" "$INS:instr.safetensors"; do
+  target=${pair%%:*} name=${pair#*:}
+  [ -f "$target" ] || [ ! -f "$TRANSFER/$name" ] || run cp "$TRANSFER/$name" "$target"
+done
+[ -f "$SCI" ] || run $MMREC prepare examples/scientific/Scientific -o "$SCI"
+[ -f "$INS" ] || run $MMREC prepare "$INSTRUMENTS/users.tsv" --format sequences --items "$INSTRUMENTS/items.tsv" -o "$INS"
+
+# --- one sweep per model and domain --------------------------------------------------------------------------------
+for model in $MODELS; do
+  var=GRID_${model^^}
+  [ -n "${!var+x}" ] || { echo "MODELS: no grid for '$model' (set $var=\"key=v1,v2 ...\")" >&2; exit 2; }
+  grid=()
+  for g in ${!var}; do grid+=(--grid "$g"); done
+  for g in ${SET:-}; do grid+=(--set "$g"); done
+  for domain in sci instr; do
+    ds=$SCI
+    [ "$domain" = sci ] || ds=$INS
+    [ -f "$OUT/${model}_$domain/results.csv" ] || run $MMREC sweep "$model" "$ds" --config "examples/configs/$model.json" \
+      "${grid[@]}" --seeds "$SEEDS" --jobs "$JOBS" -o "$OUT/${model}_$domain"
+  done
+done
+
+# --- the table -----------------------------------------------------------------------------------------------------
+PROTOCOL="domains: the bundled Scientific data (2,928 users, 1,585 items) and Amazon Musical Instruments 2018 (10,000 users, 20,618 items), each with mmrec's chronological leave-one-out split and full ranking over all items. Per model, one \`mmrec sweep\` per domain over the same grid around examples/configs/<model>.json, seeds $SEEDS${SET:+, with $SET for every run}; a setting's figure is its validation metric (the config's train.metric) averaged over the seeds. Rank 1 is a domain's best; the preferred setting has the best mean rank over the two domains (ties: the better worse rank, then the higher mean of the metric relative to each domain's best). Only validation figures choose; each sweep reads its own domain's test split once, for its own chosen setting (in OUT/<model>_<domain>/results.md)."
+TABLE=$(mktemp)
+trap 'rm -f "$TABLE"' EXIT
+$PY - "$OUT" $MODELS <<'EOF' | tee "$TABLE"
+import csv, json, sys
+from pathlib import Path
+
+out, models = Path(sys.argv[1]), sys.argv[2:]
+
+
+def read(folder: Path):
+    rows = list(csv.DictReader(open(folder / "results.csv")))
+    metric = next(k for k in rows[0] if k.startswith("valid_") and k.endswith("_mean"))[len("valid_"):-len("_mean")]
+    keys = json.loads((folder / "settings.json").read_text())["keys"]
+    return {tuple(r[k] for k in keys): float(r[f"valid_{metric}_mean"]) for r in rows}, keys, metric
+
+
+for model in models:
+    folders = [out / f"{model}_{d}" for d in ("sci", "instr")]
+    if not all((f / "results.csv").is_file() for f in folders):
+        print(f"## {model}\n\n(sweeps missing: {', '.join(str(f) for f in folders if not (f / 'results.csv').is_file())})\n")
+        continue
+    (sci, keys, metric), (ins, _, _) = read(folders[0]), read(folders[1])
+    config = json.loads(Path(f"examples/configs/{model}.json").read_text())
+    current = tuple(str(config[k.split(".")[0]].get(k.split(".")[1], "")) for k in keys)
+    rank = lambda table: {s: 1 + sorted(table.values(), reverse=True).index(v) for s, v in table.items()}  # noqa: E731
+    rs, ri = rank(sci), rank(ins)
+    rel = {s: (sci[s] / max(sci.values()) + ins[s] / max(ins.values())) / 2 for s in sci}
+    order = sorted(sci, key=lambda s: ((rs[s] + ri[s]) / 2, max(rs[s], ri[s]), -rel[s]))
+    print(f"## {model}\n\nValidation {metric}, mean over seeds; → the preferred setting; * the example config's.\n")
+    print("| | " + " | ".join(f"`{k}`" for k in keys) + f" | Scientific | rank | Instruments | rank | mean rank | relative to each best |")
+    print("|---|" + "---|" * len(keys) + "---|---|---|---|---|---|")
+    for s in order:
+        mark = ("→" if s == order[0] else "") + ("*" if s == current else "")
+        print(f"| {mark} | " + " | ".join(s) + f" | {sci[s]:.4f} | {rs[s]} | {ins[s]:.4f} | {ri[s]} | {(rs[s] + ri[s]) / 2:g} | {rel[s]:.3f} |")
+    best_sci, best_ins = max(sci, key=sci.get), max(ins, key=ins.get)
+    print(f"\nBest on Scientific alone: {', '.join(f'{k}={v}' for k, v in zip(keys, best_sci))}; on Instruments alone: "
+          f"{', '.join(f'{k}={v}' for k, v in zip(keys, best_ins))}.\n")
+EOF
+write_results "$TABLE"
