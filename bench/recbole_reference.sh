@@ -109,7 +109,9 @@ for m in models:
     if rb:
         t, d = rb["test"], rb["dataset"]
         s = secs(f"recbole_{m}.json")
-        print(f"| {names[m]} | RecBole 1.2.1 | {f(t['recall@10'])} | {f(t['ndcg@10'])} | {f(t['recall@20'])} | {f(t['ndcg@20'])} | | {f(rb['valid']['ndcg@10'])} | {rb['best_epoch'] + 1} / {rb['epochs_run']} | {rb['fit_seconds'] / max(1, rb['epochs_run']):.1f} | {'' if s is None else s} |")
+        here = rb.get("epochs_this_process", rb["epochs_run"])  # a resumed run's seconds cover its own epochs only
+        resumed = "" if rb.get("resumed_from_epoch") is None else f" (resumed after epoch {rb['resumed_from_epoch'] + 1}; seconds: the resumed part)"
+        print(f"| {names[m]} | RecBole 1.2.1 | {f(t['recall@10'])} | {f(t['ndcg@10'])} | {f(t['recall@20'])} | {f(t['ndcg@20'])} | | {f(rb['valid']['ndcg@10'])} | {rb['best_epoch'] + 1} / {rb['epochs_run']}{resumed} | {rb['fit_seconds'] / max(1, here):.1f} | {'' if s is None else s} |")
         same = all(d[k] == mine[k] for k in mine) and d["valid_rows"] == d["valid_users"] == d["test_rows"] == d["test_users"] == mine["users"]
         lines.append(f"- {names[m]}: RecBole read {d['users']} users, {d['items']} items, {d['interactions']} interactions; valid {d['valid_rows']} rows of {d['valid_users']} users, test {d['test_rows']} rows of {d['test_users']} users; {d['train_rows']} training prefixes" + ("" if same else f" — NOT mmrec's split ({mine['users']} users, {mine['items']} items, {mine['interactions']} interactions)"))
     if os.path.exists(mm_path):
