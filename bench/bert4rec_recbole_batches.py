@@ -10,8 +10,13 @@ transform make every training batch (Cloze masks, its ft_ratio batches, its loss
 
 - recbole: RecBole's BERT4Rec (its calculate_loss); with the same seed this repeats RecBole's own trainer's curve.
 - mmrec: mmrec's BERT4Rec with its own initial weights; the batch's masked positions become its `targets`.
-- mmrec-recbole-init: mmrec's BERT4Rec starting from RecBole's initial weights (copied layer by layer); prints
-  both models' loss on the first batch with dropout off.
+- mmrec-recbole-init: mmrec's BERT4Rec starting from RecBole's initial weights (copied layer by layer); with
+  --check, first prints both models' loss on the first batch with dropout off (drawing that batch moves RecBole's
+  masks on by one batch).
+
+--dropout P sets both dropout rates of either model (hidden and attention; default RecBole's 0.2): at 0, the
+recbole and mmrec-recbole-init modes start from the same weights and see the same batches, so their curves differ
+only by what the models compute.
 
 Each epoch prints the mean training loss and validation NDCG@10 over all items (the target's rank among the 1,585
 items, history not excluded, as both tools evaluate); for the mmrec modes both with the history kept whole and with
@@ -44,11 +49,12 @@ DATA = ROOT / "examples/out/recbole/recbole/scientific/scientific.yaml"
 SEQ, LEN = "item_id_list", "item_length"
 
 
-def recbole_data(seed: int):
+def recbole_data(seed: int, dropout: float):
     data_path = (ROOT / yaml.safe_load(DATA.read_text())["data_path"]).resolve()
     settings = {"data_path": str(data_path), "loss_type": "CE", "train_neg_sample_args": None, "train_batch_size": 2048,
                 "learning_rate": 0.001, "seed": seed, "reproducibility": True, "gpu_id": "", "show_progress": False,
-                "MAX_ITEM_LIST_LENGTH": 50, "checkpoint_dir": "/tmp/bert4rec_recbole_batches"}
+                "MAX_ITEM_LIST_LENGTH": 50, "checkpoint_dir": "/tmp/bert4rec_recbole_batches",
+                "hidden_dropout_prob": dropout, "attn_dropout_prob": dropout}
     cfg = Config(model="BERT4Rec", config_file_list=[str(DATA)], config_dict=settings)
     init_seed(seed, True)
     ds = create_dataset(cfg)
@@ -108,16 +114,19 @@ def main() -> None:
     ap.add_argument("mode", choices=["recbole", "mmrec", "mmrec-recbole-init"])
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--seed", type=int, default=2020)
+    ap.add_argument("--dropout", type=float, default=0.2, help="both dropout rates of either model")
+    ap.add_argument("--check", action="store_true", help="mmrec-recbole-init: compare the first batch's losses first")
     args = ap.parse_args()
     sys.argv = sys.argv[:1]  # RecBole's Config also reads --key=value from the command line
-    cfg, train, valid, n_items = recbole_data(args.seed)
+    cfg, train, valid, n_items = recbole_data(args.seed, args.dropout)
     init_seed(args.seed, True)
     recbole = args.mode == "recbole"
-    model = BERT4Rec(cfg, train._dataset) if recbole else bert4rec.Model(bert4rec.Config(), n_items)
+    model = BERT4Rec(cfg, train._dataset) if recbole else bert4rec.Model(bert4rec.Config(dropout=args.dropout, attn_dropout=args.dropout), n_items)
     if args.mode == "mmrec-recbole-init":
         init_seed(args.seed, True)
         rb = BERT4Rec(cfg, train._dataset)
         copy_recbole_weights(model, rb)
+    if args.mode == "mmrec-recbole-init" and args.check:
         model.eval(), rb.eval()
         first = next(iter(train))
         with torch.no_grad():
