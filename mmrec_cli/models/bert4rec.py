@@ -215,9 +215,8 @@ def mask_last(batch: dict, mask: int, recbole: bool = False) -> dict:
     """The §3.6 fine-tuning inputs of a batch: each row's last item replaced by [mask] and made its only target
     (RecBole's _append_mask_last). With `recbole`, a row of one item is masked but not read (RecBole never reads
     position 0)."""
-    items, lengths = batch["items"], batch["lengths"]
-    n, L = items.shape
-    last = torch.arange(L) == (lengths - 1)[:, None]  # (B, L)
+    items, lengths = batch["items"], batch["lengths"]  # (B, L), (B,)
+    last = torch.arange(items.shape[1]) == (lengths - 1)[:, None]  # (B, L)
     read = last & (lengths[:, None] > 1) if recbole else last
     rest = {k: v for k, v in batch.items() if k != "target"}
     return rest | {"items": torch.where(last, mask, items), "targets": torch.where(read, items - 1, B.IGNORE)}
