@@ -12,7 +12,7 @@ SASRec's last layer over every position (its user side before `last_query`), the
 two runs each; a figure, not a test.
 
 --command times the command itself, `mmrec recommend` in a fresh process, as a user runs it: a SASRec of the example
-config trained for one epoch on the example Scientific data (1,585 items; the weights do not change the work), and
+config trained for three epochs on the example Scientific data (1,585 items; the weights do not change the work), and
 the example users' own histories (as many as --sizes asks, the 2,928 users repeated) as input, written to a file.
 Its figure is the slope between the two sizes, (n2 - n1) / (t2 - t1), so start-up (imports, loading) does not count;
 each size runs three times, alternating, and the fastest counts. Peak RSS is per process (os.wait4).
@@ -85,10 +85,6 @@ def run_one(n: int, num_items: int, device: str, batch: int) -> dict:
     return {"histories": stats.histories, "seconds": round(secs, 2), "per_second": round(stats.histories / secs), "per_second_all_positions": round(stats.histories / peer), "peak_rss_mib": round(peak / 1024, 1), "rss_before_mib": round(base / 1024, 1), "unknown": stats.unknown_items}
 
 
-def mmrec(*args: str) -> None:
-    subprocess.run([str(Path(sys.executable).with_name("mmrec")), *args], check=True, capture_output=True)
-
-
 def timed_command(args: list[str]) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one `mmrec` process."""
     t0 = time.perf_counter()
@@ -101,11 +97,11 @@ def timed_command(args: list[str]) -> tuple[float, float]:
 
 
 def command_slope(sizes: list[int], batch: int) -> None:
-    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from eval_nproc_bench import example_model  # the example data prepared and its SASRec trained briefly
+
     with tempfile.TemporaryDirectory() as tmp:
-        ds, model = f"{tmp}/ds.safetensors", f"{tmp}/sasrec.safetensors"
-        mmrec("prepare", str(root / "examples/scientific"), "-o", ds)
-        mmrec("finetune", "sasrec", ds, "--config", str(root / "examples/configs/sasrec.json"), "--epochs", "1", "-o", model)
+        model, ds = (str(p) for p in example_model(Path(tmp)))
         from mmrec_cli.data import dataset as D
 
         data = D.load(ds)

@@ -171,7 +171,7 @@ class ClipText:
             out = encode_text(self.clip, tokens.to(self.clip.device)).float()  # normalised in float32
             if self.normalize:
                 out = torch.nn.functional.normalize(out, dim=-1)
-        return out.float().cpu().numpy(), None, []
+        return out.cpu().numpy(), None, []
 
 
 def text_encoder(clip: Clip, normalize: bool) -> ClipText:

@@ -126,7 +126,7 @@ class ClipImages:
                 feats = self.clip.model.encode_image(pixels.to(self.clip.device, self.clip.dtype)).float()  # normalised in float32
                 if self.normalize:
                     feats = torch.nn.functional.normalize(feats, dim=-1)
-            out[ok] = feats.float().cpu().numpy()
+            out[ok] = feats.cpu().numpy()
         return out, ok, errors
 
 

@@ -62,7 +62,7 @@ class BertEncoder:
             out = pool(hidden.float(), mask, self.pooling)  # pooled in float32 whatever the model computes in
             if self.normalize:
                 out = torch.nn.functional.normalize(out, dim=-1)
-        return out.float().cpu().numpy(), None, []
+        return out.cpu().numpy(), None, []
 
 
 def pad_ids(ids: list[list[int]], pad_id: int):
