@@ -8,11 +8,13 @@
 # Needs ../shared/data/instruments beside the repository (INSTRUMENTS=DIR to point elsewhere). Every step's output is a
 # file, and a step whose output exists is skipped, so an interrupted run continues where it stopped (delete a file to
 # redo its step). Settings are the example configs (chosen on the Scientific validation split) and are the same for
-# every row; the only choice made here, which pre-training source gets the learning curve, is made on validation.
-# The test split is read once per trained model. Environment: MMREC (the mmrec command), OMP_NUM_THREADS (default 1),
-# JOBS (runs at once, default 1), SEEDS (fine-tuning seeds, default "2020 2021 2022"), FRACTIONS (shares of the
-# target's users for the learning curve, default "0.1 0.25"), SOURCES (MSM4SR pre-training sources among sci, instr
-# and both, default all three), PARTS (default "msm4sr curve missrec unisrec").
+# every row; the only choices made here, which MSM4SR pre-training source and which UniSRec transfer mode get a
+# learning curve, are made on validation. The test split is read once per trained model. Environment: MMREC (the mmrec
+# command), OMP_NUM_THREADS (default 1), JOBS (runs at once, default 1), SEEDS (fine-tuning seeds, default
+# "2020 2021 2022"), FRACTIONS (shares of the target's users for the learning curves, default "0.05 0.1 0.25 0.5"),
+# SOURCES (MSM4SR pre-training sources among sci, instr and both, default all three), PARTS (default "msm4sr curve
+# missrec unisrec unisrec-curve"; a curve needs its model's full-data rows first).
+# Edit this file only by replacing it (write a copy, then mv): bash reads a running script from its file as it goes.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS=$ROOT/docs/results/transfer.md
@@ -24,8 +26,8 @@ MMREC=${MMREC:-.venv/bin/mmrec}
 PY=${PY:-.venv/bin/python}
 INSTRUMENTS=${INSTRUMENTS:-$ROOT/../shared/data/instruments}
 SEEDS=${SEEDS:-2020 2021 2022}
-FRACTIONS=${FRACTIONS:-0.1 0.25}
-PARTS=${PARTS:-msm4sr curve missrec unisrec}
+FRACTIONS=${FRACTIONS:-0.05 0.1 0.25 0.5}
+PARTS=${PARTS:-msm4sr curve missrec unisrec unisrec-curve}
 SOURCES=${SOURCES:-sci instr both}
 JOBS=${JOBS:-1}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -92,39 +94,70 @@ if has msm4sr; then
   finish
 fi
 
-# --- the learning curve: the pre-training source with the best mean validation NDCG@10 vs scratch, per share of users -
-if has curve; then
-  BEST=$($PY - "$OUT" "$SOURCES" $SEEDS <<'EOF'
+# --- learning curves: the model pre-trained vs from scratch, per share of the target's users ---------------------------
+# A share s of the users gives about s times the updates per epoch: validate every round(1/s) epochs and scale the
+# epoch limit alike, so that every share gets the full data's updates between validations and its patience.
+curve_set() {  # CONFIG FRACTION: the --set flags of a share
+  local every epochs
+  every=$($PY -c "import sys; print(max(1, round(1 / float(sys.argv[1]))))" "$2")
+  epochs=$($PY -c "import sys, json; print(json.load(open(sys.argv[1]))['train']['epochs'] * int(sys.argv[2]))" "$1" "$every")
+  echo "--set train.eval_every=$every --set train.epochs=$epochs"
+}
+subsampled() {  # FRACTION SEED: the target's data with that share of its users trained on (made once)
+  local ds=$OUT/sci_u$1_s$2.safetensors
+  [ -f "$ds" ] || run $MMREC subsample "$SCI" --keep-users "$1" --seed "$2" -o "$ds" >&2
+  echo "$ds"
+}
+best_on_valid() {  # PREFIX CANDIDATE...: the candidate whose full-data runs PREFIX_CANDIDATE_sSEED have the best mean valid NDCG@10
+  $PY - "$OUT" "$SEEDS" "$@" <<'EOF'
 import sys
 from pathlib import Path
 from mmrec_cli.io import artifacts
-out, sources, seeds = Path(sys.argv[1]), sys.argv[2].split(), sys.argv[3:]
-cands = [s for s in ("instr", "both") if s in sources]
-def valid(src):
-    files = [out / f"msm4sr_{src}_s{s}.safetensors" for s in seeds]
+out, seeds, prefix, cands = Path(sys.argv[1]), sys.argv[2].split(), sys.argv[3], sys.argv[4:]
+def valid(c):
+    files = [out / f"{prefix}_{c}_s{s}.safetensors" for s in seeds]
     missing = [str(f) for f in files if not f.exists()]
     if missing:
-        sys.exit(f"the learning curve chooses its source on validation: {missing[0]} is missing; run PARTS=msm4sr first")
+        sys.exit(f"the learning curve chooses its setting on validation: {missing[0]} is missing; train the full-data rows first")
     return sum(artifacts.read_meta(f)["valid"]["ndcg@10"] for f in files) / len(files)
 print(cands[0] if len(cands) == 1 else max(cands, key=valid))
 EOF
-)
+}
+
+# MSM4SR: the cross-domain pre-training source (instr or both) with the best mean validation NDCG@10
+if has curve; then
+  cands=()
+  for src in instr both; do [[ " $SOURCES " != *" $src "* ]] || cands+=("$src"); done
+  BEST=$(best_on_valid msm4sr "${cands[@]}")
   [ -f "$OUT/pre_msm4sr_$BEST.safetensors" ] || { echo "pre-train first: PARTS=msm4sr SOURCES=$BEST" >&2; exit 1; }
   echo "learning curve: MSM4SR pre-trained on '$BEST' vs scratch (the cross-domain source; of several, the best by mean validation NDCG@10)" >&2
   echo "$BEST" > "$OUT/curve_source.txt"
   for frac in $FRACTIONS; do
-    # A share s of the users gives about s times the updates per epoch: validate every round(1/s) epochs and scale
-    # the epoch limit alike, so that every share gets the full data's updates between validations and its patience.
-    every=$($PY -c "import sys; print(max(1, round(1 / float(sys.argv[1]))))" "$frac")
-    epochs=$($PY -c "import sys, json; print(json.load(open(sys.argv[1]))['train']['epochs'] * int(sys.argv[2]))" \
-      $CFG/msm4sr_finetune.json "$every")
-    CURVE=("${MSM_FT[@]}" --set train.eval_every="$every" --set train.epochs="$epochs")
+    read -ra SHARE <<< "$(curve_set $CFG/msm4sr_finetune.json "$frac")"
     for seed in $SEEDS; do
-      ds=$OUT/sci_u${frac}_s$seed.safetensors
-      [ -f "$ds" ] || run $MMREC subsample "$SCI" --keep-users "$frac" --seed "$seed" -o "$ds"
-      spawn train "curve_scratch_u${frac}_s$seed" "$ds" $MMREC finetune msm4sr "$ds" "${CURVE[@]}" --seed "$seed"
-      spawn train "curve_${BEST}_u${frac}_s$seed" "$ds" $MMREC finetune msm4sr "$ds" "${CURVE[@]}" \
+      ds=$(subsampled "$frac" "$seed")
+      spawn train "curve_scratch_u${frac}_s$seed" "$ds" $MMREC finetune msm4sr "$ds" "${MSM_FT[@]}" "${SHARE[@]}" --seed "$seed"
+      spawn train "curve_${BEST}_u${frac}_s$seed" "$ds" $MMREC finetune msm4sr "$ds" "${MSM_FT[@]}" "${SHARE[@]}" \
         --init "$OUT/pre_msm4sr_$BEST.safetensors" --seed "$seed"
+    done
+  done
+  finish
+fi
+
+# UniSRec: pre-trained on Instruments and transferred in the mode (inductive or transductive) with the best mean
+# validation NDCG@10 on the full data
+if has unisrec-curve; then
+  MODE=$(best_on_valid unisrec inductive transductive)
+  [ -f "$OUT/pre_unisrec_instr.safetensors" ] || { echo "pre-train first: PARTS=unisrec" >&2; exit 1; }
+  echo "learning curve: UniSRec transferred from Instruments ($MODE, the better mode by mean validation NDCG@10) vs scratch" >&2
+  echo "$MODE" > "$OUT/curve_unisrec_mode.txt"
+  for frac in $FRACTIONS; do
+    read -ra SHARE <<< "$(curve_set $CFG/unisrec.json "$frac")"
+    for seed in $SEEDS; do
+      ds=$(subsampled "$frac" "$seed")
+      UR=(--features "$SCI_F" --config $CFG/unisrec.json "${SHARE[@]}" --seed "$seed")
+      spawn train "curve_unisrec_scratch_u${frac}_s$seed" "$ds" $MMREC finetune unisrec "$ds" "${UR[@]}"
+      spawn train "curve_unisrec_${MODE}_u${frac}_s$seed" "$ds" $MMREC transfer "$OUT/pre_unisrec_instr.safetensors" "$ds" "${UR[@]}" --mode "$MODE"
     done
   done
   finish

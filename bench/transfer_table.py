@@ -129,21 +129,31 @@ def full_table(out: Path, seeds: list[str], cold: set[str]) -> None:
         print(f"| {label} | {len(files)} | {valid(out, files)} | " + " | ".join(cols) + f" | {cold_mean(files, cold)} | {vs or '–'} | " + " | ".join(tests) + " |")
 
 
-def curve_table(out: Path, seeds: list[str], fractions: list[str], cold: set[str]) -> None:
-    src_file = out / "curve_source.txt"
-    if not src_file.exists():
+def curve_table(out: Path, seeds: list[str], fractions: list[str], cold: set[str], model: str, choice_file: str) -> None:
+    """The learning curve of MODEL ("msm4sr": the choice is the pre-training source; "unisrec": the transfer mode),
+    pre-trained vs from scratch at every share of users, the full data (share 1) last."""
+    choice_path = out / choice_file
+    if not choice_path.exists():
         return
-    src = src_file.read_text().strip()
-    print(f"\n## Learning curve: MSM4SR pre-trained on '{src}' vs MSM4SR from scratch\n")
+    choice = choice_path.read_text().strip()
+    if model == "msm4sr":
+        title = f"MSM4SR pre-trained on '{choice}' vs MSM4SR from scratch"
+        why = "The source is the cross-domain one (of several, the best by mean validation NDCG@10)."
+        names = {"scratch": "curve_scratch_u{}", "pre": f"curve_{choice}_u{{}}"}
+    else:
+        title = f"UniSRec pre-trained on Instruments, transfer {choice}, vs UniSRec from scratch"
+        why = "The transfer mode is the one with the better mean validation NDCG@10 on the full data."
+        names = {"scratch": "curve_unisrec_scratch_u{}", "pre": f"curve_unisrec_{choice}_u{{}}"}
+    print(f"\n## Learning curve: {title}\n")
     print("Share = the share of Scientific users whose train items are trained on (the others' are history only); every")
-    print("share is tested on all users. The source is the cross-domain one (of several, the best by mean validation NDCG@10).\n")
+    print(f"share is tested on all users. {why}\n")
     print("| share of users | scratch test N@10 | pre-trained test N@10 | ΔN@10, all users | scratch cold N@10 | pre-trained cold N@10 | ΔN@10, cold targets |")
     print("|---|---|---|---|---|---|---|")
     for frac in [*fractions, "1"]:
         if frac == "1":
-            a, b = runs(out, "msm4sr_scratch", seeds), runs(out, f"msm4sr_{src}", seeds)
+            a, b = runs(out, f"{model}_scratch", seeds), runs(out, f"{model}_{choice}", seeds)
         else:
-            a, b = runs(out, f"curve_scratch_u{frac}", seeds), runs(out, f"curve_{src}_u{frac}", seeds)
+            a, b = runs(out, names["scratch"].format(frac), seeds), runs(out, names["pre"].format(frac), seeds)
         if not a or not b:
             print(f"| {frac} | (missing) |" + " |" * 5)
             continue
@@ -156,10 +166,11 @@ def main(argv: list[str]) -> None:
     out = Path(argv[0])
     sep = argv.index("--") if "--" in argv else len(argv)
     seeds, fractions = argv[1:sep], argv[sep + 1:]
-    any_run = runs(out, "sasrec", seeds) or runs(out, "msm4sr_scratch", seeds)
+    any_run = next((f for _, name, _ in FULL if (f := runs(out, name, seeds))), [])  # rankings hold every test target
     cold = cold_users(out / "sci.safetensors", any_run) if any_run else set()
     full_table(out, seeds, cold)
-    curve_table(out, seeds, fractions, cold)
+    curve_table(out, seeds, fractions, cold, "msm4sr", "curve_source.txt")
+    curve_table(out, seeds, fractions, cold, "unisrec", "curve_unisrec_mode.txt")
 
 
 if __name__ == "__main__":
