@@ -14,8 +14,8 @@ transform make every training batch (Cloze masks, its ft_ratio batches, its loss
   --check, first prints both models' loss on the first batch with dropout off (drawing that batch moves RecBole's
   masks on by one batch).
 
---padding-candidate gives the mmrec modes RecBole's softmax: the padding row of the item table (its random initial
-vector, never trained) and a trainable bias of its own join the items as a candidate of the loss; with it, the
+--padding-candidate gives the mmrec modes RecBole's softmax: the padding row of the item table (a random vector,
+a candidate but never a target) and a trainable bias of its own join the items as a candidate of the loss; with it, the
 gradients of mmrec-recbole-init equal RecBole's on a batch to 4e-7 (dropout off), where they otherwise differ by about
 1 % in every encoder weight.
 
