@@ -1,16 +1,19 @@
 """Pre-training at the size of the UniSRec / MISSRec pre-training set: memory and speed of one epoch.
 
     .venv/bin/python bench/pretrain_scale.py [--model msm4sr|missrec|unisrec] [--scale 1.0] [--batches 20]
+    .venv/bin/python bench/pretrain_scale.py --write DIR [--scale 1.0]
 
 Builds, in memory, a synthetic dataset the size of the five Amazon pre-training domains of UniSRec (1,361,408 users,
 446,975 items, 14,029,229 interactions at --scale 1; each user at least 3 interactions, log-normal lengths, Zipf-like
 item popularity) and 384-d text features (one vector per item, as the embedded MiniLM gives), then runs the model's
-pre-training as `mmrec pretrain` does (its example config, examples/configs/MODEL_pretrain.json; Adam) for --batches
-batches, in a fresh process per model. It prints: the time to build the data, the time the model's batch function
-takes to go through a whole epoch without training (its per-epoch work in Python), the batches in an epoch, seconds
-per training batch (the median of --batches after 2 warm-up batches), the epoch time that makes (batches x seconds,
-plus the batch function's own time), sequences per second, and peak RSS. A figure of the machine it runs on, not a
-test; --scale shrinks every count alike for a quick look.
+pre-training as `mmrec pretrain` does (its example config, examples/configs/MODEL_pretrain.json; Adam) on --batches
+batches spread evenly over an epoch, in a fresh process per model. It prints: the time to build the data, the time
+the model's batch function takes to go through a whole epoch without training (its per-epoch work in Python), the
+batches in an epoch, seconds per training batch (the mean of the timed batches, after 2 warm-up batches, and the
+slowest: batches of long sequences cost many times the median), the epoch time that makes (batches x mean, plus the
+batch function's own time), sequences per second, and peak RSS. An estimate on the machine it runs on, not a test;
+--scale shrinks every count alike for a quick look. --write DIR saves the same data as mmrec artifacts
+(DIR/ds.safetensors, DIR/feats.safetensors) instead, so that a whole epoch of `mmrec pretrain` can be timed.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ def synthetic(scale: float, seed: int = 0):
 
 
 def run(model_name: str, scale: float, batches: int) -> dict:
+    import numpy as np
     import torch
 
     from mmrec_cli import models
@@ -68,24 +72,45 @@ def run(model_name: str, scale: float, batches: int) -> dict:
     epoch_batches_s = time.perf_counter() - t0
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=train_cfg.lr)
     model.train()
+    # Batches differ a lot in cost (long sequences make more targets, and in-batch losses grow as their square), so
+    # time `batches` of them spread evenly over the epoch, after 2 warm-up batches, and take the mean.
+    timed = {int(i) for i in np.linspace(2, n_batches - 1, min(batches, max(1, n_batches - 2)))}
     times = []
     for i, batch in enumerate(spec.train_batches(ds, model_cfg, train_cfg, 0, "pretrain")):
-        if i == batches + 2:
+        if i > max(timed):
             break
+        if i >= 2 and i not in timed:
+            continue
         t = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         model.pretrain_loss(batch).backward()
         opt.step()
-        if i >= 2:
+        if i in timed:
             times.append(time.perf_counter() - t)
-    per_batch = statistics.median(times)
+    per_batch = statistics.mean(times)
     epoch_s = n_batches * per_batch + epoch_batches_s
     return {
         "model": model_name, "users": ds.num_users, "items": ds.num_items, "interactions": int(ds.offsets[-1]),
         "build_data_s": round(build_s, 1), "epoch_batch_function_s": round(epoch_batches_s, 1), "batches_per_epoch": n_batches,
-        "batch_size": train_cfg.batch_size, "s_per_batch": round(per_batch, 3), "epoch_minutes": round(epoch_s / 60, 1),
+        "batch_size": train_cfg.batch_size, "s_per_batch": round(per_batch, 3), "s_per_batch_max": round(max(times), 3), "epoch_minutes": round(epoch_s / 60, 1),
         "sequences_per_s": round(n_seqs / epoch_s, 1), "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
     }
+
+
+def write(out: Path, scale: float) -> None:
+    """The synthetic data as mmrec artifacts: a dataset and a features file of its text vectors."""
+    from mmrec_cli.data import dataset as D
+    from mmrec_cli.io import feature_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    ds, features = synthetic(scale)
+    config = {"scale": scale}
+    D.save(ds, str(out / "ds.safetensors"), "bench/pretrain_scale.py --write", config, {})
+    encoder = {"text": {"name": "synthetic", "dim": DIM}}
+    feature_file.save(str(out / "feats.safetensors"), {"text": features["text"].numpy()}, ds.item_ids, "bench/pretrain_scale.py --write", config, {}, encoder)
+    print(f"wrote {out}/ds.safetensors ({ds.num_users:,} users, {ds.num_items:,} items, {int(ds.offsets[-1]):,} interactions) "
+          f"and {out}/feats.safetensors; time an epoch with\n  mmrec pretrain MODEL {out}/ds.safetensors --features {out}/feats.safetensors "
+          f"--config examples/configs/MODEL_pretrain.json --epochs 1 -o {out}/MODEL.safetensors")
 
 
 def main() -> None:
@@ -93,8 +118,12 @@ def main() -> None:
     ap.add_argument("--model", action="append", choices=["msm4sr", "missrec", "unisrec"], help="repeatable (default: msm4sr and missrec)")
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--write", type=Path, help="write the data as DIR/ds.safetensors and DIR/feats.safetensors and stop (to time `mmrec pretrain` on them)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.write:
+        write(args.write, args.scale)
+        return
     if args.child:
         print(json.dumps(run(args.child, args.scale, args.batches)), flush=True)
         return
