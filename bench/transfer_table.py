@@ -47,6 +47,10 @@ def runs(out: Path, name: str, seeds: list[str]) -> list[Path]:
     return files or ([single] if single.exists() else [])
 
 
+def seed_of(result_file: Path) -> str:
+    return result_file.name.rsplit("_s", 1)[-1]
+
+
 def load(files: list[Path]) -> list[dict]:
     return [json.loads(f.read_text()) for f in files]
 
@@ -87,8 +91,8 @@ def per_user_mean(files: list[Path]) -> dict[str, float]:
 
 
 def test(a_files: list[Path], b_files: list[Path], users: set[str] | None = None) -> str:
-    seeds_a = {f.name.rsplit("_s", 1)[-1] for f in a_files}
-    pairs = [(a, b) for a in a_files for b in b_files if a.name.rsplit("_s", 1)[-1] == b.name.rsplit("_s", 1)[-1]]
+    seeds_a = {seed_of(f) for f in a_files}
+    pairs = [(a, b) for a in a_files for b in b_files if seed_of(a) == seed_of(b)]
     if not pairs and len(b_files) == 1 and len(seeds_a):
         pairs = [(a, b_files[0]) for a in a_files]  # a seedless row (zero-shot) against every seed of the other
     if not pairs:
@@ -154,11 +158,14 @@ def curve_table(out: Path, seeds: list[str], fractions: list[str], cold: set[str
             a, b = runs(out, f"{model}_scratch", seeds), runs(out, f"{model}_{choice}", seeds)
         else:
             a, b = runs(out, names["scratch"].format(frac), seeds), runs(out, names["pre"].format(frac), seeds)
+        common = {seed_of(f) for f in a} & {seed_of(f) for f in b}  # a share's row pairs the seeds both have run
+        a, b = [f for f in a if seed_of(f) in common], [f for f in b if seed_of(f) in common]
         if not a or not b:
             print(f"| {frac} | (missing) |" + " |" * 5)
             continue
         ra, rb = load(a), load(b)
-        print(f"| {frac} | {fmt([r['metrics']['ndcg@10'] for r in ra])} | {fmt([r['metrics']['ndcg@10'] for r in rb])} | {test(a, b)} | "
+        share = frac if len(a) == len(seeds) else f"{frac} ({len(a)} of {len(seeds)} seeds)"
+        print(f"| {share} | {fmt([r['metrics']['ndcg@10'] for r in ra])} | {fmt([r['metrics']['ndcg@10'] for r in rb])} | {test(a, b)} | "
               f"{cold_mean(a, cold)} | {cold_mean(b, cold)} | {test(a, b, cold)} |")
 
 
