@@ -128,6 +128,7 @@ EOF
 if has curve; then
   cands=()
   for src in instr both; do [[ " $SOURCES " != *" $src "* ]] || cands+=("$src"); done
+  [ ${#cands[@]} -gt 0 ] || { echo "the learning curve is of a cross-domain source: SOURCES needs instr or both" >&2; exit 1; }
   BEST=$(best_on_valid msm4sr "${cands[@]}")
   [ -f "$OUT/pre_msm4sr_$BEST.safetensors" ] || { echo "pre-train first: PARTS=msm4sr SOURCES=$BEST" >&2; exit 1; }
   echo "learning curve: MSM4SR pre-trained on '$BEST' vs scratch (the cross-domain source; of several, the best by mean validation NDCG@10)" >&2
