@@ -74,7 +74,7 @@ def run(model_name: str, scale: float, batches: int) -> dict:
     model.train()
     # Batches differ a lot in cost (long sequences make more targets, and in-batch losses grow as their square), so
     # time `batches` of them spread evenly over the epoch, after 2 warm-up batches, and take the mean.
-    timed = {int(i) for i in np.linspace(2, n_batches - 1, min(batches, max(1, n_batches - 2)))}
+    timed = {int(i) for i in np.linspace(2, n_batches - 1, min(batches, n_batches - 2))} if n_batches > 2 else set(range(n_batches))
     times = []
     for i, batch in enumerate(spec.train_batches(ds, model_cfg, train_cfg, 0, "pretrain")):
         if i > max(timed):
