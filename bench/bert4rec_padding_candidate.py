@@ -38,6 +38,8 @@ def patch() -> None:
             self.item_emb.weight[0].normal_(0, cfg.init_std)  # RecBole's init draws the padding row too
         self.pad_bias = nn.Parameter(torch.zeros(1))
 
+    # Copied from bench/bert4rec_recbole_batches.py's padded_loss, which cannot be imported here: that module
+    # imports RecBole, found only in .venv-recbole
     def loss(self, batch):
         h = self.encode(batch["items"])  # (B, L, D)
         keep = batch["targets"] >= 0
