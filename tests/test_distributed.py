@@ -194,3 +194,30 @@ def test_to_device_moves_tensors_inside_tuples_too():
     out = to_device(batch, "meta")
     assert out["user"].is_meta and all(t.is_meta for t in out["in_batch"])
     assert out["graph"][0] is arr and out["graph"][2] == 5
+
+
+def test_ddp_leaves_out_unused_parameters_and_feature_buffers(tmp_path, monkeypatch):
+    """MSM4SR pre-training under DDP: its ID table (no gradient in pre-training) is not all-reduced and its
+    feature buffers are not broadcast at every step; a gradient reaching the ID table later is refused.
+    One gloo process stands in for two ranks whose first batches both leave the table unused."""
+    import torch.distributed as dist
+    from test_msm4sr import model, tiny_batch
+
+    from mmrec_cli.errors import USAGE, MmrecError
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'group'}", rank=0, world_size=1)
+    try:
+        monkeypatch.setattr(D, "all_sum", lambda values, ctx: [2 * v for v in values])
+        net = model()
+        ddp = D.wrap(net, net.pretrain_loss, D.Context(world=2), tiny_batch())
+        stacks = {f"model.{m}_stack{s}" for m in ("text", "image") for s in ("", "_mask")}
+        assert ddp.parameters_to_ignore == {"model.item_emb.weight", *stacks}
+        assert not ddp.find_unused_parameters
+        ddp(tiny_batch(seed=1)).backward()
+        assert net.item_emb.weight.grad is None and net.proj["text"].weight.grad is not None
+        with pytest.raises(MmrecError) as err:
+            net.item_emb(torch.tensor([1])).sum().backward()
+        assert err.value.code == USAGE
+        assert str(err.value) == "--nproc: item_emb.weight was unused by the first batch but a later batch uses it; train with --nproc 1"
+    finally:
+        dist.destroy_process_group()
