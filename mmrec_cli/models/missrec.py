@@ -56,6 +56,7 @@ from mmrec_cli.data import batches as B
 from mmrec_cli.errors import bad_input, mismatch
 from mmrec_cli.models import MAX_LEN, ModelSpec
 from mmrec_cli.models import missrec_interests as CL
+from mmrec_cli.training.distributed import batch_rows
 
 MODALITIES: tuple[str, ...] = ("text", "image")
 
@@ -352,8 +353,10 @@ class Model(nn.Module):
         u, xi, imask = recomputed(self.encode, batch["items"], batch["lengths"], batch.get("user"), None, False)
         items, lengths, fmask, aug_text = self.augment(batch["items"], batch["lengths"])
         u_aug, _, _ = self.encode(items, lengths, batch.get("user"), fmask, False, aug_text)
-        si = seq_item_loss(self.logits(u, batch["target"], use_ids=False))
-        ss = seq_seq_loss(u, u_aug, self.cfg.temperature)
+        # the in-batch negatives are the whole global batch's, whatever share of it this process has
+        (target_all, u_all, u_aug_all), own = batch_rows(batch["target"], u, u_aug)  # (B_all, ...), (B,)
+        si = seq_item_loss(self.logits(u, target_all, use_ids=False), own)
+        ss = seq_seq_loss(u, u_aug, self.cfg.temperature, own, (u_all, u_aug_all))
         return si + self.cfg.seq_seq_weight * ss + self.cfg.orth_weight * orthogonality(xi, imask).mean()
 
     def augment(self, items: torch.Tensor, lengths: torch.Tensor):
@@ -402,19 +405,27 @@ def orthogonality(xi: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (mean * mean).sum(-1)
 
 
-def seq_item_loss(logits: torch.Tensor) -> torch.Tensor:
-    """-log softmax of the diagonal of (B, B) in-batch logits <u_i, v_j> / tau, averaged."""
-    return F.cross_entropy(logits, torch.arange(logits.shape[0], device=logits.device))
+def seq_item_loss(logits: torch.Tensor, own: torch.Tensor | None = None) -> torch.Tensor:
+    """-log softmax of each row's own item in (B, B_all) in-batch logits <u_i, v_j> / tau, averaged; own (B,) the
+    rows' positions among the whole batch's (several processes, see `batch_rows`; None: the diagonal)."""
+    return F.cross_entropy(logits, torch.arange(logits.shape[0], device=logits.device) if own is None else own)
 
 
-def seq_seq_loss(u: torch.Tensor, u_aug: torch.Tensor, tau: float) -> torch.Tensor:
-    """-log exp(<u_i,u'_i>/tau) / (sum_j exp(<u_i,u'_j>/tau) + sum_{j != i} exp(<u_i,u_j>/tau)), averaged.
+def seq_seq_loss(u: torch.Tensor, u_aug: torch.Tensor, tau: float, own: torch.Tensor | None = None, every: tuple | None = None) -> torch.Tensor:
+    """-log exp(<u_i,u'_i>/tau) / (sum_j exp(<u_i,u'_j>/tau) + sum_{j != i} exp(<u_i,u_j>/tau)), averaged; j over
+    the whole batch's `every` = (u, u') (B_all, H each), in which `own` (B,) are the rows' positions (None: the
+    batch is these rows).
 
     The paper's sequence-sequence loss without the constant self term <u_i, u_i> (= 1 for normalised u).
     """
     B = u.shape[0]
-    same = (u @ u.T / tau).masked_fill(torch.eye(B, dtype=torch.bool, device=u.device), -math.inf)
-    return F.cross_entropy(torch.cat([u @ u_aug.T / tau, same], 1), torch.arange(B, device=u.device))
+    if own is None:
+        u_all, aug_all, own = u, u_aug, torch.arange(B, device=u.device)
+        self_pair = torch.eye(B, dtype=torch.bool, device=u.device)
+    else:
+        (u_all, aug_all), self_pair = every, F.one_hot(own, every[0].shape[0]).bool()
+    same = (u @ u_all.T / tau).masked_fill(self_pair, -math.inf)
+    return F.cross_entropy(torch.cat([u @ aug_all.T / tau, same], 1), own)
 
 
 def last(out: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -62,6 +62,7 @@ import torch.nn.functional as F
 from mmrec_cli.data import batches as B
 from mmrec_cli.errors import bad_input
 from mmrec_cli.models import MAX_LEN, ModelSpec
+from mmrec_cli.training.distributed import batch_rows
 
 MODALITIES: tuple[str, ...] = ("text", "image")
 IGNORE = -100
@@ -248,9 +249,8 @@ class Model(nn.Module):
             items, targets = drop(items, targets, cfg.seq_dropout)
         keep = targets >= 0
         tgt = targets[keep]  # (P,) next item of each instance
-        same = same_target(tgt) if cfg.mask_same_target else None
         if len(self.present) == 1:
-            return self._single_modality_nip(items, keep, tgt, same)
+            return self._single_modality_nip(items, keep, tgt)
         z = self._tables(MODALITIES, items, tgt)
         zt_seq, zt_pos = z["text"]
         zv_seq, zv_pos = z["image"]
@@ -265,21 +265,28 @@ class Model(nn.Module):
             hat_v, til_v = self.proj["image"](hv), self.proj["image"](ht)
         else:
             hat_t, til_t, hat_v, til_v = ht, hv, hv, ht
+        # the in-batch negatives are the whole global batch's, whatever share of it this process has
+        views = (hat_t, til_t, hat_v, til_v) if cfg.cmcl else ()
+        (tgt_all, zt_all, zv_all, *views_all), own = batch_rows(tgt, zt_pos, zv_pos, *views)  # (P_all, ...), (P,)
+        same = same_target(tgt, tgt_all, own) if cfg.mask_same_target else None
         tau = cfg.temperature
         loss = ht.new_zeros(())
         if cfg.nip:
-            loss = loss + nip_loss(hat_t, til_t, zt_pos, tau, same) + nip_loss(hat_v, til_v, zv_pos, tau, same)
+            loss = loss + nip_loss(hat_t, til_t, zt_all, tau, same, own) + nip_loss(hat_v, til_v, zv_all, tau, same, own)
         if cfg.cmcl:
-            loss = loss + cfg.lam * (cmcl_loss(hat_t, til_t, tau, same) + cmcl_loss(hat_v, til_v, tau, same))
+            t_all, v_all = views_all[:2], views_all[2:]
+            loss = loss + cfg.lam * (cmcl_loss(hat_t, til_t, tau, same, own, t_all) + cmcl_loss(hat_v, til_v, tau, same, own, v_all))
         return loss
 
-    def _single_modality_nip(self, items: torch.Tensor, keep: torch.Tensor, tgt: torch.Tensor, same) -> torch.Tensor:
+    def _single_modality_nip(self, items: torch.Tensor, keep: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
         """Eq. 7 with the one view a single modality has: InfoNCE of m^ against the next item's z."""
         (m,) = self.present
         seq, pos = self._tables((m,), items, tgt)[m]
         h = self.encode(seq)[keep]  # (P, H)
         hat = self.proj[m](h) if self.proj is not None else h
-        return nip_loss(hat, None, pos, self.cfg.temperature, same)
+        (tgt_all, pos_all), own = batch_rows(tgt, pos)
+        same = same_target(tgt, tgt_all, own) if self.cfg.mask_same_target else None
+        return nip_loss(hat, None, pos_all, self.cfg.temperature, same, own)
 
 
 class ModalityEncoder(nn.Module):
@@ -384,43 +391,62 @@ def complementary_mixup(zt: torch.Tensor, zv: torch.Tensor, real: torch.Tensor, 
     return torch.where(swap, zv, zt), torch.where(swap, zt, zv)
 
 
-def same_target(tgt: torch.Tensor) -> torch.Tensor:
-    """(P, P) True where two different instances share the next item (no negatives of each other)."""
-    same = tgt[:, None] == tgt[None, :]
-    return same & ~torch.eye(len(tgt), dtype=torch.bool, device=tgt.device)
+def same_target(tgt: torch.Tensor, every: torch.Tensor | None = None, own: torch.Tensor | None = None) -> torch.Tensor:
+    """(P, P_all) True where two different instances share the next item (no negatives of each other):
+    the instances' targets `tgt` (P,) against the whole batch's `every` (P_all,), in which `own` (P,) are
+    their positions (several processes, see `batch_rows`; None: the batch is the instances)."""
+    if own is None:
+        same = tgt[:, None] == tgt[None, :]
+        return same & ~torch.eye(len(tgt), dtype=torch.bool, device=tgt.device)
+    same = tgt[:, None] == every[None, :]
+    same[torch.arange(len(tgt), device=tgt.device), own] = False
+    return same
 
 
-def nip_loss(hat: torch.Tensor, til: torch.Tensor | None, z: torch.Tensor, tau: float, same: torch.Tensor | None = None) -> torch.Tensor:
-    """Eq. 7, averaged over the batch: hat, til (P, H) sequence projections, z (P, H) next-item z^m.
+def own_entries(x: torch.Tensor, own: torch.Tensor | None) -> torch.Tensor:
+    """(P,) each row's entry for its own instance in (P, P_all) scores: the diagonal, or column own[i]."""
+    return x.diagonal() if own is None else x.gather(1, own[:, None])[:, 0]
+
+
+def nip_loss(hat: torch.Tensor, til: torch.Tensor | None, z: torch.Tensor, tau: float, same: torch.Tensor | None = None, own: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 7, averaged over the batch: hat, til (P, H) sequence projections, z (P_all, H) the whole batch's
+    next-item z^m, own (P,) the position of each instance's own next item in z (None: z is (P, H), row i).
     Without `til` (one modality): the InfoNCE of hat against z, in-batch negatives."""
     if til is None:
         hat, z = F.normalize(hat, dim=-1), F.normalize(z, dim=-1)
-        a = hat @ z.T / tau  # (P, P)
+        a = hat @ z.T / tau  # (P, P_all)
         if same is not None:
             a = a.masked_fill(same, float("-inf"))
-        return F.cross_entropy(a, torch.arange(len(a), device=a.device))
+        return F.cross_entropy(a, torch.arange(len(a), device=a.device) if own is None else own)
     hat, til, z = (F.normalize(t, dim=-1) for t in (hat, til, z))
-    a, b = hat @ z.T / tau, til @ z.T / tau  # (P, P)
+    a, b = hat @ z.T / tau, til @ z.T / tau  # (P, P_all)
     if same is not None:
         a, b = a.masked_fill(same, float("-inf")), b.masked_fill(same, float("-inf"))
-    pos = torch.logsumexp(torch.stack([a.diagonal(), b.diagonal()]), dim=0)
+    pos = torch.logsumexp(torch.stack([own_entries(a, own), own_entries(b, own)]), dim=0)
     return (torch.logsumexp(torch.cat([a, b], dim=1), dim=1) - pos).mean()
 
 
-def cmcl_loss(hat: torch.Tensor, til: torch.Tensor, tau: float, same: torch.Tensor | None = None) -> torch.Tensor:
-    """Eq. 8-9, averaged over the batch: the symmetric cross-modal contrast of m^ and m~ (P, H)."""
+def cmcl_loss(hat: torch.Tensor, til: torch.Tensor, tau: float, same: torch.Tensor | None = None, own: torch.Tensor | None = None, every: tuple | None = None) -> torch.Tensor:
+    """Eq. 8-9, averaged over the batch: the symmetric cross-modal contrast of m^ and m~ (P, H) against the
+    whole batch's `every` = (m^, m~) (P_all, H each), in which `own` (P,) are the rows' positions (None: the
+    batch is these rows)."""
     hat, til = F.normalize(hat, dim=-1), F.normalize(til, dim=-1)
-    eye = torch.eye(len(hat), dtype=torch.bool, device=hat.device)
-    block = eye if same is None else eye | same
+    if own is None:
+        hat_all, til_all = hat, til
+        block = torch.eye(len(hat), dtype=torch.bool, device=hat.device)
+    else:
+        hat_all, til_all = (F.normalize(t, dim=-1) for t in every)
+        block = F.one_hot(own, len(hat_all)).bool()
+    block = block if same is None else block | same
 
-    def one_side(x, y):
-        cross = x @ y.T / tau
-        inner = (x @ x.T / tau).masked_fill(block, float("-inf"))
+    def one_side(x, y_all, x_all):
+        cross = x @ y_all.T / tau  # (P, P_all)
+        inner = (x @ x_all.T / tau).masked_fill(block, float("-inf"))
         if same is not None:
             cross = cross.masked_fill(same, float("-inf"))
-        return cross.diagonal() - torch.logsumexp(torch.cat([cross, inner], dim=1), dim=1)
+        return own_entries(cross, own) - torch.logsumexp(torch.cat([cross, inner], dim=1), dim=1)
 
-    return -(one_side(hat, til) + one_side(til, hat)).mean() / 2
+    return -(one_side(hat, til_all, hat_all) + one_side(til, hat_all, til_all)).mean() / 2
 
 
 def _stack(features: dict, m: str, num_items: int) -> tuple[torch.Tensor, torch.Tensor]:

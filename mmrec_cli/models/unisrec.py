@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from mmrec_cli.data import batches as B
 from mmrec_cli.errors import bad_input, mismatch
 from mmrec_cli.models import MAX_LEN, ModelSpec
+from mmrec_cli.training.distributed import batch_rows
 
 MODALITIES: tuple[str, ...] = ("text",)
 
@@ -156,8 +157,9 @@ class Model(nn.Module):
     def pretrain_loss(self, batch: dict) -> torch.Tensor:
         """Sequence-item + lambda * sequence-sequence InfoNCE over the batch (eq. 4-6); no item IDs."""
         items, lengths, target = batch["items"], batch["lengths"], batch["target"]
+        (target_all,), own = batch_rows(target)  # the whole global batch's targets are the negatives
         view_items, view_lengths, swap = self.augment(items, lengths)
-        needed = torch.cat([items.flatten(), view_items.flatten(), target + 1])
+        needed = torch.cat([items.flatten(), view_items.flatten(), target_all + 1])
         uniq, inverse = torch.unique(needed.clamp_min(1) - 1, return_inverse=True)  # 0-based items of the batch
         table = torch.zeros(self.text.shape[0], self.cfg.hidden, device=items.device, dtype=self.text.dtype)
         table = table.index_copy(0, uniq, self.adapted(uniq))  # (N, H): rows of the batch's items only
@@ -167,10 +169,12 @@ class Model(nn.Module):
             aug = self.adapted((view_items - 1).clamp_min(0)[swap], self.text_aug)
             view = view.masked_scatter(swap[..., None], aug)
         u_aug = last(self.encode(view_items, view, use_ids=False), view_lengths)
-        same = target[:, None] == target[None, :]
-        same.fill_diagonal_(False)  # the batch's other examples with the same target are no negatives
-        si = info_nce(u, F.normalize(table[target], dim=-1), same, self.cfg.temperature)
-        ss = info_nce(u, u_aug, same, self.cfg.temperature)
+        same = target[:, None] == target_all[None, :]  # (B, B_all): other examples with the same target are no negatives
+        rows = torch.arange(len(target), device=target.device)
+        same[rows, rows if own is None else own] = False
+        (u_aug_all,), _ = batch_rows(u_aug)
+        si = info_nce(u, F.normalize(table[target_all], dim=-1), same, self.cfg.temperature, own)
+        ss = info_nce(u, u_aug_all, same, self.cfg.temperature, own)
         return si + self.cfg.seq_seq_weight * ss
 
     def augment(self, items: torch.Tensor, lengths: torch.Tensor):
@@ -241,10 +245,11 @@ def last(h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return h[torch.arange(h.shape[0], device=h.device), (lengths - 1).clamp_min(0)]
 
 
-def info_nce(u: torch.Tensor, pos: torch.Tensor, same: torch.Tensor, tau: float) -> torch.Tensor:
-    """mean_j -log( exp(<u_j, pos_j>/tau) / sum_k exp(<u_j, pos_k>/tau) ), the k with `same` (B, B) left out."""
+def info_nce(u: torch.Tensor, pos: torch.Tensor, same: torch.Tensor, tau: float, own: torch.Tensor | None = None) -> torch.Tensor:
+    """mean_j -log( exp(<u_j, pos_own(j)>/tau) / sum_k exp(<u_j, pos_k>/tau) ), the k with `same` (B, B_all) left out;
+    pos (B_all, H) the whole batch's, in which own (B,) are the rows' positions (None: the diagonal)."""
     logits = (u @ pos.T / tau).masked_fill(same, -math.inf)
-    return F.cross_entropy(logits, torch.arange(u.shape[0], device=u.device))
+    return F.cross_entropy(logits, torch.arange(u.shape[0], device=u.device) if own is None else own)
 
 
 def compact(items: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,8 @@ Launch: `torchrun --nproc-per-node N -m mmrec_cli finetune ...` (any torchrun se
 machines included), or `--nproc N` on a command, which starts torchrun itself (`launch`). Every
 process loads the data and builds the same model; `loop.fit` wraps it in DistributedDataParallel,
 gives each rank a share of every global batch (`shard`), and scales each rank's loss so that the
-averaged gradient equals the one of a single process on the whole global batch (`loss_scale`).
+averaged gradient equals the one of a single process on the whole global batch (`loop._epoch`); a
+loss whose negatives are the batch's other rows sees the whole global batch's (`batch_rows`).
 Rank 0 alone writes checkpoints and artifacts; every rank validates on the full split and rank 0's
 metrics are broadcast, so early-stopping decisions agree.
 
@@ -178,6 +179,68 @@ def count_targets(batch: dict) -> int:
     return _rows(batch)
 
 
+# ----------------------------------------------------------------------------- in-batch losses
+
+_STAND_IN = False  # this step's share is a stand-in row (see `shard`): no rank's candidate
+
+
+def stand_in(flag: bool) -> None:
+    """Say, before each loss, whether this rank's share of the step is a stand-in row."""
+    global _STAND_IN
+    _STAND_IN = flag
+
+
+class _Gather(torch.autograd.Function):
+    """all_gather (W, n, ...) whose backward gives each rank the sum over ranks of its rows' gradients."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(out, x.contiguous())
+        ctx.rank = dist.get_rank()
+        return torch.stack(out)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[ctx.rank]
+
+
+def batch_rows(*local: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The whole global batch's rows of per-row tensors that each rank computed on its share, for losses
+    whose negatives are the batch's other rows: (the tensors over every rank's rows, in rank order;
+    the positions (n,) of this rank's own rows among them, None in one process: the rows themselves).
+
+    A loss with this rank's rows as anchors and all rows as candidates is the single process's loss
+    restricted to these anchors, and `loop` weights each rank's mean by its share: the summed gradient
+    is the single process's (rows computed elsewhere get theirs through the gather's backward). A
+    stand-in share is no rank's candidate but its own. One process: the tensors and None.
+    """
+    n, dev = local[0].shape[0], local[0].device
+    ctx = current()
+    if ctx.world <= 1:
+        return list(local), None
+    import torch.distributed as dist
+
+    info = [torch.zeros(2, dtype=torch.long, device=dev) for _ in range(ctx.world)]
+    dist.all_gather(info, torch.tensor([n, int(not _STAND_IN)], device=dev))
+    sizes, real = [int(i[0]) for i in info], [bool(i[1]) for i in info]
+    taken = [sizes[k] if real[k] or k == ctx.rank else 0 for k in range(ctx.world)]
+    top, out = max(sizes), []
+    for x in local:
+        padded = torch.cat([x, x.new_zeros(top - n, *x.shape[1:])]) if top > n else x
+        every = _Gather.apply(padded)  # (W, top, ...)
+        # a stand-in's slice is empty but stays in the graph: every rank runs the gather's backward
+        out.append(torch.cat([x if k == ctx.rank else every[k, : taken[k]] for k in range(ctx.world)]))
+    first = sum(taken[: ctx.rank])
+    return out, first + torch.arange(n, device=dev)
+
+
 def autocast(device: str, precision: str):
     """torch.autocast for bf16/fp16; nothing for fp32."""
     if precision == "fp32":
@@ -250,7 +313,7 @@ def _late_use(name: str):
 def first_batch(batches, ctx: Context) -> dict | None:
     """This rank's first batch of an epoch, on the device (for `wrap`'s probe)."""
     for batch in shard(batches, ctx.rank, ctx.world):
-        batch.pop("_weightless", None)
+        stand_in(batch.pop("_weightless", False))
         return to_device(batch, ctx.device)
     return None
 

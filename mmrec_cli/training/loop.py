@@ -134,6 +134,7 @@ def _epoch(model, opt, params, batches, loss_fn, cfg: TrainConfig, progress, ctx
     total, steps = 0.0, 0
     for batch in batches:
         weightless = batch.pop("_weightless", False)
+        D.stand_in(weightless)
         batch = D.to_device(batch, ctx.device)
         opt.zero_grad(set_to_none=True)
         with D.autocast(ctx.device, cfg.precision):
