@@ -211,7 +211,7 @@ class _Gather(torch.autograd.Function):
         return grad[ctx.rank]
 
 
-def batch_rows(*local: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+def batch_rows(*local: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor | None]:
     """The whole global batch's rows of per-row tensors that each rank computed on its share, for losses
     whose negatives are the batch's other rows: (the tensors over every rank's rows, in rank order;
     the positions (n,) of this rank's own rows among them, None in one process: the rows themselves).
@@ -270,7 +270,7 @@ def wrap(model: torch.nn.Module, loss_fn, ctx: Context, probe: dict | None = Non
 
     DDP all-reduces every parameter's gradient at every step and broadcasts rank 0's buffers before
     every forward. Two kinds of tensor are left out of both, as they cost the most at scale and carry
-    nothing (at the pre-training set's 447,000 items: 114 MB of zero gradients and 690 MB of features
+    nothing (at the pre-training set's 447,000 items: 114 MB of zero gradients and about 690 MB of features
     per step for MSM4SR):
     - parameters the loss uses on no rank's `probe` (this rank's first training batch): MSM4SR's ID
       table in pre-training, a pre-training head in fine-tuning. One process leaves them untouched too
