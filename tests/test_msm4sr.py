@@ -262,6 +262,24 @@ def test_seq_random_dropout_keeps_order_first_item_and_targets():
         assert (new_i[b, n:] == 0).all() and (new_t[b, n:] == M.IGNORE).all()  # right-padded again
 
 
+def test_pretrain_loss_says_how_many_targets_its_sequence_dropout_kept():
+    """Under --nproc the loop weights each process's mean loss by its count of targets: with sequence
+    dropout that is the count the mean was taken over, not the batch's count before dropout."""
+    from mmrec_cli.training.distributed import count_targets
+
+    net = model(quiet(seq_dropout=0.9))
+    batch = tiny_batch()
+    before = int((batch["targets"] >= 0).sum())
+    torch.manual_seed(0)
+    net.pretrain_loss(batch)
+    torch.manual_seed(0)
+    _, kept = M.seq_random_dropout(batch["items"], batch["targets"], 0.9)
+    assert count_targets(batch) == int((kept >= 0).sum()) < before
+    net.eval()  # no dropout: every target counts
+    net.pretrain_loss(batch)
+    assert count_targets(batch) == before
+
+
 def test_prefix_dropout_moves_the_one_target_to_the_new_last_position():
     items = torch.tensor([[3, 4, 5, 6], [7, 8, 0, 0]])
     targets = torch.tensor([[-100, -100, -100, 9], [-100, 2, -100, -100]])

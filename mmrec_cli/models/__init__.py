@@ -95,7 +95,8 @@ class Recommender(Scorer, Protocol):
 
 class Pretrainable(Recommender, Protocol):
     def pretrain_loss(self, batch: dict) -> torch.Tensor:
-        """The self-supervised loss of a pre-training batch (a scalar)."""
+        """The self-supervised loss of a pre-training batch (a scalar). A loss whose mean is over fewer
+        targets than the batch holds (targets dropped inside it) sets `batch["num_targets"]` to its count."""
         ...
 
 

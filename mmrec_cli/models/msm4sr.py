@@ -249,6 +249,7 @@ class Model(nn.Module):
             items, targets = drop(items, targets, cfg.seq_dropout)
         keep = targets >= 0
         tgt = targets[keep]  # (P,) next item of each instance
+        batch["num_targets"] = len(tgt)  # what the mean is over, for --nproc's weights (`count_targets`)
         if len(self.present) == 1:
             return self._single_modality_nip(items, keep, tgt)
         z = self._tables(MODALITIES, items, tgt)
