@@ -13,12 +13,13 @@
 # same files when OUT_DIR/../transfer has them). Environment: MMREC, MODELS (default "sasrec gru4rec"), SEEDS
 # (default "2020,2021"), JOBS (runs at once per sweep, default 1), OMP_NUM_THREADS (default 1), and per model a grid:
 # GRID_SASREC, GRID_GRU4REC, GRID_BERT4REC ("key=v1,v2 key=v1,v2"), each around the example config's values; SET
-# ("key=value ...", settings every run shares: SET=train.epochs=1 for a smoke run, into another OUT_DIR).
+# ("key=value ...", settings every run shares: SET=train.epochs=1 for a smoke run, into another OUT_DIR); RUN=0 writes
+# the table from the sweeps already finished and runs none (a model with one domain finished gets that domain's table).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS=$ROOT/docs/results/defaults.md
 source "$ROOT/bench/results.sh"  # settings VAR... and write_results TABLE [EXTRA]
-COMMAND_LINE="$(settings OMP_NUM_THREADS JOBS SEEDS MODELS SET GRID_SASREC GRID_GRU4REC GRID_BERT4REC MMREC INSTRUMENTS)bench/$(basename "$0")$([ $# -eq 0 ] || printf ' %q' "$@")"
+COMMAND_LINE="$(settings OMP_NUM_THREADS JOBS SEEDS MODELS SET RUN GRID_SASREC GRID_GRU4REC GRID_BERT4REC MMREC INSTRUMENTS)bench/$(basename "$0")$([ $# -eq 0 ] || printf ' %q' "$@")"
 cd "$ROOT"
 OUT=${1:-examples/out/defaults}
 MMREC=${MMREC:-.venv/bin/mmrec}
@@ -54,7 +55,7 @@ for model in $MODELS; do
   for domain in sci instr; do
     ds=$SCI
     [ "$domain" = sci ] || ds=$INS
-    [ -f "$OUT/${model}_$domain/results.csv" ] || run $MMREC sweep "$model" "$ds" --config "examples/configs/$model.json" \
+    [ -f "$OUT/${model}_$domain/results.csv" ] || [ "${RUN:-1}" = 0 ] || run $MMREC sweep "$model" "$ds" --config "examples/configs/$model.json" \
       "${grid[@]}" --seeds "$SEEDS" --jobs "$JOBS" -o "$OUT/${model}_$domain"
   done
 done
@@ -77,10 +78,24 @@ def read(folder: Path):
     return {tuple(r[k] for k in keys): float(r[f"valid_{metric}_mean"]) for r in rows}, keys, metric
 
 
+def one_domain(model: str, folder: Path, folders: list) -> None:
+    """The table of a model whose sweep has finished on one domain only: nothing is preferred yet."""
+    table, keys, metric = read(folder)
+    name = "Scientific" if folder == folders[0] else "Instruments"
+    other = folders[1] if folder == folders[0] else folders[0]
+    print(f"## {model}\n\nValidation {metric} on {name}, mean over seeds; {other} is not run yet, so no setting is preferred.\n")
+    print("| " + " | ".join(f"`{k}`" for k in keys) + f" | {name} | rank |")
+    print("|" + "---|" * (len(keys) + 2))
+    for rank, s in enumerate(sorted(table, key=table.get, reverse=True), 1):
+        print("| " + " | ".join(s) + f" | {table[s]:.4f} | {rank} |")
+    print()
+
+
 for model in models:
     folders = [out / f"{model}_{d}" for d in ("sci", "instr")]
-    if not all((f / "results.csv").is_file() for f in folders):
-        print(f"## {model}\n\n(sweeps missing: {', '.join(str(f) for f in folders if not (f / 'results.csv').is_file())})\n")
+    done = [f for f in folders if (f / "results.csv").is_file()]
+    if len(done) < 2:
+        one_domain(model, done[0], folders) if done else print(f"## {model}\n\n(not run yet: {folders[0]}, {folders[1]})\n")
         continue
     (sci, keys, metric), (ins, _, _) = read(folders[0]), read(folders[1])
     config = json.loads(Path(f"examples/configs/{model}.json").read_text())
