@@ -158,7 +158,7 @@ _mmrec() {
                 --nproc) return ;;
                 --tensorboard) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
             esac
-            choices="sasrec gru4rec bert4rec msm4sr missrec unisrec mmmlp alignrec"
+            choices="sasrec gru4rec bert4rec fmlprec msm4sr missrec unisrec mmmlp alignrec"
             files=1
             ;;
         sweep)
@@ -180,7 +180,7 @@ _mmrec() {
                 --metric) return ;;
                 --device) return ;;
             esac
-            choices="sasrec gru4rec bert4rec msm4sr missrec unisrec mmmlp alignrec"
+            choices="sasrec gru4rec bert4rec fmlprec msm4sr missrec unisrec mmmlp alignrec"
             files=1
             ;;
         transfer)
@@ -263,7 +263,7 @@ _mmrec() {
                 --config) COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
                 --set) return ;;
             esac
-            choices="sasrec gru4rec bert4rec msm4sr missrec unisrec mmmlp alignrec"
+            choices="sasrec gru4rec bert4rec fmlprec msm4sr missrec unisrec mmmlp alignrec"
             files=0
             ;;
         subsample)

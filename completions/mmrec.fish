@@ -145,7 +145,7 @@ complete -c mmrec -n '__fish_seen_subcommand_from finetune' -l device -x -d 'aut
 complete -c mmrec -n '__fish_seen_subcommand_from finetune' -l nproc -x -d 'Train with N processes on this machine (starts torchrun; same result as 1 process for the same global batch)'
 complete -c mmrec -n '__fish_seen_subcommand_from finetune' -l tensorboard -r -F -d 'Also write the training log as TensorBoard scalars into this folder (needs `pip install \'mmrec[tensorboard]\'`)'
 complete -c mmrec -n '__fish_seen_subcommand_from finetune' -l help -d 'Show this message and exit.'
-complete -c mmrec -n '__fish_seen_subcommand_from finetune' -a 'sasrec gru4rec bert4rec msm4sr missrec unisrec mmmlp alignrec'
+complete -c mmrec -n '__fish_seen_subcommand_from finetune' -a 'sasrec gru4rec bert4rec fmlprec msm4sr missrec unisrec mmmlp alignrec'
 complete -c mmrec -n '__fish_seen_subcommand_from finetune' -F
 complete -c mmrec -n '__fish_seen_subcommand_from sweep' -s o -l output -r -F -d 'The sweep\'s folder: runs/<setting>/seed<S>.safetensors, settings.json, results.csv, results.md, best.safetensors, test_seed<S>.json'
 complete -c mmrec -n '__fish_seen_subcommand_from sweep' -l seeds -x -d 'Seeds of every setting, e.g'
@@ -162,7 +162,7 @@ complete -c mmrec -n '__fish_seen_subcommand_from sweep' -l baseline -x -d '`mmr
 complete -c mmrec -n '__fish_seen_subcommand_from sweep' -l metric -x -d 'Validation metric to choose by (default: the model\'s train.metric), e.g'
 complete -c mmrec -n '__fish_seen_subcommand_from sweep' -l device -x -d 'auto (a CUDA GPU when one is visible, else the CPU) | cpu | cuda | cuda:N | mps'
 complete -c mmrec -n '__fish_seen_subcommand_from sweep' -l help -d 'Show this message and exit.'
-complete -c mmrec -n '__fish_seen_subcommand_from sweep' -a 'sasrec gru4rec bert4rec msm4sr missrec unisrec mmmlp alignrec'
+complete -c mmrec -n '__fish_seen_subcommand_from sweep' -a 'sasrec gru4rec bert4rec fmlprec msm4sr missrec unisrec mmmlp alignrec'
 complete -c mmrec -n '__fish_seen_subcommand_from sweep' -F
 complete -c mmrec -n '__fish_seen_subcommand_from transfer' -s o -l output -r -F -d 'Model artifact to write (the training log goes to OUTPUT.log.jsonl)'
 complete -c mmrec -n '__fish_seen_subcommand_from transfer' -l features -r -F -d 'Features artifact of the target dataset'
@@ -225,7 +225,7 @@ complete -c mmrec -n '__fish_seen_subcommand_from info' -F
 complete -c mmrec -n '__fish_seen_subcommand_from config' -l config -r -F -d 'JSON, TOML or YAML file of settings (layered: defaults < --config < --set < flags)'
 complete -c mmrec -n '__fish_seen_subcommand_from config' -l set -x -d 'Override one setting, e.g'
 complete -c mmrec -n '__fish_seen_subcommand_from config' -l help -d 'Show this message and exit.'
-complete -c mmrec -n '__fish_seen_subcommand_from config' -a 'sasrec gru4rec bert4rec msm4sr missrec unisrec mmmlp alignrec'
+complete -c mmrec -n '__fish_seen_subcommand_from config' -a 'sasrec gru4rec bert4rec fmlprec msm4sr missrec unisrec mmmlp alignrec'
 complete -c mmrec -n '__fish_seen_subcommand_from subsample' -l keep-users -x -d 'Share of the users whose train interactions are trained on, in (0, 1]'
 complete -c mmrec -n '__fish_seen_subcommand_from subsample' -l seed -x -d 'Seed of the choice of users (the same seed keeps the same users)'
 complete -c mmrec -n '__fish_seen_subcommand_from subsample' -s o -l output -r -F -d 'Dataset artifact to write'

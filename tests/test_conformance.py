@@ -29,6 +29,7 @@ TINY = {
     "sasrec": (dict(max_len=6, hidden=8, layers=1, heads=2, inner=16), ()),
     "gru4rec": (dict(max_len=6, embedding=8, hidden=12, layers=2), ()),
     "bert4rec": (dict(max_len=6, hidden=8, layers=1, heads=2, inner=16), ()),
+    "fmlprec": (dict(max_len=6, hidden=8, layers=2), ()),
     "msm4sr": (dict(max_len=6, hidden=8, layers=1, heads=2, inner=16, experts=2, pool_hidden=4), ("proj.",)),
     "missrec": (dict(max_len=6, hidden=8, heads=2, inner=16, interest_ratio=0.2), ()),
     "unisrec": (dict(max_len=6, hidden=8, layers=1, heads=2, inner=16, experts=2), ()),

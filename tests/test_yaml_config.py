@@ -212,3 +212,23 @@ def test_plain_dataclasses_keep_their_own_names():
     assert C.recbole_aliases(Own, {"epochs": 5}, "c.yaml") == {"epochs": 5}
     with pytest.raises(MmrecError, match="c.yaml: unknown key 'learning_rate' .RecBole's name for train.lr, a setting this model does not have.; known keys: epochs"):
         C.recbole_aliases(Own, {"learning_rate": 0.1}, "c.yaml")
+
+
+def test_the_recbole_key_table_in_the_docs_names_the_models_that_have_each_key():
+    """docs/usage.md lists, per RecBole key of a model setting, the models whose config has that setting."""
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    from mmrec_cli import models
+    from mmrec_cli.config import RECBOLE_ALIASES
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| `model\.\w+` \| ([^|]+) \|$", text, re.M))
+    for alias, key in RECBOLE_ALIASES.items():
+        if not key.startswith("model."):
+            continue
+        field = key.split(".", 1)[1]
+        have = [n for n in models.MODELS if field in {f.name for f in dataclasses.fields(models.get(n).config)}]
+        listed = [m.split(" (")[0] for m in rows[alias].split(", ")]
+        assert listed == have, alias

@@ -40,6 +40,7 @@ MODELS: dict[str, Entry] = {
     "sasrec": Entry("mmrec_cli.models.sasrec", ("finetune",), "SASRec: self-attention over item IDs (the ID-only baseline)"),
     "gru4rec": Entry("mmrec_cli.models.gru4rec", ("finetune",), "GRU4Rec: a recurrent network (GRU) over item IDs (an ID-only baseline)"),
     "bert4rec": Entry("mmrec_cli.models.bert4rec", ("finetune",), "BERT4Rec: masked item prediction with a bidirectional transformer over item IDs (an ID-only baseline)"),
+    "fmlprec": Entry("mmrec_cli.models.fmlprec", ("finetune",), "FMLP-Rec: learnable frequency-domain filters in an all-MLP encoder over item IDs (an ID-only baseline)"),
     "msm4sr": Entry("mmrec_cli.models.msm4sr", ("pretrain", "finetune"), "MSM4SR: multimodal pre-training with sentence stacks, NIP and CMCL"),
     "missrec": Entry("mmrec_cli.models.missrec", ("pretrain", "finetune", "transfer"), "MISSRec: interest-aware multimodal pre-training and transfer"),
     "unisrec": Entry("mmrec_cli.models.unisrec", ("pretrain", "finetune", "transfer"), "UniSRec: MoE-adapted item text in a transformer, pre-trained to transfer (the text baseline)"),
