@@ -12,14 +12,15 @@
 # continues where it stopped (rerun the script). The datasets are made as bench/transfer_quality.sh makes them (the
 # same files when OUT_DIR/../transfer has them). Environment: MMREC, MODELS (default "sasrec gru4rec"), SEEDS
 # (default "2020,2021"), JOBS (runs at once per sweep, default 1), OMP_NUM_THREADS (default 1), and per model a grid:
-# GRID_SASREC, GRID_GRU4REC, GRID_BERT4REC ("key=v1,v2 key=v1,v2"), each around the example config's values; SET
-# ("key=value ...", settings every run shares: SET=train.epochs=1 for a smoke run, into another OUT_DIR); RUN=0 writes
-# the table from the sweeps already finished and runs none (a model with one domain finished gets that domain's table).
+# GRID_SASREC, GRID_GRU4REC, GRID_BERT4REC, GRID_FMLPREC ("key=v1,v2 key=v1,v2"), each around the example config's
+# values; SET ("key=value ...", settings every run shares: SET=train.epochs=1 for a smoke run, into another OUT_DIR);
+# RUN=0 writes the table from the sweeps already finished and runs none (a model with one domain finished gets that
+# domain's table).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS=$ROOT/docs/results/defaults.md
 source "$ROOT/bench/results.sh"  # settings VAR... and write_results TABLE [EXTRA]
-COMMAND_LINE="$(settings OMP_NUM_THREADS JOBS SEEDS MODELS SET RUN GRID_SASREC GRID_GRU4REC GRID_BERT4REC MMREC INSTRUMENTS)bench/$(basename "$0")$([ $# -eq 0 ] || printf ' %q' "$@")"
+COMMAND_LINE="$(settings OMP_NUM_THREADS JOBS SEEDS MODELS SET RUN GRID_SASREC GRID_GRU4REC GRID_BERT4REC GRID_FMLPREC MMREC INSTRUMENTS)bench/$(basename "$0")$([ $# -eq 0 ] || printf ' %q' "$@")"
 cd "$ROOT"
 OUT=${1:-examples/out/defaults}
 MMREC=${MMREC:-.venv/bin/mmrec}
@@ -32,6 +33,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 GRID_SASREC=${GRID_SASREC:-model.dropout=0.2,0.5 train.lr=0.001,0.003}
 GRID_GRU4REC=${GRID_GRU4REC:-model.dropout=0.1,0.3 train.lr=0.001,0.003}
 GRID_BERT4REC=${GRID_BERT4REC:-model.mask_ratio=0.2,0.4 train.lr=0.001,0.003}
+GRID_FMLPREC=${GRID_FMLPREC:-model.dropout=0.2,0.5 train.lr=0.001,0.003}
 mkdir -p "$OUT"
 run() { echo "+ $*" >&2; "$@"; }
 
