@@ -51,6 +51,15 @@ def test_the_filter_is_a_circular_convolution_with_the_inverse_transform_of_its_
     assert torch.allclose(got, block.norm2(mid + block.ff(mid)), atol=1e-5)
 
 
+def test_the_last_layer_computes_the_last_position_alone_and_exactly():
+    torch.manual_seed(0)
+    m = fmlprec.Model(small(max_len=7), 20).eval()  # an odd length: the transform's unpaired frequency
+    x = torch.randn(3, 7, 16)
+    with torch.no_grad():
+        for block in m.layers:
+            assert torch.allclose(block.last(x), block(x)[:, -1], atol=1e-5)
+
+
 def test_shapes_and_scores_of_any_items():
     torch.manual_seed(0)
     b = batch()

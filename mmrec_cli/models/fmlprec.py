@@ -88,9 +88,11 @@ class Model(nn.Module):
         x = left_aligned(items, lengths, M)  # (B, M): padding first, the last item at position M - 1
         pos = torch.arange(M, device=items.device)
         h = self.drop(self.norm(self.item_emb(x) + self.pos_emb(pos)))  # (B, M, D)
-        for block in self.layers:
+        if not self.layers:
+            return h[:, -1]
+        for block in self.layers[:-1]:
             h = block(h)
-        return h[:, -1]  # (B, D)
+        return self.layers[-1].last(h)  # (B, D): only the last position of the last layer is read
 
     def users(self, batch: dict) -> torch.Tensor:
         return self.encode(batch["items"], batch["lengths"])  # (B, D)
@@ -123,6 +125,16 @@ class FilterBlock(nn.Module):
         y = torch.fft.irfft(f * torch.view_as_complex(self.filter), n=M, dim=1, norm="ortho").to(x.dtype)  # (B, M, D)
         x = self.norm1(x + self.drop(y))
         return self.norm2(x + self.drop(self.ff(x)))
+
+    def last(self, x: torch.Tensor) -> torch.Tensor:
+        """forward(x)[:, -1] (B, D) alone. The filtered sequence is x circularly convolved with the kernel
+        k = IFFT(W) (M, D) (the ortho scalings of the two transforms cancel); its last position is
+        sum_s x_s k_{M-1-s}, so the FFN runs on one position instead of M."""
+        M = x.shape[1]
+        k = torch.fft.irfft(torch.view_as_complex(self.filter)[0], n=M, dim=0)  # (M, D)
+        y = torch.einsum("bsd,sd->bd", x.float(), k.flip(0)).to(x.dtype)  # (B, D)
+        h = self.norm1(x[:, -1] + self.drop(y))
+        return self.norm2(h + self.drop(self.ff(h)))
 
 
 def left_aligned(items: torch.Tensor, lengths: torch.Tensor, width: int) -> torch.Tensor:
