@@ -85,7 +85,7 @@ def one_domain(model: str, folder: Path, folders: list) -> None:
     table, keys, metric = read(folder)
     name = "Scientific" if folder == folders[0] else "Instruments"
     other = folders[1] if folder == folders[0] else folders[0]
-    print(f"## {model}\n\nValidation {metric} on {name}, mean over seeds; {other} is not run yet, so no setting is preferred.\n")
+    print(f"## {model}\n\nValidation {metric} on {name}, mean over seeds; the sweep in {other} has not finished, so no setting is preferred yet.\n")
     print("| " + " | ".join(f"`{k}`" for k in keys) + f" | {name} | rank |")
     print("|" + "---|" * (len(keys) + 2))
     for rank, s in enumerate(sorted(table, key=table.get, reverse=True), 1):
@@ -97,7 +97,7 @@ for model in models:
     folders = [out / f"{model}_{d}" for d in ("sci", "instr")]
     done = [f for f in folders if (f / "results.csv").is_file()]
     if len(done) < 2:
-        one_domain(model, done[0], folders) if done else print(f"## {model}\n\n(not run yet: {folders[0]}, {folders[1]})\n")
+        one_domain(model, done[0], folders) if done else print(f"## {model}\n\n(no sweep finished yet: {folders[0]}, {folders[1]})\n")
         continue
     (sci, keys, metric), (ins, _, _) = read(folders[0]), read(folders[1])
     config = json.loads(Path(f"examples/configs/{model}.json").read_text())
