@@ -7,7 +7,8 @@ Each command runs as its own process (`python -m mmrec_cli`, this checkout), wit
 Scientific data (2,928 users, 1,585 items; prepared into --out first). Printed per command: the peak
 resident set size of the process (ru_maxrss from wait4: what `/usr/bin/time -v` calls "Maximum resident
 set size"; torch and Python included), the seconds of each epoch from the command's own log, and the
-process's CPU seconds. `--env` adds environment variables to both commands, e.g.
+process's CPU seconds. `--set` adds a setting to both commands (e.g. `--set model.recompute=false`: the
+activations kept, not recomputed); `--env` adds environment variables to both commands, e.g.
 `--env MALLOC_MMAP_THRESHOLD_=131072` (glibc returns freed blocks over 128 KiB to the system instead of
 keeping them in its heap). stdout: one JSON line per command; stderr: the table.
 
@@ -61,6 +62,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--out", default=None, help="folder for the dataset, features and models (default: a temporary one)")
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="an environment variable for both commands (repeatable)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting for both commands, as `mmrec --set` (repeatable)")
     a = ap.parse_args()
     env = dict(os.environ) | {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     for kv in a.env:
@@ -75,7 +77,7 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "mmrec_cli", "prepare", "examples/scientific", "-o", ds, "--features-out", feats], cwd=ROOT, env=env, check=True, stderr=subprocess.DEVNULL)
     configs = os.path.join(ROOT, "examples", "configs")
     pre, ft = os.path.join(out, "pre.safetensors"), os.path.join(out, "ft.safetensors")
-    common = [ds, "--features", feats, "--epochs", str(a.epochs)]
+    common = [ds, "--features", feats, "--epochs", str(a.epochs), *(arg for kv in a.set for arg in ("--set", kv))]
     rows = [
         run("pretrain missrec", ["pretrain", "missrec", *common, "--config", os.path.join(configs, "missrec_pretrain.json"), "-o", pre], env),
         run("finetune missrec", ["finetune", "missrec", *common, "--config", os.path.join(configs, "missrec_finetune.json"), "--init", pre, "-o", ft], env),
@@ -86,7 +88,8 @@ def main() -> None:
     for r in rows:
         mean = sum(r["epoch_seconds"]) / max(1, len(r["epoch_seconds"]))
         print(f"{r['command']:<18} {r['peak_rss_mb']:>11.0f}  {mean:>8.1f}  {r['cpu_seconds']:>7.1f}", file=sys.stderr)
-    print(f"data and models in {out}; {' '.join(a.env) or 'no extra environment'}; OMP_NUM_THREADS={env['OMP_NUM_THREADS']}", file=sys.stderr)
+    extra = ' '.join([*a.env, *(f"--set {kv}" for kv in a.set)]) or 'no extra environment or settings'
+    print(f"data and models in {out}; {extra}; OMP_NUM_THREADS={env['OMP_NUM_THREADS']}", file=sys.stderr)
 
 
 if __name__ == "__main__":

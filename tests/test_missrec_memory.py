@@ -83,6 +83,23 @@ def test_pretraining_loss_and_gradients_are_the_bits_of_the_transformer_stacks(i
     assert_same_bits(grads_of(model, lambda: model.pretrain_loss(batch), 7), grads_of(model, lambda: module_pretrain_loss(model, batch), 7))
 
 
+def test_without_recomputation_losses_and_gradients_are_the_same_bits_and_more_is_kept():
+    """model.recompute = false: the blocks keep their activations (faster), the results do not change."""
+    ds, f = tiny(num_users=40), feats()
+    base = dict(hidden=32, inner=32, heads=2, dropout=0.3, seq_seq_weight=0.5, orth_weight=0.1)
+    on, off = cfg(**base), cfg(**base, recompute=False)
+    torch.manual_seed(0)
+    a = MR.Model(on, N_ITEMS, f).train()
+    b = MR.Model(off, N_ITEMS, f).train()
+    b.load_state_dict(a.state_dict())
+    batch = first_batch(ds, on, bs=32)
+    for m in (a, b):
+        m._sync(batch)
+    assert_same_bits(grads_of(a, lambda: a.loss(batch), 3), grads_of(b, lambda: b.loss(batch), 3))
+    assert_same_bits(grads_of(a, lambda: a.pretrain_loss(batch), 7), grads_of(b, lambda: b.pretrain_loss(batch), 7))
+    assert saved_bytes(lambda: b.pretrain_loss(batch)) > 10 * saved_bytes(lambda: a.pretrain_loss(batch))
+
+
 def test_a_frozen_transformer_gets_no_gradient_and_the_adapters_the_same_one():
     """Fine-tuning after pre-training: the transformer is frozen, the gradients reach the adapters through it."""
     ds, f = tiny(), feats()

@@ -39,7 +39,8 @@ state of its first run (`recomputed`), so the dropout masks, the values and the 
 bits. The first view of a pre-training batch also runs again as a whole, its blocks' inputs included
 (the backward pass goes through the second view first). That step's memory falls from 3.6 GB to 0.8 GB,
 for about 1.5x the computation of a pre-training epoch and 1.2x of a fine-tuning one
-(`bench/missrec_memory.py`).
+(`bench/missrec_memory.py`). Where memory allows, `model.recompute = false` keeps the activations instead:
+the same values and gradients, bit for bit, without the extra computation.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class Config:
     feature_drop: float = 0.2  # ... or, without TEXT_aug features, feature drop: at this share of positions, zero this share of feature dimensions
     init_std: float = 0.02
     bucket: bool = True  # batches of similar lengths (less padding); their order stays shuffled
+    recompute: bool = True  # training memory: blocks run again in the backward pass (see "Training memory"); false keeps their activations: faster, the same bits
 
 
 class Model(nn.Module):
@@ -270,27 +272,31 @@ class Model(nn.Module):
         the decoder recomputed in the backward pass. The blocks are those of nn.TransformerEncoder /
         nn.TransformerDecoder (post-norm), called in their order with their arguments: the same values."""
         valid = items > 0
-        q, tokens = recomputed(self.queries, items, feature_mask, use_ids, aug_text)  # (B, L, H), (B, L, M, H)
+        q, tokens = self._run(self.queries, items, feature_mask, use_ids, aug_text)  # (B, L, H), (B, L, M, H)
         interests, imask = self.interest_tokens(items, tokens, valid, users)  # (B, K, H), (B, K)
         # nn.TransformerEncoder hands its layers the padding mask as a float mask (0 / -inf)
         pad = torch.zeros_like(imask, dtype=interests.dtype).masked_fill_(~imask, -math.inf)
         x = interests
         enc, dec = len(self.encoder.layers), len(self.decoder.layers)
         for i, layer in enumerate(self.encoder.layers):
-            x = recomputed(attention_block, layer.self_attn, layer.dropout1, layer.norm1, x, pad)
+            x = self._run(attention_block, layer.self_attn, layer.dropout1, layer.norm1, x, pad)
             final = self.encoder.norm if i == enc - 1 else None  # the stack's norm, with its last layer
-            x = recomputed(feed_forward_block, layer, layer.dropout2, layer.norm2, x, final)
+            x = self._run(feed_forward_block, layer, layer.dropout2, layer.norm2, x, final)
         xi = x if enc else self.encoder.norm(x)  # (B, K, H)
         y = q
         for i, layer in enumerate(self.decoder.layers):
-            y = recomputed(attention_block, layer.self_attn, layer.dropout1, layer.norm1, y, ~valid)
-            y = recomputed(attention_block, layer.multihead_attn, layer.dropout2, layer.norm2, y, ~imask, xi)
+            y = self._run(attention_block, layer.self_attn, layer.dropout1, layer.norm1, y, ~valid)
+            y = self._run(attention_block, layer.multihead_attn, layer.dropout2, layer.norm2, y, ~imask, xi)
             if i < dec - 1:
-                y = recomputed(feed_forward_block, layer, layer.dropout3, layer.norm3, y)
+                y = self._run(feed_forward_block, layer, layer.dropout3, layer.norm3, y)
             else:  # the stack's norm and the last item's row: only (B, H) leaves the last block
-                y = recomputed(feed_forward_block, layer, layer.dropout3, layer.norm3, y, self.decoder.norm, lengths)
+                y = self._run(feed_forward_block, layer, layer.dropout3, layer.norm3, y, self.decoder.norm, lengths)
         u = y if dec else last(self.decoder.norm(y), lengths)  # (B, H)
         return F.normalize(u, dim=-1), xi, imask
+
+    def _run(self, fn, *args):
+        """fn(*args), run again in the backward pass when `cfg.recompute` (`recomputed`): the same results either way."""
+        return recomputed(fn, *args) if self.cfg.recompute else fn(*args)
 
     def candidates(self, items: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Normalised adapted features of items (0-based; None = all), one (n, H) per modality."""
@@ -350,7 +356,7 @@ class Model(nn.Module):
         self._sync(batch)
         # The first view is also recomputed as a whole (its blocks' inputs too): the backward pass runs through
         # the second view first, which would otherwise find the first view's block inputs still held.
-        u, xi, imask = recomputed(self.encode, batch["items"], batch["lengths"], batch.get("user"), None, False)
+        u, xi, imask = self._run(self.encode, batch["items"], batch["lengths"], batch.get("user"), None, False)
         items, lengths, fmask, aug_text = self.augment(batch["items"], batch["lengths"])
         u_aug, _, _ = self.encode(items, lengths, batch.get("user"), fmask, False, aug_text)
         # the in-batch negatives are the whole global batch's, whatever share of it this process has
