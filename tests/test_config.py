@@ -113,3 +113,19 @@ def test_a_model_brings_its_papers_selection_defaults():
     assert loading.resolve_stage(models.get("sasrec"), None, [], {}).train.metric == "ndcg@10"
     assert loading.resolve_stage(models.get("msm4sr"), None, ["train.metric=ndcg@10"], {"train.patience": 3}).train.patience == 3
     assert loading.resolve_stage(models.get("msm4sr"), None, ["train.metric=ndcg@10"], {}).train.metric == "ndcg@10"
+
+
+def test_every_example_config_resolves_for_the_model_it_is_named_after():
+    """examples/configs/<model>[_<variant>].json: strict keys and ranges, as `--config` reads it."""
+    from pathlib import Path
+
+    from mmrec_cli import models
+    from mmrec_cli.training import loading
+
+    folder = Path(__file__).resolve().parents[1] / "examples" / "configs"
+    files = sorted(folder.glob("*.json"))
+    named = {f.stem.split("_")[0] for f in files}
+    assert named == set(models.MODELS)  # one config at least for every model, none for a model that is not
+    for f in files:
+        cfg = loading.resolve_stage(models.get(f.stem.split("_")[0]), str(f), [], {})
+        assert cfg.train.epochs >= 1, f.name
