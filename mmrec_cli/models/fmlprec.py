@@ -139,7 +139,7 @@ class FilterBlock(nn.Module):
 
 def left_aligned(items: torch.Tensor, lengths: torch.Tensor, width: int) -> torch.Tensor:
     """(B, width) of right-padded rows (B, L): each row's items moved to its end, padding (0) before them."""
-    B_, L = items.shape
+    L = items.shape[1]
     src = torch.arange(width, device=items.device)[None, :] - (width - lengths[:, None])  # (B, width) source column
     real = src >= 0
     return items.gather(1, src.clamp(0, max(L - 1, 0))).masked_fill(~real, 0)
