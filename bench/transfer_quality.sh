@@ -11,7 +11,8 @@
 # every row; the only choices made here, which MSM4SR pre-training source and which UniSRec transfer mode get a
 # learning curve, are made on validation. The test split is read once per trained model. Environment: MMREC (the mmrec
 # command), OMP_NUM_THREADS (default 1), JOBS (runs at once, default 1), SEEDS (fine-tuning seeds, default
-# "2020 2021 2022"), FRACTIONS (shares of the target's users for the learning curves, default "0.05 0.1 0.25 0.5"),
+# "2020 2021 2022"), FRACTIONS (shares of the target's users to train for the learning curves, default "0.05 0.1 0.25
+# 0.5"; the table has these and the defaults, so that a run of one share keeps the others' rows),
 # SOURCES (MSM4SR pre-training sources among sci, instr and both, default all three), PARTS (default "msm4sr curve
 # missrec unisrec unisrec-curve"; a curve needs its model's full-data rows first).
 # Edit this file only by replacing it (write a copy, then mv): bash reads a running script from its file as it goes.
@@ -26,7 +27,8 @@ MMREC=${MMREC:-.venv/bin/mmrec}
 PY=${PY:-.venv/bin/python}
 INSTRUMENTS=${INSTRUMENTS:-$ROOT/../shared/data/instruments}
 SEEDS=${SEEDS:-2020 2021 2022}
-FRACTIONS=${FRACTIONS:-0.05 0.1 0.25 0.5}
+DEFAULT_FRACTIONS="0.05 0.1 0.25 0.5"
+FRACTIONS=${FRACTIONS:-$DEFAULT_FRACTIONS}
 PARTS=${PARTS:-msm4sr curve missrec unisrec unisrec-curve}
 SOURCES=${SOURCES:-sci instr both}
 JOBS=${JOBS:-1}
@@ -201,5 +203,6 @@ fi
 PROTOCOL="target: the bundled Scientific data (2,928 users, 1,585 items; chronological leave-one-out; full ranking over all items, train items of the user not masked); source: Amazon Musical Instruments 2018 (10,000 users, 20,618 items, titles only; no item overlap). Both domains' text encoded by the embedded all-MiniLM-L6-v2 (384-d); Scientific's images are the provided CLIP ViT-B/32 vectors. Settings: examples/configs (msm4sr_pretrain/msm4sr_finetune, missrec_pretrain/missrec_finetune, unisrec_pretrain/unisrec, sasrec), the same for every row; each pre-training run once (seed 2020); fine-tuning seeds: $SEEDS; best epoch by validation NDCG@10; test read once per model. Paired tests: two-sided t-test and Wilcoxon signed-rank over users, per seed (the seed's runs share their users) and on the per-user mean over seeds, against the row named in 'vs'. Slices: the test target's number of train interactions (unseen = 0, cold = 1-5). Learning curve: the share of Scientific users whose train items are trained on; every share is evaluated on all 2,928 test users; a share s is validated every round(1/s) epochs with its epoch limit scaled alike, so that every share gets about the full data's number of updates between validations and before early stopping."
 TABLE=$(mktemp)
 trap 'rm -f "$TABLE"' EXIT
-$PY bench/transfer_table.py "$OUT" $SEEDS -- $FRACTIONS | tee "$TABLE"
+# shellcheck disable=SC2046  # one share per word
+$PY bench/transfer_table.py "$OUT" $SEEDS -- $(printf '%s\n' $DEFAULT_FRACTIONS $FRACTIONS | sort -gu) | tee "$TABLE"
 write_results "$TABLE"
