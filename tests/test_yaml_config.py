@@ -139,7 +139,7 @@ def test_an_alias_of_a_setting_the_model_lacks_is_an_unknown_key(tmp_path):
     path = write(tmp_path / "c.yaml", "n_layers: 2\n")
     with pytest.raises(MmrecError) as err:
         stage("missrec", path)
-    known = "max_len, hidden, inner, heads, enc_layers, dec_layers, dropout, temperature, seq_seq_weight, orth_weight, interests, interest_ratio, knn_ratio, kmeans_iters, adapter, experts, fusion, ids, full, item_drop, item_drop_prob, feature_drop, init_std, bucket"
+    known = "max_len, hidden, inner, heads, enc_layers, dec_layers, dropout, temperature, seq_seq_weight, orth_weight, interests, interest_ratio, knn_ratio, kmeans_iters, adapter, experts, fusion, ids, full, item_drop, item_drop_prob, feature_drop, init_std, bucket, recompute"
     assert str(err.value) == f"{path}: unknown key 'n_layers' (RecBole's name for model.layers, a setting this model does not have); known keys of model: {known}"
     path = write(tmp_path / "a.yaml", "MAX_ITEM_LIST_LENGTH: 20\n")
     with pytest.raises(MmrecError, match=r"unknown key 'MAX_ITEM_LIST_LENGTH' \(RecBole's name for model.max_len, a setting this model does not have\); known keys of model: embedding, layers,"):
