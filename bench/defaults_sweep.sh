@@ -10,17 +10,17 @@
 # Needs ../shared/data/instruments beside the repository (INSTRUMENTS=DIR to point elsewhere). Each sweep is
 # `mmrec sweep` itself: it evaluates only its own chosen setting on its domain's test split, and an interrupted sweep
 # continues where it stopped (rerun the script). The datasets are made as bench/transfer_quality.sh makes them (the
-# same files when OUT_DIR/../transfer has them). Environment: MMREC, MODELS (default "sasrec gru4rec"), SEEDS
-# (default "2020,2021"), JOBS (runs at once per sweep, default 1), OMP_NUM_THREADS (default 1), and per model a grid:
-# GRID_SASREC, GRID_GRU4REC, GRID_BERT4REC, GRID_FMLPREC ("key=v1,v2 key=v1,v2"), each around the example config's
-# values; SET ("key=value ...", settings every run shares: SET=train.epochs=1 for a smoke run, into another OUT_DIR);
-# RUN=0 writes the table from the sweeps already finished and runs none (a model with one domain finished gets that
-# domain's table).
+# same files when OUT_DIR/../transfer has them). Environment: MMREC, MODELS (default "sasrec gru4rec"), SEEDS (default
+# "2020,2021"), DOMAINS (the sweeps to run, default "sci instr"; the table reads every finished one), JOBS (runs at
+# once per sweep, default 1), OMP_NUM_THREADS (default 1), and per model a grid: GRID_SASREC, GRID_GRU4REC,
+# GRID_BERT4REC, GRID_FMLPREC ("key=v1,v2 key=v1,v2"), each around the example config's values; SET ("key=value ...",
+# settings every run shares: SET=train.epochs=1 for a smoke run, into another OUT_DIR); RUN=0 writes the table from
+# the sweeps already finished and runs none (a model with one domain finished gets that domain's table).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS=$ROOT/docs/results/defaults.md
 source "$ROOT/bench/results.sh"  # settings VAR... and write_results TABLE [EXTRA]
-COMMAND_LINE="$(settings OMP_NUM_THREADS JOBS SEEDS MODELS SET RUN GRID_SASREC GRID_GRU4REC GRID_BERT4REC GRID_FMLPREC MMREC INSTRUMENTS)bench/$(basename "$0")$([ $# -eq 0 ] || printf ' %q' "$@")"
+COMMAND_LINE="$(settings OMP_NUM_THREADS JOBS SEEDS MODELS DOMAINS SET RUN GRID_SASREC GRID_GRU4REC GRID_BERT4REC GRID_FMLPREC MMREC INSTRUMENTS)bench/$(basename "$0")$([ $# -eq 0 ] || printf ' %q' "$@")"
 cd "$ROOT"
 OUT=${1:-examples/out/defaults}
 MMREC=${MMREC:-.venv/bin/mmrec}
@@ -28,6 +28,7 @@ PY=${PY:-.venv/bin/python}
 INSTRUMENTS=${INSTRUMENTS:-$ROOT/../shared/data/instruments}
 MODELS=${MODELS:-sasrec gru4rec}
 SEEDS=${SEEDS:-2020,2021}
+DOMAINS=${DOMAINS:-sci instr}
 JOBS=${JOBS:-1}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 GRID_SASREC=${GRID_SASREC:-model.dropout=0.2,0.5 train.lr=0.001,0.003}
@@ -54,7 +55,8 @@ for model in $MODELS; do
   grid=()
   for g in ${!var}; do grid+=(--grid "$g"); done
   for g in ${SET:-}; do grid+=(--set "$g"); done
-  for domain in sci instr; do
+  for domain in $DOMAINS; do
+    [[ "$domain" =~ ^(sci|instr)$ ]] || { echo "DOMAINS: unknown domain '$domain' (sci, instr)" >&2; exit 2; }
     ds=$SCI
     [ "$domain" = sci ] || ds=$INS
     [ -f "$OUT/${model}_$domain/results.csv" ] || [ "${RUN:-1}" = 0 ] || run $MMREC sweep "$model" "$ds" --config "examples/configs/$model.json" \
