@@ -52,6 +52,22 @@ def build(cls: type, values: dict, where: str = "config", prefix: str = ""):
     return cls(**kwargs)
 
 
+# Said after the value a file is taken to have been made with when it does not record a setting (a checkpoint or
+# model written before the setting existed; loading.default_settings gives the value).
+PREDATES = " (not recorded: the file predates the setting, which then had its default)"
+
+
+def flatten(values: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested dict by dotted key: {"model": {"hidden": 64}} -> {"model.hidden": 64}."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out |= flatten(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def read_config_file(path: str) -> dict:
     p = Path(path)
     if not p.is_file():

@@ -346,3 +346,24 @@ def test_bad_input_is_one_line_before_anything_is_written(extra, code, line, tin
     assert r.exit_code == code, r.output
     assert error_line(r) == fill(line)
     assert r.stdout == "" and not Path("sw").exists()
+
+
+@pytest.mark.slow
+def test_runs_made_before_a_setting_existed_count_as_its_default(swept, tmp_path, monkeypatch):
+    """Artifacts written before a setting was added lack its key: a sweep that keeps the default reuses them."""
+    import shutil
+
+    shutil.copytree(swept.dir, tmp_path / "sw")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    for path in sorted((tmp_path / "sw" / "runs").glob("*/seed*.safetensors")):
+        tensors, meta = artifacts.load(path, torch=False)
+        del meta["config"]["model"]["init_std"]
+        artifacts.save(path, tensors, "model", {k: v for k, v in meta.items() if k not in ("schema", "kind", "versions", "tensors_sha256")})
+    first = next(iter(LRS))
+    r = run(*sweep_args(swept.ds), "--set", "model.init_std=0.05")
+    assert r.exit_code == 6
+    assert error_line(r) == f"error: sw/runs/{first}/seed1.safetensors was made with config.model.init_std = 0.02 (not recorded: the file predates the setting, which then had its default), this sweep has 0.05; give the sweep another -o folder, or remove sw/runs/{first}"
+    r = run(*sweep_args(swept.ds))
+    assert r.exit_code == 0, r.output
+    assert r.stderr.splitlines()[0] == "sweep sasrec: 2 settings x 2 seeds = 4 runs; 4 finished, 0 to run"

@@ -114,3 +114,36 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tiny_dataset, tmp_path):
     r = runner.invoke(app, [*common, "--epochs", "3"])  # more epochs of the same run: allowed
     assert r.exit_code == 0, r.output
     assert "resumed from" in r.output
+
+
+def _drop_recorded_key(path, where: list[str], key: str) -> None:
+    """Rewrite an artifact as a version before `key` existed wrote it: the same tensors, no `key` under `where`."""
+    tensors, meta = artifacts.load(path, torch=False)
+    section = meta
+    for name in where:
+        section = section[name]
+    del section[key]
+    kept = {k: v for k, v in meta.items() if k not in ("schema", "kind", "versions", "tensors_sha256")}
+    artifacts.save(path, tensors, meta["kind"], kept)
+
+
+def test_resume_accepts_a_checkpoint_made_before_a_setting_existed(tiny_dataset, tmp_path):
+    """A setting added later is missing from older checkpoints: the run keeps its default, so resuming is safe;
+    only a run that sets another value is refused."""
+    from mmrec_cli import models
+    from mmrec_cli.training import loading
+
+    path, ds = tiny_dataset
+    ck = tmp_path / "m.safetensors.ckpt"
+    flags = {"train.epochs": 2, "train.batch_size": 4, "train.seed": 7, "model.hidden": 16, "model.inner": 32}
+    cfg = loading.resolve_stage(models.get("sasrec"), None, [], flags)
+    run = stages.Run(checkpoint=str(ck), identity=loading.run_identity(cfg, ds, None))
+    stages.finetune("sasrec", ds, None, cfg.model, cfg.train, run)
+    _drop_recorded_key(ck, ["identity", "config", "model"], "init_std")
+    common = ["finetune", "sasrec", str(path), "--batch-size", "4", "--seed", "7", "--set", "model.hidden=16", "--set", "model.inner=32", "-o", str(tmp_path / "m.safetensors"), "--resume", "--epochs", "3"]
+    r = runner.invoke(app, [*common, "--set", "model.init_std=0.05"])
+    assert r.exit_code == 5
+    assert r.output.strip() == f"error: --resume: {ck} was made with config.model.init_std = 0.02 (not recorded: the file predates the setting, which then had its default), this run has 0.05; pass the same settings, or remove {ck} to start over"
+    r = runner.invoke(app, common)
+    assert r.exit_code == 0, r.output
+    assert "resumed from" in r.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import field, make_dataclass
 
@@ -28,6 +29,14 @@ def resolve_stage(spec: ModelSpec, config_file: str | None, sets: list[str], fla
     cfg = C.resolve(stage_config_class(spec), config_file, sets, flags, defaults={"train": spec.train_defaults})
     check_ranges(cfg, min_epochs)
     return cfg
+
+
+def default_settings(spec: ModelSpec) -> dict:
+    """Each setting of the stage's config when nothing is given (no --config, --set or flag), by dotted key
+    ("model.hidden": 64), as JSON has it. A setting is added with the default that keeps what came before, so a
+    checkpoint or artifact that lacks a key was made with this value."""
+    cfg = C.resolve(stage_config_class(spec), defaults={"train": spec.train_defaults})
+    return C.flatten(json.loads(json.dumps(dataclasses.asdict(cfg))))
 
 
 # The lowest value each setting can take. Below it a run fails deep in torch (batch size 0), never ends

@@ -31,6 +31,7 @@ from typing import Literal
 
 import torch
 
+from mmrec_cli.config import PREDATES, flatten
 from mmrec_cli.errors import MmrecError, bad_input, mismatch, usage
 from mmrec_cli.io import artifacts
 
@@ -70,11 +71,14 @@ def fit(
     identity: dict | None = None,
     log_file: str | None = None,
     tensorboard: str | None = None,
+    defaults: dict | None = None,
 ) -> FitResult:
     """Train `model` in place; return the best state (the last one when there is no validation).
 
     `identity` (the resolved config and the inputs' fingerprints) is stored in the checkpoint; resuming
-    a checkpoint of another identity is refused, so a resumed run never mixes two settings. `log_file`
+    a checkpoint of another identity is refused, so a resumed run never mixes two settings; `defaults` (each
+    setting's default by dotted key, `loading.default_settings`) stands in for a setting the checkpoint does not
+    record, as one written before the setting existed. `log_file`
     receives one JSON line per epoch, `tensorboard` (a folder) the same numbers as TensorBoard scalars."""
     from mmrec_cli.training import distributed as D
 
@@ -87,7 +91,7 @@ def fit(
     step_fn = D.wrap(model, loss_fn, ctx, D.first_batch(batches(0), ctx) if ctx.world > 1 else None)
     state = _State()
     if resume and checkpoint and Path(checkpoint).exists():
-        check_resumable(checkpoint, identity)
+        check_resumable(checkpoint, identity, defaults)
         state = load_checkpoint(checkpoint, model, opt, ctx.rank)
         log(f"resumed from {checkpoint} after epoch {state.epoch}")
     elif resume:  # not an error: `--resume` on every call of a Makefile rule is the usual idiom
@@ -333,28 +337,22 @@ def save_checkpoint(path: str, model, opt, state: _State, ctx=None, identity: di
 _RESUMABLE_CHANGES = {"config.train.epochs"}
 
 
-def check_resumable(path: str, identity: dict | None) -> None:
-    """Refuse to continue a checkpoint made with other settings or inputs (exit 5), naming the first difference."""
+def check_resumable(path: str, identity: dict | None, defaults: dict | None = None) -> None:
+    """Refuse to continue a checkpoint made with other settings or inputs (exit 5), naming the first difference.
+    A setting the checkpoint does not record was added after it was written: it counts as made with the setting's
+    value in `defaults` ("model.hidden": 64, as `loading.default_settings` gives them)."""
     if identity is None:
         return
     saved = artifacts.read_meta(path, kind="checkpoint").get("identity")
     fix = f"pass the same settings, or remove {path} to start over"
     if saved is None:
         raise mismatch(f"--resume: {path} does not record the settings it was made with; {fix}")
-    mine, theirs = _flatten(json.loads(json.dumps(identity))), _flatten(saved)
+    mine, theirs = flatten(json.loads(json.dumps(identity))), flatten(saved)
+    implied = {key: value for key, value in flatten({"config": defaults or {}}).items() if key not in theirs}
+    theirs |= implied
     for key in sorted(set(mine) | set(theirs)):
         if key not in _RESUMABLE_CHANGES and mine.get(key) != theirs.get(key):
-            raise mismatch(f"--resume: {path} was made with {key} = {theirs.get(key)!r}, this run has {mine.get(key)!r}; {fix}")
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out |= _flatten(v, f"{prefix}{k}.")
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+            raise mismatch(f"--resume: {path} was made with {key} = {theirs.get(key)!r}{PREDATES if key in implied else ''}, this run has {mine.get(key)!r}; {fix}")
 
 
 def load_checkpoint(path: str, model, opt, rank: int = 0) -> _State:

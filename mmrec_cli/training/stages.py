@@ -16,6 +16,7 @@ from mmrec_cli.data.dataset import Dataset
 from mmrec_cli.errors import mismatch
 from mmrec_cli.evaluation.ranking import EvalConfig, evaluate
 from mmrec_cli.models import ModelSpec, Pretrainable, Recommender
+from mmrec_cli.training.loading import default_settings
 from mmrec_cli.training.loop import FitResult, TrainConfig, fit
 
 
@@ -60,7 +61,7 @@ def finetune(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg
             spec.after_init(model, run.log, loaded)
         check_frozen(model, loaded)
     mask = ds.protocol == "ratio"
-    result = _fit(model, batches_for(spec, ds, model_cfg, train_cfg), model.loss, train_cfg, validator(model, ds, mask), run)
+    result = _fit(spec, model, batches_for(spec, ds, model_cfg, train_cfg), model.loss, train_cfg, validator(model, ds, mask), run)
     model.load_state_dict(result.best_state)
     return model, result
 
@@ -70,15 +71,16 @@ def pretrain(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg
     spec = models.get(name)
     torch.manual_seed(train_cfg.seed)
     model: Pretrainable = spec.build(model_cfg, ds.num_items, features)  # no user tables: none is pre-trained
-    result = _fit(model, batches_for(spec, ds, model_cfg, train_cfg, stage="pretrain"), model.pretrain_loss, train_cfg, None, run)
+    result = _fit(spec, model, batches_for(spec, ds, model_cfg, train_cfg, stage="pretrain"), model.pretrain_loss, train_cfg, None, run)
     model.load_state_dict(result.best_state)
     return model, result
 
 
-def _fit(model, batches, loss_fn, train_cfg: TrainConfig, validate, run: Run) -> FitResult:
+def _fit(spec: ModelSpec, model, batches, loss_fn, train_cfg: TrainConfig, validate, run: Run) -> FitResult:
     """The training loop with the run's checkpoint, resume, identity, log and progress."""
     return fit(model, batches, loss_fn, train_cfg, validate=validate, checkpoint=run.checkpoint, resume=run.resume,
-               log=run.log, progress=run.progress, identity=run.identity, log_file=run.log_file, tensorboard=run.tensorboard)
+               log=run.log, progress=run.progress, identity=run.identity, log_file=run.log_file, tensorboard=run.tensorboard,
+               defaults=default_settings(spec))
 
 
 def transfer(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg: TrainConfig, run: Run, init: dict) -> tuple:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmrec_cli import config as C
 from mmrec_cli.errors import INTERNAL, IO_FAILURE, MmrecError, bad_input, not_found, usage
 
 # The columns of the test table besides the selection metric (as `eval --compare`'s table).
@@ -503,11 +504,31 @@ def finished(p: Plan, run: Run) -> dict | None:
             "dataset": (meta.get("dataset") or {}).get("fingerprint"), "features": (meta.get("features") or {}).get("fingerprint"),
             "init": (meta.get("init") or {}).get("fingerprint")}
     want = {"model": p.model, "stage": "finetune", "config": run_config(run), **p.identity}
+    implied = _implied_settings(made, p.model)
     diff = _first_difference(want, made)
     if diff is not None:
         key, theirs, mine = diff
-        raise MmrecError(f"{run.artifact} was made with {key} = {json.dumps(theirs)}, this sweep has {json.dumps(mine)}; give the sweep another -o folder, or remove {run.artifact.parent}", IO_FAILURE)
+        note = C.PREDATES if key in implied else ""
+        raise MmrecError(f"{run.artifact} was made with {key} = {json.dumps(theirs)}{note}, this sweep has {json.dumps(mine)}; give the sweep another -o folder, or remove {run.artifact.parent}", IO_FAILURE)
     return meta
+
+
+def _implied_settings(made: dict, model: str) -> set[str]:
+    """Give `made["config"]` the default of each setting it does not record (the artifact predates the setting:
+    `loading.default_settings`); return those keys, dotted from `config.`."""
+    from mmrec_cli import models
+    from mmrec_cli.training import loading
+
+    config = made.get("config")
+    if not isinstance(config, dict):
+        return set()
+    recorded, implied = C.flatten(config), set()
+    for key, value in loading.default_settings(models.get(model)).items():
+        section, name = key.split(".", 1)
+        if key not in recorded and isinstance(config.get(section, {}), dict):
+            config.setdefault(section, {})[name] = value
+            implied.add(f"config.{key}")
+    return implied
 
 
 def _first_difference(want: dict, made: dict, prefix: str = "") -> tuple[str, Any, Any] | None:
