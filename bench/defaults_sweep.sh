@@ -70,9 +70,9 @@ if [ -n "$FEATURE_MODELS" ] && [ "${RUN:-1}" != 0 ]; then
     [ -f "$target" ] || [ ! -f "$TRANSFER/$name" ] || run cp "$TRANSFER/$name" "$target"
   done
   [ -f "$SCI_F" ] || [[ " $DOMAINS " != *" sci "* ]] || { run $MMREC prepare examples/scientific/Scientific -o "$OUT/sci_items.safetensors" --items-out "$OUT/sci_items.jsonl" \
-    && run $MMREC extract "$OUT/sci_items.jsonl" --text bert --import image=examples/scientific/Scientific.feat3CLS -o "$SCI_F"; }
+    && run $MMREC extract "$OUT/sci_items.jsonl" --text bert --precision fp32 --import image=examples/scientific/Scientific.feat3CLS -o "$SCI_F"; }
   [ -f "$INS_F" ] || [[ " $DOMAINS " != *" instr "* ]] || { run $MMREC prepare "$INSTRUMENTS/users.tsv" --format sequences --items "$INSTRUMENTS/items.tsv" \
-    -o "$OUT/instr_items.safetensors" --items-out "$OUT/instr_items.jsonl" && run $MMREC extract "$OUT/instr_items.jsonl" --text bert -o "$INS_F"; }
+    -o "$OUT/instr_items.safetensors" --items-out "$OUT/instr_items.jsonl" && run $MMREC extract "$OUT/instr_items.jsonl" --text bert --precision fp32 -o "$INS_F"; }
 fi
 
 # --- one sweep per model and domain --------------------------------------------------------------------------------
@@ -92,7 +92,7 @@ for model in $MODELS; do
 done
 
 # --- the table -----------------------------------------------------------------------------------------------------
-PROTOCOL="domains: the bundled Scientific data (2,928 users, 1,585 items) and Amazon Musical Instruments 2018 (10,000 users, 20,618 items), each with mmrec's chronological leave-one-out split and full ranking over all items. Per model, one \`mmrec sweep\` per domain over the same grid around the model's example config (examples/configs/<model>.json, or <model>_finetune.json), from scratch; models that read features get the embedded all-MiniLM-L6-v2's text vectors on both domains and Scientific's provided CLIP ViT-B/32 image vectors (Instruments has titles only); seeds $SEEDS${SET:+, with $SET for every run}; a setting's figure is its validation metric (the config's train.metric) averaged over the seeds. Rank 1 is a domain's best; the preferred setting has the best mean rank over the two domains (ties: the better worse rank, then the higher mean of the metric relative to each domain's best). Only validation figures choose; each sweep reads its own domain's test split once, for its own chosen setting (in OUT/<model>_<domain>/results.md)."
+PROTOCOL="domains: the bundled Scientific data (2,928 users, 1,585 items) and Amazon Musical Instruments 2018 (10,000 users, 20,618 items), each with mmrec's chronological leave-one-out split and full ranking over all items. Per model, one \`mmrec sweep\` per domain over the same grid around the model's example config (examples/configs/<model>.json, or <model>_finetune.json), from scratch; models that read features get the embedded all-MiniLM-L6-v2's text vectors (fp32 on every CPU) on both domains and Scientific's provided CLIP ViT-B/32 image vectors (Instruments has titles only); seeds $SEEDS${SET:+, with $SET for every run}; a setting's figure is its validation metric (the config's train.metric) averaged over the seeds. Rank 1 is a domain's best; the preferred setting has the best mean rank over the two domains (ties: the better worse rank, then the higher mean of the metric relative to each domain's best). Only validation figures choose; each sweep reads its own domain's test split once, for its own chosen setting (in OUT/<model>_<domain>/results.md)."
 TABLE=$(mktemp)
 trap 'rm -f "$TABLE"' EXIT
 $PY - "$OUT" $MODELS <<'EOF' | tee "$TABLE"

@@ -48,9 +48,9 @@ has() { [[ " $PARTS " == *" $1 "* ]]; }
 SCI=$OUT/sci.safetensors SCI_F=$OUT/sci_feats.safetensors
 INS=$OUT/instr.safetensors INS_F=$OUT/instr_feats.safetensors
 [ -f "$SCI" ] || run $MMREC prepare examples/scientific/Scientific -o "$SCI" --items-out "$OUT/sci_items.jsonl"
-[ -f "$SCI_F" ] || run $MMREC extract "$OUT/sci_items.jsonl" --text bert --import image=examples/scientific/Scientific.feat3CLS -o "$SCI_F"
+[ -f "$SCI_F" ] || run $MMREC extract "$OUT/sci_items.jsonl" --text bert --precision fp32 --import image=examples/scientific/Scientific.feat3CLS -o "$SCI_F"
 [ -f "$INS" ] || run $MMREC prepare "$INSTRUMENTS/users.tsv" --format sequences --items "$INSTRUMENTS/items.tsv" -o "$INS" --items-out "$OUT/instr_items.jsonl"
-[ -f "$INS_F" ] || run $MMREC extract "$OUT/instr_items.jsonl" --text bert -o "$INS_F"
+[ -f "$INS_F" ] || run $MMREC extract "$OUT/instr_items.jsonl" --text bert --precision fp32 -o "$INS_F"
 
 # train NAME DS CMD...: one model (skipped when done), then its test metrics with slices and per-user rankings.
 train() {
@@ -187,7 +187,7 @@ fi
 if has unisrec; then
   # UniSRec pre-trains on a second, word-dropped encoding of the text (its public code's .feat2CLS)
   INS_W=$OUT/instr_feats_wd.safetensors
-  [ -f "$INS_W" ] || run $MMREC extract "$OUT/instr_items.jsonl" --text bert --word-drop 0.15 -o "$INS_W"
+  [ -f "$INS_W" ] || run $MMREC extract "$OUT/instr_items.jsonl" --text bert --precision fp32 --word-drop 0.15 -o "$INS_W"
   spawn pretrain pre_unisrec_instr $MMREC pretrain unisrec "$INS" --features "$INS_W" --config $CFG/unisrec_pretrain.json --seed 2020
   for seed in $SEEDS; do
     UR=(--features "$SCI_F" --config $CFG/unisrec.json --seed "$seed")
@@ -200,7 +200,7 @@ if has unisrec; then
 fi
 
 # --- the table -----------------------------------------------------------------------------------------------------
-PROTOCOL="target: the bundled Scientific data (2,928 users, 1,585 items; chronological leave-one-out; full ranking over all items, train items of the user not masked); source: Amazon Musical Instruments 2018 (10,000 users, 20,618 items, titles only; no item overlap). Both domains' text encoded by the embedded all-MiniLM-L6-v2 (384-d); Scientific's images are the provided CLIP ViT-B/32 vectors. Settings: examples/configs (msm4sr_pretrain/msm4sr_finetune, missrec_pretrain/missrec_finetune, unisrec_pretrain/unisrec, sasrec), the same for every row; each pre-training run once (seed 2020); fine-tuning seeds: $SEEDS; best epoch by validation NDCG@10; test read once per model. Paired tests: two-sided t-test and Wilcoxon signed-rank over users, per seed (the seed's runs share their users) and on the per-user mean over seeds, against the row named in 'vs'. Slices: the test target's number of train interactions (unseen = 0, cold = 1-5). Learning curve: the share of Scientific users whose train items are trained on; every share is evaluated on all 2,928 test users; a share s is validated every round(1/s) epochs with its epoch limit scaled alike, so that every share gets about the full data's number of updates between validations and before early stopping."
+PROTOCOL="target: the bundled Scientific data (2,928 users, 1,585 items; chronological leave-one-out; full ranking over all items, train items of the user not masked); source: Amazon Musical Instruments 2018 (10,000 users, 20,618 items, titles only; no item overlap). Both domains' text encoded by the embedded all-MiniLM-L6-v2 (384-d, fp32 on every CPU); Scientific's images are the provided CLIP ViT-B/32 vectors. Settings: examples/configs (msm4sr_pretrain/msm4sr_finetune, missrec_pretrain/missrec_finetune, unisrec_pretrain/unisrec, sasrec), the same for every row; each pre-training run once (seed 2020); fine-tuning seeds: $SEEDS; best epoch by validation NDCG@10; test read once per model. Paired tests: two-sided t-test and Wilcoxon signed-rank over users, per seed (the seed's runs share their users) and on the per-user mean over seeds, against the row named in 'vs'. Slices: the test target's number of train interactions (unseen = 0, cold = 1-5). Learning curve: the share of Scientific users whose train items are trained on; every share is evaluated on all 2,928 test users; a share s is validated every round(1/s) epochs with its epoch limit scaled alike, so that every share gets about the full data's number of updates between validations and before early stopping."
 TABLE=$(mktemp)
 trap 'rm -f "$TABLE"' EXIT
 # shellcheck disable=SC2046  # one share per word
