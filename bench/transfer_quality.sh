@@ -14,13 +14,15 @@
 # "2020 2021 2022"), FRACTIONS (shares of the target's users to train for the learning curves, default "0.05 0.1 0.25
 # 0.5"; the table has these and the defaults, so that a run of one share keeps the others' rows),
 # SOURCES (MSM4SR pre-training sources among sci, instr and both, default all three), PARTS (default "msm4sr curve
-# missrec unisrec unisrec-curve"; a curve needs its model's full-data rows first).
+# missrec unisrec unisrec-curve"; a curve needs its model's full-data rows first), CARRY=1 (rows and sections this
+# OUT_DIR has no runs for are taken from the current docs/results/transfer.md, marked with the commit they were
+# measured at: for a run of some PARTS into a new OUT_DIR).
 # Edit this file only by replacing it (write a copy, then mv): bash reads a running script from its file as it goes.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS=$ROOT/docs/results/transfer.md
 source "$ROOT/bench/results.sh"  # settings VAR... and write_results TABLE [EXTRA]
-COMMAND_LINE="$(settings OMP_NUM_THREADS JOBS SEEDS FRACTIONS SOURCES PARTS MMREC INSTRUMENTS)bench/$(basename "$0")$([ $# -eq 0 ] || printf ' %q' "$@")"
+COMMAND_LINE="$(settings OMP_NUM_THREADS JOBS SEEDS FRACTIONS SOURCES PARTS CARRY MMREC INSTRUMENTS)bench/$(basename "$0")$([ $# -eq 0 ] || printf ' %q' "$@")"
 cd "$ROOT"
 OUT=${1:-examples/out/transfer}
 MMREC=${MMREC:-.venv/bin/mmrec}
@@ -204,5 +206,7 @@ PROTOCOL="target: the bundled Scientific data (2,928 users, 1,585 items; chronol
 TABLE=$(mktemp)
 trap 'rm -f "$TABLE"' EXIT
 # shellcheck disable=SC2046  # one share per word
-$PY bench/transfer_table.py "$OUT" $SEEDS -- $(printf '%s\n' $DEFAULT_FRACTIONS $FRACTIONS | sort -gu) | tee "$TABLE"
+PREVIOUS=()
+[ "${CARRY:-0}" = 0 ] || [ ! -f "$RESULTS" ] || PREVIOUS=(--previous "$RESULTS")
+$PY bench/transfer_table.py "${PREVIOUS[@]}" "$OUT" $SEEDS -- $(printf '%s\n' $DEFAULT_FRACTIONS $FRACTIONS | sort -gu) | tee "$TABLE"
 write_results "$TABLE"

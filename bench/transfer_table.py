@@ -1,18 +1,23 @@
 """The tables of bench/transfer_quality.sh, from the eval results and rankings files it wrote.
 
-    python bench/transfer_table.py OUT SEED... -- FRACTION...
+    python bench/transfer_table.py [--previous FILE] OUT SEED... -- FRACTION...
 
 Each row is one model and setting over the seeds (mean ± sample std of the test metrics); a row with a 'vs' row is
 tested against it on the same users: the per-user NDCG@10 averaged over the seeds both have, paired t-test and
 Wilcoxon signed-rank (mmrec_cli.evaluation.stats), for all test users and for those whose target is cold: seen 1-5
 times in the train split of the full Scientific data, the same users for every row and every share of users (each
 eval result also holds its own slices, counted in the train split it was trained on). A missing run is shown as
-missing; the table is written from whatever exists.
+missing; the table is written from whatever exists. With --previous (an earlier results file of
+bench/transfer_quality.sh), a row shown as missing that the earlier file has, and a whole section it has that this
+run has not, are taken from it, marked "(run at COMMIT)": the commit its own run was measured at.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -169,7 +174,73 @@ def curve_table(out: Path, seeds: list[str], fractions: list[str], cold: set[str
               f"{cold_mean(a, cold)} | {cold_mean(b, cold)} | {test(a, b, cold)} |")
 
 
+CARRIED = re.compile(r" \(run at [^)]*\)$")  # the mark of a row or section taken from an earlier file
+
+
+def carry_over(new: str, previous: str) -> str:
+    """`new` with what it lacks taken from `previous`: rows shown as "(missing)" and whole sections (## headings).
+    Each taken row or section is marked with the commit of the run that measured it; one already marked keeps its
+    mark, so a figure is never credited to a later run."""
+    found = re.search(r"at commit (\S+?):", previous)
+    mark = f" (run at {found.group(1) if found else 'an earlier commit'})"
+    old = _sections(previous)
+    out = []
+    for heading, lines in _sections(new).items():
+        rows = {_label(line): line for line in old.get(heading, (None, []))[1] if _is_row(line)}
+        out.append(lines[0])
+        for line in lines[1]:
+            cells = line.split(" | ")
+            if _is_row(line) and len(cells) > 1 and cells[1].strip() == "(missing)" and "(missing)" not in rows.get(_label(line), "(missing)"):
+                line = _marked(rows[_label(line)], mark)
+            out.append(line)
+    for heading, (first, lines) in old.items():
+        if heading not in _sections(new):
+            out.extend([""] if out and out[-1] else [])
+            out.extend([first if CARRIED.search(first) else first + mark, *lines])
+    return "\n".join(out) + "\n"
+
+
+def _sections(text: str) -> dict[str, tuple[str, list[str]]]:
+    """'## ' heading (mark stripped) -> (heading line, the lines up to the next heading); the text before the first
+    heading is left out."""
+    sections, current = {}, None
+    for line in text.rstrip("\n").split("\n"):
+        if line.startswith("## "):
+            current = CARRIED.sub("", line)
+            sections[current] = (line, [])
+        elif current is not None:
+            sections[current][1].append(line)
+    return sections
+
+
+def _is_row(line: str) -> bool:
+    return line.startswith("| ") and not line.startswith("| model |") and not line.startswith("| share of users |")
+
+
+def _label(row: str) -> str:
+    label = row.split(" | ")[0][2:].strip()
+    return CARRIED.sub("", label).split(" (")[0] if label[:1].isdigit() else CARRIED.sub("", label)
+
+
+def _marked(row: str, mark: str) -> str:
+    cells = row.split(" | ")
+    return row if CARRIED.search(cells[0]) else " | ".join([cells[0] + mark, *cells[1:]])
+
+
 def main(argv: list[str]) -> None:
+    previous = None
+    if argv[:1] == ["--previous"]:
+        previous, argv = Path(argv[1]), argv[2:]
+    if previous is not None:
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            tables(argv)
+        print(carry_over(buffer.getvalue(), previous.read_text(encoding="utf-8")), end="")
+    else:
+        tables(argv)
+
+
+def tables(argv: list[str]) -> None:
     out = Path(argv[0])
     sep = argv.index("--") if "--" in argv else len(argv)
     seeds, fractions = argv[1:sep], argv[sep + 1:]
