@@ -174,3 +174,28 @@ def test_feature_drop_mask_is_boolean_and_acts_as_the_float_mask():
         b = model.encode(items, lengths, feature_mask=mask.float())[0]
         c = model.encode(items, lengths)[0]
     assert torch.equal(a, b) and not torch.allclose(a, c)
+
+
+def test_a_checkpoint_resumes_with_the_other_recompute_and_ends_with_the_same_bits(tmp_path):
+    """model.recompute changes how MISSRec computes, not what (ModelSpec.same_results): a run stopped after its
+    first epoch with recompute on and resumed with it off ends where the uninterrupted run does."""
+    from dataclasses import replace
+
+    from mmrec_cli.training import loading, stages
+    from mmrec_cli.training.loop import TrainConfig
+
+    ds, f = tiny(), feats()
+    spec_cfg = lambda recompute: loading.stage_config_class(MR.SPEC)(model=cfg(recompute=recompute), train=TrainConfig(epochs=2, batch_size=6, seed=3))  # noqa: E731
+
+    def run(recompute, epochs, ckpt, resume):
+        c = spec_cfg(recompute)
+        c = replace(c, train=replace(c.train, epochs=epochs))
+        r = stages.Run(checkpoint=str(ckpt), resume=resume, identity=loading.run_identity(c, ds, None))
+        return stages.pretrain("missrec", ds, f, c.model, c.train, r)[0].state_dict()
+
+    whole = run(True, 2, tmp_path / "whole.ckpt", False)
+    run(True, 1, tmp_path / "part.ckpt", False)
+    resumed = run(False, 2, tmp_path / "part.ckpt", True)
+    assert whole.keys() == resumed.keys()
+    for name in whole:
+        assert torch.equal(whole[name], resumed[name]), name

@@ -367,3 +367,13 @@ def test_runs_made_before_a_setting_existed_count_as_its_default(swept, tmp_path
     r = run(*sweep_args(swept.ds))
     assert r.exit_code == 0, r.output
     assert r.stderr.splitlines()[0] == "sweep sasrec: 2 settings x 2 seeds = 4 runs; 4 finished, 0 to run"
+
+
+def test_a_run_made_with_another_recompute_counts_as_this_sweeps_run():
+    """MISSRec's model.recompute changes how, not what, it computes: the sweep compares the rest."""
+    made = {"config": {"model": {"recompute": True, "hidden": 8}}}
+    S._ignore_same_results(made, {"config": {"model": {"recompute": False, "hidden": 16}}}, "missrec")
+    assert made == {"config": {"model": {"recompute": False, "hidden": 8}}}
+    made = {"config": {"model": {"dropout": 0.2}}}
+    S._ignore_same_results(made, {"config": {"model": {"dropout": 0.5}}}, "sasrec")
+    assert made == {"config": {"model": {"dropout": 0.2}}}

@@ -114,6 +114,7 @@ class ModelSpec:
     needs_users: bool = False  # built with num_users=ds.num_users (a per-user table)
     train_defaults: dict = field(default_factory=dict)  # the paper's training/selection settings (e.g. metric), above TrainConfig's
     fresh: tuple[str, ...] = ()  # state names (prefixes) that start fresh when an init's shape differs (catalogue-sized)
+    same_results: tuple[str, ...] = ()  # config keys that change how, not what, it computes (memory, speed): a resume or sweep may differ in them
     after_init: Callable[[Any, Callable[[str], None], set[str]], None] | None = None  # (model, log, names loaded)
 
 

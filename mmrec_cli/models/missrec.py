@@ -538,4 +538,5 @@ SPEC = ModelSpec(
     architecture=("hidden", "inner", "heads", "enc_layers", "dec_layers", "adapter", "experts", "max_len"),
     fresh=("item_emb.", "interest_table", "interest_centroids", "user_centres"),
     after_init=after_init,
+    same_results=("recompute",),  # bit-identical either way (tests/test_missrec_memory.py)
 )

@@ -72,13 +72,15 @@ def fit(
     log_file: str | None = None,
     tensorboard: str | None = None,
     defaults: dict | None = None,
+    same_results: tuple[str, ...] = (),
 ) -> FitResult:
     """Train `model` in place; return the best state (the last one when there is no validation).
 
     `identity` (the resolved config and the inputs' fingerprints) is stored in the checkpoint; resuming
     a checkpoint of another identity is refused, so a resumed run never mixes two settings; `defaults` (each
     setting's default by dotted key, `loading.default_settings`) stands in for a setting the checkpoint does not
-    record, as one written before the setting existed. `log_file`
+    record, as one written before the setting existed; settings in `same_results` ("model.recompute") may differ.
+    `log_file`
     receives one JSON line per epoch, `tensorboard` (a folder) the same numbers as TensorBoard scalars."""
     from mmrec_cli.training import distributed as D
 
@@ -91,7 +93,7 @@ def fit(
     step_fn = D.wrap(model, loss_fn, ctx, D.first_batch(batches(0), ctx) if ctx.world > 1 else None)
     state = _State()
     if resume and checkpoint and Path(checkpoint).exists():
-        check_resumable(checkpoint, identity, defaults)
+        check_resumable(checkpoint, identity, defaults, same_results)
         state = load_checkpoint(checkpoint, model, opt, ctx.rank)
         log(f"resumed from {checkpoint} after epoch {state.epoch}")
     elif resume:  # not an error: `--resume` on every call of a Makefile rule is the usual idiom
@@ -337,10 +339,11 @@ def save_checkpoint(path: str, model, opt, state: _State, ctx=None, identity: di
 _RESUMABLE_CHANGES = {"config.train.epochs"}
 
 
-def check_resumable(path: str, identity: dict | None, defaults: dict | None = None) -> None:
+def check_resumable(path: str, identity: dict | None, defaults: dict | None = None, same_results: tuple[str, ...] = ()) -> None:
     """Refuse to continue a checkpoint made with other settings or inputs (exit 5), naming the first difference.
     A setting the checkpoint does not record was added after it was written: it counts as made with the setting's
-    value in `defaults` ("model.hidden": 64, as `loading.default_settings` gives them)."""
+    value in `defaults` ("model.hidden": 64, as `loading.default_settings` gives them). Settings in `same_results`
+    ("model.recompute") change how, not what, the model computes, so they may differ."""
     if identity is None:
         return
     saved = artifacts.read_meta(path, kind="checkpoint").get("identity")
@@ -350,8 +353,9 @@ def check_resumable(path: str, identity: dict | None, defaults: dict | None = No
     mine, theirs = flatten(json.loads(json.dumps(identity))), flatten(saved)
     implied = {key: value for key, value in flatten({"config": defaults or {}}).items() if key not in theirs}
     theirs |= implied
+    free = _RESUMABLE_CHANGES | {f"config.{key}" for key in same_results}
     for key in sorted(set(mine) | set(theirs)):
-        if key not in _RESUMABLE_CHANGES and mine.get(key) != theirs.get(key):
+        if key not in free and mine.get(key) != theirs.get(key):
             raise mismatch(f"--resume: {path} was made with {key} = {theirs.get(key)!r}{PREDATES if key in implied else ''}, this run has {mine.get(key)!r}; {fix}")
 
 

@@ -80,7 +80,7 @@ def _fit(spec: ModelSpec, model, batches, loss_fn, train_cfg: TrainConfig, valid
     """The training loop with the run's checkpoint, resume, identity, log and progress."""
     return fit(model, batches, loss_fn, train_cfg, validate=validate, checkpoint=run.checkpoint, resume=run.resume,
                log=run.log, progress=run.progress, identity=run.identity, log_file=run.log_file, tensorboard=run.tensorboard,
-               defaults=default_settings(spec))
+               defaults=default_settings(spec), same_results=tuple(f"model.{key}" for key in spec.same_results))
 
 
 def transfer(name: str, ds: Dataset, features: dict | None, model_cfg, train_cfg: TrainConfig, run: Run, init: dict) -> tuple:

@@ -505,12 +505,25 @@ def finished(p: Plan, run: Run) -> dict | None:
             "init": (meta.get("init") or {}).get("fingerprint")}
     want = {"model": p.model, "stage": "finetune", "config": run_config(run), **p.identity}
     implied = _implied_settings(made, p.model)
+    _ignore_same_results(made, want, p.model)
     diff = _first_difference(want, made)
     if diff is not None:
         key, theirs, mine = diff
         note = C.PREDATES if key in implied else ""
         raise MmrecError(f"{run.artifact} was made with {key} = {json.dumps(theirs)}{note}, this sweep has {json.dumps(mine)}; give the sweep another -o folder, or remove {run.artifact.parent}", IO_FAILURE)
     return meta
+
+
+def _ignore_same_results(made: dict, want: dict, model: str) -> None:
+    """A run made with other values of the settings that change how, not what, the model computes (ModelSpec
+    .same_results, e.g. MISSRec's model.recompute) is this run: take this sweep's values for them."""
+    from mmrec_cli import models
+
+    recorded = (made.get("config") or {}).get("model")
+    if isinstance(recorded, dict):
+        for key in models.get(model).same_results:
+            if key in recorded:
+                recorded[key] = want["config"]["model"].get(key)
 
 
 def _implied_settings(made: dict, model: str) -> set[str]:
