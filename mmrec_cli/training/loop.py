@@ -77,11 +77,9 @@ def fit(
     """Train `model` in place; return the best state (the last one when there is no validation).
 
     `identity` (the resolved config and the inputs' fingerprints) is stored in the checkpoint; resuming
-    a checkpoint of another identity is refused, so a resumed run never mixes two settings; `defaults` (each
-    setting's default by dotted key, `loading.default_settings`) stands in for a setting the checkpoint does not
-    record, as one written before the setting existed; settings in `same_results` ("model.recompute") may differ.
-    `log_file`
-    receives one JSON line per epoch, `tensorboard` (a folder) the same numbers as TensorBoard scalars."""
+    a checkpoint of another identity is refused, so a resumed run never mixes two settings (`check_resumable`, which
+    reads `defaults` and `same_results`). `log_file` receives one JSON line per epoch, `tensorboard` (a folder) the
+    same numbers as TensorBoard scalars."""
     from mmrec_cli.training import distributed as D
 
     ctx = D.current()
