@@ -175,7 +175,9 @@ if has missrec; then
     spawn train "missrec_scratch_s$seed" "$SCI" $MMREC finetune missrec "$SCI" --features "$SCI_F" \
       --config $CFG/missrec_finetune.json --seed "$seed" --set model.full=true
   done
-  spawn pretrain pre_missrec_instr $MMREC pretrain missrec "$INS" --features "$INS_F" --config $CFG/missrec_pretrain.json --seed 2020
+  # recompute=false: the same bits as recomputing, 1.7x faster an epoch here, 4.4 GB instead of 2.7 GB (docs/models/missrec.md)
+  spawn pretrain pre_missrec_instr $MMREC pretrain missrec "$INS" --features "$INS_F" --config $CFG/missrec_pretrain.json --seed 2020 \
+    --set model.recompute=false
   for seed in $SEEDS; do
     MR=(--features "$SCI_F" --config $CFG/missrec_finetune.json --seed "$seed")
     spawn train "missrec_inductive_s$seed" "$SCI" $MMREC transfer "$OUT/pre_missrec_instr.safetensors" "$SCI" "${MR[@]}" --mode inductive
