@@ -183,9 +183,9 @@ def carry_over(new: str, previous: str) -> str:
     mark, so a figure is never credited to a later run."""
     found = re.search(r"at commit (\S+?):", previous)
     mark = f" (run at {found.group(1) if found else 'an earlier commit'})"
-    old = _sections(previous)
+    old, fresh = _sections(previous), _sections(new)
     out = []
-    for heading, lines in _sections(new).items():
+    for heading, lines in fresh.items():
         rows = {_label(line): line for line in old.get(heading, (None, []))[1] if _is_row(line)}
         out.append(lines[0])
         for line in lines[1]:
@@ -194,7 +194,7 @@ def carry_over(new: str, previous: str) -> str:
                 line = _marked(rows[_label(line)], mark)
             out.append(line)
     for heading, (first, lines) in old.items():
-        if heading not in _sections(new):
+        if heading not in fresh:
             out.extend([""] if out and out[-1] else [])
             out.extend([first if CARRIED.search(first) else first + mark, *lines])
     return "\n".join(out) + "\n"
