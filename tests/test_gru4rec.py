@@ -102,6 +102,25 @@ def test_the_user_vector_is_the_output_at_the_last_item():
         assert torch.allclose(users[1], m.encode(torch.tensor([[6, 7, 8]]))[0, 2], atol=1e-6)
 
 
+def test_unpack_is_pad_packed_sequence_to_the_bit_values_and_gradients():
+    torch.manual_seed(0)
+    lengths = torch.tensor([3, 7, 1, 5, 7, 2])  # ragged, unsorted, the longest (7) short of total_length
+    x = torch.randn(6, 9, 4)
+    gru = torch.nn.GRU(4, 5, bias=False, batch_first=True)
+    g = torch.randn(6, 9, 5)  # an upstream gradient that differs at every position
+    grads = []
+    for unpad in (lambda out: torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=9)[0],
+                  lambda out: gru4rec.unpack(out, lengths, 9)):
+        xi = x.clone().requires_grad_()
+        out, _ = gru(torch.nn.utils.rnn.pack_padded_sequence(xi, lengths, batch_first=True, enforce_sorted=False))
+        h = unpad(out)
+        (h * g).sum().backward()
+        grads.append((h.detach(), xi.grad))
+    (h_ref, dx_ref), (h_new, dx_new) = grads
+    assert torch.equal(h_new, h_ref) and torch.equal(dx_new, dx_ref)
+    assert h_new[2, 1:].abs().sum() == 0 and h_new[2, 0].abs().sum() > 0  # zeros after a row's end
+
+
 def test_a_gru_without_layers_is_refused():
     with pytest.raises(MmrecError) as err:
         gru4rec.Model(small(layers=0), 20)
