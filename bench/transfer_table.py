@@ -37,6 +37,7 @@ FULL = [  # (label, run name without the seed, the row it is tested against)
     ("MSM4SR, pre-trained on Instruments + Scientific train", "msm4sr_both", "msm4sr_scratch"),
     ("MISSRec, scratch (IDs)", "missrec_scratch", None),
     ("MISSRec, Instruments, transfer inductive (no IDs)", "missrec_inductive", "missrec_scratch"),
+    ("MISSRec, Instruments, transfer inductive, every parameter trained (model.full)", "missrec_inductive_full", "missrec_scratch"),
     ("MISSRec, Instruments, transfer transductive", "missrec_transductive", "missrec_scratch"),
     ("UniSRec, scratch (IDs + text)", "unisrec_scratch", None),
     ("UniSRec, Instruments, transfer inductive (text only)", "unisrec_inductive", "unisrec_scratch"),
