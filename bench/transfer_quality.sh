@@ -149,25 +149,6 @@ if has curve; then
   finish
 fi
 
-# UniSRec: pre-trained on Instruments and transferred in the mode (inductive or transductive) with the best mean
-# validation NDCG@10 on the full data
-if has unisrec-curve; then
-  MODE=$(best_on_valid unisrec inductive transductive)
-  [ -f "$OUT/pre_unisrec_instr.safetensors" ] || { echo "pre-train first: PARTS=unisrec" >&2; exit 1; }
-  echo "learning curve: UniSRec transferred from Instruments ($MODE, the better mode by mean validation NDCG@10) vs scratch" >&2
-  echo "$MODE" > "$OUT/curve_unisrec_mode.txt"
-  for frac in $FRACTIONS; do
-    read -ra SHARE <<< "$(curve_set $CFG/unisrec.json "$frac")"
-    for seed in $SEEDS; do
-      ds=$(subsampled "$frac" "$seed")
-      UR=(--features "$SCI_F" --config $CFG/unisrec.json "${SHARE[@]}" --seed "$seed")
-      spawn train "curve_unisrec_scratch_u${frac}_s$seed" "$ds" $MMREC finetune unisrec "$ds" "${UR[@]}"
-      spawn train "curve_unisrec_${MODE}_u${frac}_s$seed" "$ds" $MMREC transfer "$OUT/pre_unisrec_instr.safetensors" "$ds" "${UR[@]}" --mode "$MODE"
-    done
-  done
-  finish
-fi
-
 # --- MISSRec: scratch (IDs, every parameter trained); pre-trained on Instruments, then transferred ---------------------
 if has missrec; then
   # The scratch runs need no pre-training: they go first; a transfer run waits for the pre-trained model.
@@ -204,6 +185,25 @@ if has unisrec; then
     spawn train "unisrec_inductive_s$seed" "$SCI" $MMREC transfer "$OUT/pre_unisrec_instr.safetensors" "$SCI" "${UR[@]}" --mode inductive
   done
   spawn train unisrec_zeroshot "$SCI" $MMREC transfer "$OUT/pre_unisrec_instr.safetensors" "$SCI" --features "$SCI_F" --mode inductive --epochs 0
+  finish
+fi
+
+# UniSRec: pre-trained on Instruments and transferred in the mode (inductive or transductive) with the best mean
+# validation NDCG@10 on the full data
+if has unisrec-curve; then
+  MODE=$(best_on_valid unisrec inductive transductive)
+  [ -f "$OUT/pre_unisrec_instr.safetensors" ] || { echo "pre-train first: PARTS=unisrec" >&2; exit 1; }
+  echo "learning curve: UniSRec transferred from Instruments ($MODE, the better mode by mean validation NDCG@10) vs scratch" >&2
+  echo "$MODE" > "$OUT/curve_unisrec_mode.txt"
+  for frac in $FRACTIONS; do
+    read -ra SHARE <<< "$(curve_set $CFG/unisrec.json "$frac")"
+    for seed in $SEEDS; do
+      ds=$(subsampled "$frac" "$seed")
+      UR=(--features "$SCI_F" --config $CFG/unisrec.json "${SHARE[@]}" --seed "$seed")
+      spawn train "curve_unisrec_scratch_u${frac}_s$seed" "$ds" $MMREC finetune unisrec "$ds" "${UR[@]}"
+      spawn train "curve_unisrec_${MODE}_u${frac}_s$seed" "$ds" $MMREC transfer "$OUT/pre_unisrec_instr.safetensors" "$ds" "${UR[@]}" --mode "$MODE"
+    done
+  done
   finish
 fi
 
