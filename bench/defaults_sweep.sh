@@ -109,16 +109,24 @@ def read(folder: Path):
     return {tuple(r[k] for k in keys): float(r[f"valid_{metric}_mean"]) for r in rows}, keys, metric
 
 
+def example_setting(model: str, keys: list) -> tuple:
+    """The example config's values of the swept keys (examples/configs/<model>_finetune.json or <model>.json)."""
+    finetune = Path(f"examples/configs/{model}_finetune.json")  # as config_of above
+    config = json.loads((finetune if finetune.is_file() else Path(f"examples/configs/{model}.json")).read_text())
+    return tuple(str(config[k.split(".")[0]].get(k.split(".")[1], "")) for k in keys)
+
+
 def one_domain(model: str, folder: Path, folders: list) -> None:
     """The table of a model whose sweep has finished on one domain only: nothing is preferred yet."""
     table, keys, metric = read(folder)
     name = "Scientific" if folder == folders[0] else "Instruments"
     other = folders[1] if folder == folders[0] else folders[0]
-    print(f"## {model}\n\nValidation {metric} on {name}, mean over seeds; the sweep in {other} has not finished, so no setting is preferred yet.\n")
-    print("| " + " | ".join(f"`{k}`" for k in keys) + f" | {name} | rank |")
-    print("|" + "---|" * (len(keys) + 2))
+    current = example_setting(model, keys)
+    print(f"## {model}\n\nValidation {metric} on {name}, mean over seeds; * the example config's; the sweep in {other} has not finished, so no setting is preferred yet.\n")
+    print("| | " + " | ".join(f"`{k}`" for k in keys) + f" | {name} | rank |")
+    print("|---|" + "---|" * (len(keys) + 2))
     for rank, s in enumerate(sorted(table, key=table.get, reverse=True), 1):
-        print("| " + " | ".join(s) + f" | {table[s]:.4f} | {rank} |")
+        print(f"| {'*' if s == current else ''} | " + " | ".join(s) + f" | {table[s]:.4f} | {rank} |")
     print()
 
 
@@ -129,9 +137,7 @@ for model in models:
         one_domain(model, done[0], folders) if done else print(f"## {model}\n\n(no sweep finished yet: {folders[0]}, {folders[1]})\n")
         continue
     (sci, keys, metric), (ins, _, _) = read(folders[0]), read(folders[1])
-    finetune = Path(f"examples/configs/{model}_finetune.json")  # as config_of above
-    config = json.loads((finetune if finetune.is_file() else Path(f"examples/configs/{model}.json")).read_text())
-    current = tuple(str(config[k.split(".")[0]].get(k.split(".")[1], "")) for k in keys)
+    current = example_setting(model, keys)
     rank = lambda table: {s: 1 + sorted(table.values(), reverse=True).index(v) for s, v in table.items()}  # noqa: E731
     rs, ri = rank(sci), rank(ins)
     rel = {s: (sci[s] / max(sci.values()) + ins[s] / max(ins.values())) / 2 for s in sci}
