@@ -163,10 +163,9 @@ if has missrec; then
     MR=(--features "$SCI_F" --config $CFG/missrec_finetune.json --seed "$seed")
     spawn train "missrec_inductive_s$seed" "$SCI" $MMREC transfer "$OUT/pre_missrec_instr.safetensors" "$SCI" "${MR[@]}" --mode inductive
     spawn train "missrec_transductive_s$seed" "$SCI" $MMREC transfer "$OUT/pre_missrec_instr.safetensors" "$SCI" "${MR[@]}" --mode transductive
-  done
-  for seed in $SEEDS; do  # the inductive transfer with the pre-trained transformer fine-tuned too, not frozen
-    spawn train "missrec_inductive_full_s$seed" "$SCI" $MMREC transfer "$OUT/pre_missrec_instr.safetensors" "$SCI" --features "$SCI_F" \
-      --config $CFG/missrec_finetune.json --seed "$seed" --mode inductive --set model.full=true
+    # the inductive transfer with the pre-trained transformer fine-tuned too, not frozen
+    spawn train "missrec_inductive_full_s$seed" "$SCI" $MMREC transfer "$OUT/pre_missrec_instr.safetensors" "$SCI" "${MR[@]}" --mode inductive \
+      --set model.full=true
   done
   spawn train missrec_zeroshot "$SCI" $MMREC transfer "$OUT/pre_missrec_instr.safetensors" "$SCI" --features "$SCI_F" --mode inductive --epochs 0
   finish
