@@ -7,7 +7,8 @@ Prints one JSON object:
                       each item, raw CLIP features), batched: sequences/s; and over synthetic
                       sequences of 50 items (100 tokens of 300 dimensions, the model's adapter space)
   cluster_kmeans      k-means over all item tokens of the catalogue (what the model re-runs every epoch):
-                      seconds; and the per-sequence interest lookup + de-duplication that follows: sequences/s
+                      seconds; its k-means++ starts alone, beside scikit-learn's `kmeans_plusplus` on the
+                      same tokens (the peer); and the per-sequence interest lookup + de-duplication that follows: sequences/s
   train_*             training sequences (prefix -> next item examples) per second: fine-tuning with
                       k-means interests (the public code) and with on-the-fly DPC-KNN, and pre-training
 Timings are medians of repeats; the CPU figures depend on torch's threads (printed).
@@ -36,6 +37,16 @@ def timed(fn, repeat: int = 3, sync=lambda: None) -> float:
         sync()
         out.append(time.perf_counter() - t0)
     return statistics.median(out)
+
+
+def sklearn_starts(x, n_clusters: int, seed: int):
+    """The peer of `plusplus_starts`: scikit-learn's `kmeans_plusplus` on the same sample of tokens."""
+    import torch
+    from sklearn.cluster import kmeans_plusplus
+
+    size = max(3072, 3 * n_clusters)
+    pool = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:size] if x.shape[0] > size else torch.arange(x.shape[0])
+    return kmeans_plusplus(x[pool.to(x.device)].float().cpu().numpy(), n_clusters, random_state=seed)[1]
 
 
 def main() -> None:
@@ -90,6 +101,9 @@ def main() -> None:
         out["cluster_kmeans_catalogue_s"] = round(sec, 3)
         out["cluster_kmeans_tokens"] = int(all_tokens.shape[0])
         out["cluster_kmeans_clusters"] = int(C)
+        sec = timed(lambda: CL.plusplus_starts(all_tokens, C, 0), sync=sync)
+        out["cluster_kmeans_plusplus_starts_s"] = round(sec, 3)
+        out["cluster_kmeans_plusplus_starts_sklearn_s"] = round(timed(lambda: sklearn_starts(all_tokens, C, 0)), 3)
         table, _ = CL.kmeans(all_tokens, C, 10, 0)
         table = table.view(ds.num_items, 2)
         ids = torch.zeros(len(hists), 50, dtype=torch.long)
@@ -107,23 +121,24 @@ def main() -> None:
 
     # ---- training
     tc = TrainConfig(batch_size=args.batch_size, seed=0)
-    for name, cfg, loss in (
-        ("train_finetune_kmeans", MR.Config(), "loss"),
-        ("train_finetune_dpc_knn", MR.Config(interests="dpc-knn"), "loss"),
-        ("train_pretrain_kmeans", MR.Config(ids=False), "pretrain_loss"),
+    for name, cfg, pretrain in (
+        ("train_finetune_kmeans", MR.Config(), False),
+        ("train_finetune_dpc_knn", MR.Config(interests="dpc-knn"), False),
+        ("train_pretrain_kmeans", MR.Config(ids=False), True),
     ):
         torch.manual_seed(0)
         model = MR.Model(cfg, ds.num_items, feats).to(dev)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         batches = list(MR.train_batches(ds, cfg, tc, 0))
-        model.refresh_interests(0) if hasattr(model, "interest_table") else None
+        if cfg.interests == "kmeans":
+            model.refresh_interests(0)
         seqs, times = 0, []
         for i, b in enumerate(batches[: args.steps + 1]):
             b = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in b.items()}
             sync()
             t0 = time.perf_counter()
             opt.zero_grad()
-            getattr(model, loss)(b).backward()
+            (model.pretrain_loss(b) if pretrain else model.loss(b)).backward()
             opt.step()
             sync()
             if i:  # the first step warms up

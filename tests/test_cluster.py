@@ -100,3 +100,26 @@ def test_kmeans_plusplus_seeding_gives_small_far_groups_their_own_cluster():
     for seed in range(5):
         assign, _ = CL.kmeans(x, 3, iters=20, seed=seed)
         assert assign[500] != assign[501] and len(set(assign[:500].tolist())) == 1, seed
+
+
+def test_plusplus_starts_never_repeat_a_point_while_an_unpicked_one_is_away():
+    # 6 distinct points, each repeated 20 times: D^2 sampling gives a copy of a picked point probability 0, so the
+    # 6 starts are one copy of each point, for every seed (uniform starts would repeat points almost surely).
+    base = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [5.0, 5.0], [-3.0, 2.0], [2.0, -4.0]])
+    x = base.repeat(20, 1)  # row i is point i % 6
+    for seed in range(5):
+        picked = CL.plusplus_starts(x, 6, seed)
+        assert sorted((picked % 6).tolist()) == list(range(6)), seed
+        assert torch.equal(picked, CL.plusplus_starts(x, 6, seed))
+    assert len({tuple(CL.plusplus_starts(x, 6, s).tolist()) for s in range(5)}) > 1
+
+
+def test_plusplus_starts_greedy_trial_takes_the_candidate_that_lowers_the_potential_most():
+    # One far point and 999 copies of the origin plus tiny noise: after any first start near the origin, every
+    # candidate trial that lands on the far point lowers the potential most; with 2 + ln(2) = 2 trials a draw lands
+    # there with probability ~1 (it holds nearly all the D^2 mass), so the second start is the far point.
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([1e-3 * torch.randn(999, 3, generator=g), torch.tensor([[50.0, 0.0, 0.0]])])
+    for seed in range(5):
+        picked = CL.plusplus_starts(x, 2, seed)
+        assert 999 in picked.tolist(), seed

@@ -127,16 +127,36 @@ def kmeans(x: torch.Tensor, n_clusters: int, iters: int = 10, seed: int = 0, chu
 
 
 def plusplus_starts(x: torch.Tensor, n_clusters: int, seed: int) -> torch.Tensor:
-    """Indices of n_clusters starting tokens chosen by k-means++ (D^2 sampling with local trials: scikit-learn's
-    `kmeans_plusplus`) on a seeded sample of max(3072, 3 x n_clusters) tokens (the initial sample of
-    scikit-learn's MiniBatchKMeans at its default batch of 1024)."""
-    from sklearn.cluster import kmeans_plusplus
+    """Indices of n_clusters starting tokens chosen by greedy k-means++ on a seeded sample of
+    max(3072, 3 x n_clusters) tokens (the initial sample of scikit-learn's MiniBatchKMeans at its default batch
+    of 1024).
 
+    Greedy k-means++ (Arthur & Vassilvitskii 2007, with the local trials of scikit-learn's `kmeans_plusplus`):
+    the first start is a uniform draw; each next one is the best of 2 + ln(C) candidates drawn with probability
+    proportional to the squared distance to the nearest start so far, "best" being the candidate that leaves
+    the smallest total squared distance. Runs on the CPU with a generator of its own, so the starts are the
+    same on every device; distances by one (trials, D) x (D, n) matmul per start, sums in float64.
+    """
     N, size = x.shape[0], max(3072, 3 * n_clusters)
-    pool = torch.randperm(N, generator=torch.Generator().manual_seed(seed))[:size] if N > size else torch.arange(N)
-    pts = x[pool.to(x.device)].detach().float().cpu().numpy()
-    _, picked = kmeans_plusplus(pts, n_clusters, random_state=seed)
-    return pool[torch.from_numpy(picked).long()]
+    g = torch.Generator().manual_seed(seed)
+    pool = torch.randperm(N, generator=g)[:size] if N > size else torch.arange(N)
+    pts = x[pool.to(x.device)].detach().float().cpu().contiguous()  # (n, D)
+    pts_t, sq = pts.T.contiguous(), (pts * pts).sum(1).double()  # (D, n), (n,)
+
+    def d2(ids: torch.Tensor) -> torch.Tensor:  # (t,) -> (t, n) squared distances to every point
+        return (pts[ids] @ pts_t).double().mul_(-2).add_(sq[ids, None]).add_(sq[None, :]).clamp_min_(0)
+
+    n, trials = pts.shape[0], 2 + int(math.log(n_clusters))
+    picked = torch.empty(n_clusters, dtype=torch.long)
+    picked[0] = torch.randint(n, (1,), generator=g)
+    closest = d2(picked[:1])[0]  # (n,) squared distance to the nearest start
+    for c in range(1, n_clusters):
+        cum = closest.cumsum(0)
+        cand = torch.searchsorted(cum, torch.rand(trials, generator=g, dtype=torch.float64) * cum[-1]).clamp_max_(n - 1)
+        dist = torch.minimum(d2(cand), closest)  # (trials, n)
+        best = int(dist.sum(1).argmin())
+        picked[c], closest = cand[best], dist[best]
+    return pool[picked]
 
 
 def _nearest_chunked(x: torch.Tensor, cent: torch.Tensor, chunk: int) -> torch.Tensor:
