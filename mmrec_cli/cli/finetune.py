@@ -57,7 +57,7 @@ def finetune(
     from mmrec_cli.data import dataset as D
     from mmrec_cli.io import model_file
     from mmrec_cli.io.atomic import check_artifact_path, check_distinct
-    from mmrec_cli.training import distributed, loading, stages
+    from mmrec_cli.training import allocator, distributed, loading, stages
 
     check_artifact_path(output)  # now, not after the first epoch; before torchrun starts its processes
     check_artifact_path(checkpoint, "--checkpoint")  # None: OUTPUT.ckpt, in OUTPUT's folder
@@ -78,6 +78,7 @@ def finetune(
 
         check_same_encoders((init_meta.get("features") or {}).get("encoders"), feats_meta.get("encoders"), str(init), str(features))
     extra = {"init": None if init is None else loading.init_record(str(init), init_meta)}  # the same for every seed
+    allocator.pin_mmap_threshold()  # freed activations go back to the system: training/allocator.py
     with distributed.session(device) as ctx:
         log = say if ctx.main else (lambda s: None)
         for cfg, out, ckpt in seed_runs(base, paths):

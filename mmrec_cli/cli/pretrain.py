@@ -52,7 +52,7 @@ def pretrain(
     from mmrec_cli.errors import bad_input
     from mmrec_cli.io import model_file
     from mmrec_cli.io.atomic import check_artifact_path, check_distinct
-    from mmrec_cli.training import distributed, loading, stages
+    from mmrec_cli.training import allocator, distributed, loading, stages
 
     check_artifact_path(output)  # now, not after the first epoch; before torchrun starts its processes
     check_artifact_path(checkpoint, "--checkpoint")  # None: OUTPUT.ckpt, in OUTPUT's folder
@@ -69,6 +69,7 @@ def pretrain(
     flags = {"train.epochs": epochs, "train.lr": lr, "train.batch_size": batch_size, "model.max_len": max_len, "train.seed": seed, "train.precision": precision}
     cfg = loading.resolve_stage(spec, config, set_, flags)
     ds, feats, feats_meta = _load_all(spec, datasets, features)
+    allocator.pin_mmap_threshold()  # freed activations go back to the system: training/allocator.py
     with distributed.session(device) as ctx, progress(f"pretrain {model}", None) if ctx.main else contextlib.nullcontext() as advance:
         run = stages.Run(checkpoint=ckpt, resume=resume, log=say if ctx.main else (lambda s: None), progress=advance, identity=loading.run_identity(cfg, ds, feats_meta),
                          log_file=training_log(output), tensorboard=None if tensorboard is None else str(tensorboard))

@@ -51,7 +51,7 @@ def transfer(
     from mmrec_cli.errors import bad_input
     from mmrec_cli.io import model_file
     from mmrec_cli.io.atomic import check_artifact_path, check_distinct
-    from mmrec_cli.training import distributed, loading, stages
+    from mmrec_cli.training import allocator, distributed, loading, stages
 
     if mode not in ("inductive", "transductive"):
         raise typer.BadParameter("--mode must be inductive or transductive")
@@ -75,6 +75,7 @@ def transfer(
         from mmrec_cli.io.feature_file import check_same_encoders
 
         check_same_encoders((meta.get("features") or {}).get("encoders"), feats_meta.get("encoders"), str(pretrained), str(features))
+    allocator.pin_mmap_threshold()  # freed activations go back to the system: training/allocator.py
     with distributed.session(device) as ctx:
         log = say if ctx.main else (lambda s: None)
         kept = loading.keep_architecture(spec, cfg, meta)  # said with the result: an error before it stays one line

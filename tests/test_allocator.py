@@ -1,0 +1,75 @@
+"""Pinning glibc's mmap threshold: freed blocks above it go back to the system; the environment's setting wins;
+the training commands pin it."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mmrec_cli.training import allocator
+
+glibc = pytest.mark.skipif(not (sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION")), reason="glibc only")
+
+# Two rounds of malloc + touch + free of an 8 MiB block, then the resident memory (KiB) while the second block is
+# held and after it is freed. Unpinned, the first free raises glibc's threshold to 8 MiB, so the second block comes
+# from the heap and stays resident after its free; pinned at 4 MiB, both are mappings of their own.
+PROBE = """
+import ctypes, sys
+from mmrec_cli.training import allocator
+pinned = allocator.pin_mmap_threshold() if sys.argv[1] == "pin" else None
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * 4
+size = 8 << 20
+p = libc.malloc(size); ctypes.memset(p, 1, size); libc.free(p)
+p = libc.malloc(size); ctypes.memset(p, 1, size)
+held = rss(); libc.free(p)
+print(pinned, held - rss())
+"""
+
+
+def probe(mode: str, env: dict | None = None) -> tuple[str, int]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | (env or {})
+    out = subprocess.run([sys.executable, "-c", PROBE, mode], env=env, capture_output=True, text=True, check=True).stdout.split()
+    return out[0], int(out[1])
+
+
+@glibc
+def test_pinned_threshold_returns_a_freed_8_mib_block_that_the_dynamic_one_keeps():
+    assert allocator.MMAP_THRESHOLD == 4 << 20
+    pinned, released = probe("pin")
+    assert pinned == "True" and released >= 8 * 1024 - 64, released
+    _, kept = probe("none")
+    assert kept < 1024, kept  # the premise: glibc's dynamic threshold keeps it
+
+
+@glibc
+def test_the_environments_threshold_wins():
+    pinned, released = probe("pin", {"MALLOC_MMAP_THRESHOLD_": str(64 << 20)})
+    assert pinned == "False" and released < 1024, released
+
+
+def test_training_commands_pin_the_threshold_before_training(tmp_path, monkeypatch):
+    from _cli import run
+    from test_unisrec_model import feats, tiny
+
+    from mmrec_cli.data import dataset as D
+    from mmrec_cli.io import feature_file
+
+    D.save(tiny(), str(tmp_path / "ds.safetensors"), {"command": "test"}, {}, {})
+    feature_file.save(str(tmp_path / "f.safetensors"), {k: v.numpy() for k, v in feats().items()}, tiny().item_ids, "test", {}, {}, {"text": {"source": "test"}})
+    calls = []
+    monkeypatch.setattr(allocator, "pin_mmap_threshold", lambda: calls.append(1) or True)
+    p = lambda name: str(tmp_path / name)  # noqa: E731
+    common = [p("ds.safetensors"), "--features", p("f.safetensors"), "--set", "model.hidden=8", "--set", "model.inner=16", "--set", "model.layers=1", "--set", "model.experts=2", "--epochs", 1]
+    for args in (["pretrain", "unisrec", *common, "-o", p("pre.safetensors")], ["finetune", "unisrec", *common, "-o", p("ft.safetensors")]):
+        r = run(*args)
+        assert r.exit_code == 0, r.output
+    r = run("transfer", p("pre.safetensors"), p("ds.safetensors"), "--features", p("f.safetensors"), "--epochs", 0, "-o", p("zero.safetensors"))
+    assert r.exit_code == 0, r.output
+    assert len(calls) == 3
+    r = run("eval", p("ft.safetensors"), p("ds.safetensors"), "--features", p("f.safetensors"))
+    assert r.exit_code == 0 and len(calls) == 3, r.output  # evaluation leaves the allocator as it is
