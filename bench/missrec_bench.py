@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/missrec_bench.py [--device cpu|cuda] [--steps 8] [--synthetic 4096]
 
+(scikit-learn, the peer of the k-means++ starts, comes with `pip install -e '.[bench]'`.)
+
 Prints one JSON object:
   cluster_dpc_knn     per-sequence DPC-KNN over the example users' histories (text + image tokens of
                       each item, raw CLIP features), batched: sequences/s; and over synthetic
