@@ -187,12 +187,14 @@ def carry_over(new: str, previous: str) -> str:
     old, fresh = _sections(previous), _sections(new)
     out = []
     for heading, lines in fresh.items():
-        rows = {_label(line): line for line in old.get(heading, (None, []))[1] if _is_row(line)}
+        first, previous_lines = old.get(heading, ("", []))
+        rows = {_label(line): line for line in previous_lines if _is_row(line)}
+        section_mark = found_mark.group(0) if (found_mark := CARRIED.search(first)) else mark  # a carried section's rows: its commit
         out.append(lines[0])
         for line in lines[1]:
             cells = line.split(" | ")
             if _is_row(line) and len(cells) > 1 and cells[1].strip() == "(missing)" and "(missing)" not in rows.get(_label(line), "(missing)"):
-                line = _marked(rows[_label(line)], mark)
+                line = _marked(rows[_label(line)], section_mark)
             out.append(line)
     for heading, (first, lines) in old.items():
         if heading not in fresh:

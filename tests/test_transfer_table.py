@@ -67,3 +67,20 @@ def test_a_row_carried_once_keeps_its_first_mark_and_a_new_run_replaces_it():
     rerun = NEW.replace("| SASRec (IDs) | (missing) | |", "| SASRec (IDs) | 3 | 0.0770 |")
     assert "| SASRec (IDs) | 3 | 0.0770 |" in table.carry_over(rerun, once)
     assert "0.0766" not in table.carry_over(rerun, once)
+
+
+def test_a_row_taken_from_a_carried_section_gets_the_sections_commit_not_the_files():
+    # The earlier file carried the whole curve section from a run at 0ld0000 and was itself written at abc1234; a
+    # new run of one share takes the other shares' rows from that section: they were measured at 0ld0000.
+    previous = PREVIOUS.replace("## Learning curve: UniSRec", "## Learning curve: UniSRec (run at 0ld0000)")
+    new = NEW + """
+## Learning curve: UniSRec
+
+| share of users | scratch test N@10 | pre-trained test N@10 |
+|---|---|---|
+| 0.05 | (missing) | |
+| 0.5 | 0.0575 | 0.0730 |
+"""
+    out = table.carry_over(new, previous)
+    assert "| 0.05 (run at 0ld0000) | 0.0250 |" in out, out
+    assert "| 0.5 | 0.0575 | 0.0730 |" in out and "## Learning curve: UniSRec\n" in out
