@@ -2,6 +2,7 @@
 the training commands pin it."""
 
 import os
+import platform
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import pytest
 
 from mmrec_cli.training import allocator
 
-glibc = pytest.mark.skipif(not (sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION")), reason="glibc only")
+glibc = pytest.mark.skipif(not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"), reason="glibc only")
 
 # Two rounds of malloc + touch + free of an 8 MiB block, then the resident memory (KiB) while the second block is
 # held and after it is freed. Unpinned, the first free raises glibc's threshold to 8 MiB, so the second block comes
