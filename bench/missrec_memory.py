@@ -24,7 +24,7 @@ the fixed threshold, glibc raises its mmap threshold to the size of each mapped 
 32 MiB), and the freed activations of a step then stay resident in its heap: after one step of the
 largest pre-training batch the heap held 1.6 GB, 1.4 GB of it free.
 
-Since then the training commands pin glibc's threshold at 4 MiB themselves (mmrec_cli/training/allocator.py), so a
+Since then MISSRec's training commands pin glibc's threshold at 4 MiB themselves (mmrec_cli/training/allocator.py), so a
 run without --env measures that default; a MALLOC_MMAP_THRESHOLD_ given with --env wins. docs/models/missrec.md
 ("Training memory") has the figures of several thresholds.
 """

@@ -78,7 +78,7 @@ def finetune(
 
         check_same_encoders((init_meta.get("features") or {}).get("encoders"), feats_meta.get("encoders"), str(init), str(features))
     extra = {"init": None if init is None else loading.init_record(str(init), init_meta)}  # the same for every seed
-    allocator.pin_mmap_threshold()  # freed activations go back to the system: training/allocator.py
+    allocator.pin_mmap_threshold(spec.mmap_threshold)  # where the model asks: training/allocator.py
     with distributed.session(device) as ctx:
         log = say if ctx.main else (lambda s: None)
         for cfg, out, ckpt in seed_runs(base, paths):

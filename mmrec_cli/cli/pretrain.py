@@ -69,7 +69,7 @@ def pretrain(
     flags = {"train.epochs": epochs, "train.lr": lr, "train.batch_size": batch_size, "model.max_len": max_len, "train.seed": seed, "train.precision": precision}
     cfg = loading.resolve_stage(spec, config, set_, flags)
     ds, feats, feats_meta = _load_all(spec, datasets, features)
-    allocator.pin_mmap_threshold()  # freed activations go back to the system: training/allocator.py
+    allocator.pin_mmap_threshold(spec.mmap_threshold)  # where the model asks: training/allocator.py
     with distributed.session(device) as ctx, progress(f"pretrain {model}", None) if ctx.main else contextlib.nullcontext() as advance:
         run = stages.Run(checkpoint=ckpt, resume=resume, log=say if ctx.main else (lambda s: None), progress=advance, identity=loading.run_identity(cfg, ds, feats_meta),
                          log_file=training_log(output), tensorboard=None if tensorboard is None else str(tensorboard))

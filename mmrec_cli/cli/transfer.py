@@ -75,7 +75,7 @@ def transfer(
         from mmrec_cli.io.feature_file import check_same_encoders
 
         check_same_encoders((meta.get("features") or {}).get("encoders"), feats_meta.get("encoders"), str(pretrained), str(features))
-    allocator.pin_mmap_threshold()  # freed activations go back to the system: training/allocator.py
+    allocator.pin_mmap_threshold(spec.mmap_threshold)  # where the model asks: training/allocator.py
     with distributed.session(device) as ctx:
         log = say if ctx.main else (lambda s: None)
         kept = loading.keep_architecture(spec, cfg, meta)  # said with the result: an error before it stays one line

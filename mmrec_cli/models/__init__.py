@@ -116,6 +116,7 @@ class ModelSpec:
     fresh: tuple[str, ...] = ()  # state names (prefixes) that start fresh when an init's shape differs (catalogue-sized)
     same_results: tuple[str, ...] = ()  # config keys that change how, not what, it computes (memory, speed): a resume or sweep may differ in them
     after_init: Callable[[Any, Callable[[str], None], set[str]], None] | None = None  # (model, log, names loaded)
+    mmap_threshold: int | None = None  # bytes: glibc's mmap threshold its training commands pin (training/allocator.py); None: glibc's own
 
 
 def get(name: str) -> ModelSpec:
