@@ -46,8 +46,9 @@ def sklearn_starts(x, n_clusters: int, seed: int):
     import torch
     from sklearn.cluster import kmeans_plusplus
 
-    size = max(3072, 3 * n_clusters)
-    pool = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:size] if x.shape[0] > size else torch.arange(x.shape[0])
+    from mmrec_cli.models import missrec_interests as CL
+
+    pool = CL.start_pool(x.shape[0], n_clusters, torch.Generator().manual_seed(seed))
     return kmeans_plusplus(x[pool.to(x.device)].float().cpu().numpy(), n_clusters, random_state=seed)[1]
 
 

@@ -137,9 +137,8 @@ def plusplus_starts(x: torch.Tensor, n_clusters: int, seed: int) -> torch.Tensor
     the smallest total squared distance. Runs on the CPU with a generator of its own, so the starts are the
     same on every device; distances by one (trials, D) x (D, n) matmul per start, sums in float64.
     """
-    N, size = x.shape[0], max(3072, 3 * n_clusters)
     g = torch.Generator().manual_seed(seed)
-    pool = torch.randperm(N, generator=g)[:size] if N > size else torch.arange(N)
+    pool = start_pool(x.shape[0], n_clusters, g)
     pts = x[pool.to(x.device)].detach().float().cpu().contiguous()  # (n, D)
     pts_t, sq = pts.T.contiguous(), (pts * pts).sum(1).double()  # (D, n), (n,)
 
@@ -157,6 +156,12 @@ def plusplus_starts(x: torch.Tensor, n_clusters: int, seed: int) -> torch.Tensor
         best = int(dist.sum(1).argmin())
         picked[c], closest = cand[best], dist[best]
     return pool[picked]
+
+
+def start_pool(n: int, n_clusters: int, g: torch.Generator) -> torch.Tensor:
+    """The tokens k-means++ starts are drawn from: max(3072, 3 x n_clusters) of the n, at random by `g` (all if fewer)."""
+    size = max(3072, 3 * n_clusters)
+    return torch.randperm(n, generator=g)[:size] if n > size else torch.arange(n)
 
 
 def _nearest_chunked(x: torch.Tensor, cent: torch.Tensor, chunk: int) -> torch.Tensor:
