@@ -91,7 +91,8 @@ def console():
 
 
 def say(message: str) -> None:
-    console().print(message)
+    """One message on stderr, printed as is: file names and notes may hold brackets that rich would read as markup."""
+    console().print(message, markup=False)
 
 
 def invocation() -> dict:

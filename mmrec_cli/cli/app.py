@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import typer
 
 from mmrec_cli.cli import (
@@ -29,24 +31,36 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help as written: rich markup would drop "[...]" ("mmrec[tensorboard]", "[ids, ...]")
 )
 
-app.command("prepare")(prepare.prepare)
-app.command("extract")(extract.extract)
-app.command("merge")(merge.merge)
-app.command("caption")(caption.caption)
-app.command("cluster")(cluster.cluster)
-app.command("pretrain")(pretrain.pretrain)
-app.command("finetune")(finetune.finetune)
-app.command("sweep")(sweep.sweep)
-app.command("transfer")(transfer.transfer)
-app.command("eval")(eval_cmd.eval_)
-app.command("recommend")(recommend.recommend)
-app.command("export")(export.export)
-app.command("info")(info.info)
-app.command("config")(show_config.show_config)
-app.command("subsample")(subsample.subsample)
-app.command("images")(images.images)
+COMMANDS = {
+    "prepare": prepare.prepare,
+    "extract": extract.extract,
+    "merge": merge.merge,
+    "caption": caption.caption,
+    "cluster": cluster.cluster,
+    "pretrain": pretrain.pretrain,
+    "finetune": finetune.finetune,
+    "sweep": sweep.sweep,
+    "transfer": transfer.transfer,
+    "eval": eval_cmd.eval_,
+    "recommend": recommend.recommend,
+    "export": export.export,
+    "info": info.info,
+    "config": show_config.show_config,
+    "subsample": subsample.subsample,
+    "images": images.images,
+}
+
+
+def summary(command) -> str:
+    """A command's line in `mmrec --help`: its docstring's first paragraph, whole (click cuts its own at one line)."""
+    return " ".join(inspect.cleandoc(command.__doc__ or "").split("\n\n")[0].split())
+
+
+for name, command in COMMANDS.items():
+    app.command(name, short_help=summary(command))(command)
 
 
 def main() -> None:
