@@ -34,7 +34,7 @@ complete -c mmrec -n '__fish_seen_subcommand_from prepare' -l time-unit -x -a 's
 complete -c mmrec -n '__fish_seen_subcommand_from prepare' -l min-rating -x -d 'Keep interactions with a rating of at least X (formats with ratings)'
 complete -c mmrec -n '__fish_seen_subcommand_from prepare' -l dedup -d 'Drop exact repeats of a (user, item, timestamp) (default: keep them, counted)'
 complete -c mmrec -n '__fish_seen_subcommand_from prepare' -l item-text-fields -x -d 'Amazon metadata: the text fields, comma separated, each a sentence (default title,description; also feature, categories, brand)'
-complete -c mmrec -n '__fish_seen_subcommand_from prepare' -l split -x -d 'loo (chronological leave-one-out) | ratio (per-user random 8:1:1) | time (global: the oldest 80 %% of all interactions train, the next 10 %% valid, the last 10 %% test)'
+complete -c mmrec -n '__fish_seen_subcommand_from prepare' -l split -x -d 'loo (chronological leave-one-out) | ratio (per-user random 8:1:1) | time (global: the oldest 80 % of all interactions train, the next 10 % valid, the last 10 % test)'
 complete -c mmrec -n '__fish_seen_subcommand_from prepare' -l kcore -x -d 'Keep only users and items with at least K interactions (iterated)'
 complete -c mmrec -n '__fish_seen_subcommand_from prepare' -l max-history -x -d 'Keep each user\'s last N interactions (0 = all)'
 complete -c mmrec -n '__fish_seen_subcommand_from prepare' -l drop-short -d 'Drop users with fewer than 3 interactions instead of failing'

@@ -54,3 +54,9 @@ def test_the_command_list_gives_each_commands_whole_first_paragraph():
     for name, c in COMMAND.commands.items():
         first = c.help.split("\n\n")[0]
         assert words(f"{name} {first}") in out, name
+
+
+def test_help_is_not_a_format_string():
+    """Click prints help as written: a '%%' written for argparse's %-formatting reaches the reader doubled."""
+    assert words("the oldest 80 % of all interactions train, the next 10 % valid, the last 10 % test") in words(run("prepare", "--help").output)
+    assert [f"{name} {p.name}" for name, p in HELPED if "%%" in p.help] == []

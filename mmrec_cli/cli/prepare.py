@@ -36,7 +36,7 @@ def prepare(
     min_rating: float | None = typer.Option(None, "--min-rating", help="Keep interactions with a rating of at least X (formats with ratings)."),
     dedup: bool = typer.Option(False, "--dedup", help="Drop exact repeats of a (user, item, timestamp) (default: keep them, counted)."),
     item_text_fields: str | None = typer.Option(None, "--item-text-fields", help="Amazon metadata: the text fields, comma separated, each a sentence (default title,description; also feature, categories, brand)."),
-    split: str = typer.Option("loo", "--split", help="loo (chronological leave-one-out) | ratio (per-user random 8:1:1) | time (global: the oldest 80 %% of all interactions train, the next 10 %% valid, the last 10 %% test)."),
+    split: str = typer.Option("loo", "--split", help="loo (chronological leave-one-out) | ratio (per-user random 8:1:1) | time (global: the oldest 80 % of all interactions train, the next 10 % valid, the last 10 % test)."),
     kcore: int = typer.Option(0, "--kcore", help="Keep only users and items with at least K interactions (iterated)."),
     max_history: int = typer.Option(0, "--max-history", help="Keep each user's last N interactions (0 = all)."),
     drop_short: bool = typer.Option(False, "--drop-short", help="Drop users with fewer than 3 interactions instead of failing."),
