@@ -109,10 +109,12 @@ def _init_state(init: Path | None, model: str):
 def run_paths(output: Path, checkpoint: Path | None, seeds: str | None) -> list[tuple[int | None, Path, str]]:
     """(seed, output, checkpoint) of each run: one without --seeds (seed None: the config's), else one per
     seed (OUTPUT.seedN.ext)."""
+    from mmrec_cli.training.sweep import parse_seeds
+
     if seeds is None:
         return [(None, output, str(checkpoint or f"{output}.ckpt"))]
     runs = []
-    for s in _seed_list(seeds):
+    for s in parse_seeds(seeds):
         out = output.with_name(f"{output.stem}.seed{s}{output.suffix}")
         runs.append((s, out, f"{checkpoint}.seed{s}" if checkpoint else f"{out}.ckpt"))
     return runs
@@ -123,16 +125,3 @@ def seed_runs(cfg, paths: list[tuple[int | None, Path, str]]):
     import dataclasses
 
     return [(cfg if s is None else dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=s)), out, ckpt) for s, out, ckpt in paths]
-
-
-def _seed_list(seeds: str) -> list[int]:
-    """--seeds as distinct integers: an empty list would train nothing, a repeated seed overwrite its own run."""
-    from mmrec_cli.errors import usage
-
-    try:
-        values = [int(s) for s in seeds.split(",") if s.strip()]
-    except ValueError:
-        values = []
-    if not values or len(set(values)) < len(values):
-        raise usage(f"--seeds {seeds}: expected integers separated by commas, each once, e.g. 1,2,3")
-    return values

@@ -88,7 +88,8 @@ class Job:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """--seeds as distinct integers (as `finetune --seeds`)."""
+    """--seeds of `sweep` and `finetune` as distinct integers: an empty list would train nothing, a repeated seed
+    overwrite its own run."""
     try:
         values = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
