@@ -1,14 +1,14 @@
 """RecBole 1.2.1's SASRec, GRU4Rec or BERT4Rec on a dataset exported by `mmrec export --format recbole`, with the
 settings of an mmrec example config mapped to RecBole's key names; the best-validation model's test metrics as JSON.
 
-    .venv-recbole/bin/python bench/recbole_run.py MODEL DATA.yaml CONFIG.json -o OUT.json [--epochs N] [--work DIR]
+    .venv-recbole/bin/python bench/recbole_run.py MODEL DATA.yaml CONFIG.json -o OUT.json [--epochs N] [--seed S] [--work DIR]
 
 MODEL is sasrec, gru4rec or bert4rec; DATA.yaml the RecBole settings `mmrec export` wrote beside NAME.inter (the
 leave-one-out split and full ranking); CONFIG.json mmrec's example config of the model (examples/configs/MODEL.json),
 whose keys are mapped to RecBole's as mmrec_cli/config.py's RECBOLE_ALIASES maps them the other way. On top of these:
 RecBole's cross-entropy (`loss_type: CE`, no negative sampling), Recall and NDCG at 10, 20 and 50, validation on
 NDCG@10, stopping_step 10 and seed 2020 (where the config names no other), `reproducibility: true`, and the CPU. --epochs overrides the epoch
-limit (a smoke run). RecBole's log, TensorBoard events and checkpoint go under --work (default: OUT.json's name
+limit (a smoke run), --seed the config's seed. RecBole's log, TensorBoard events and checkpoint go under --work (default: OUT.json's name
 without .json, as a folder), since RecBole writes them relative to the working directory.
 
 --resume continues an interrupted run from the checkpoint in --work (RecBole's `resume_checkpoint`: the model, the
@@ -164,6 +164,7 @@ def main() -> None:
     ap.add_argument("mmrec_config", type=Path)
     ap.add_argument("-o", "--output", type=Path, required=True)
     ap.add_argument("--epochs", type=int, help="override the epoch limit (a smoke run)")
+    ap.add_argument("--seed", type=int, help="override the config's train.seed (runs over seeds)")
     ap.add_argument("--work", type=Path, help="folder for RecBole's log, TensorBoard events and checkpoint")
     ap.add_argument("--resume", action="store_true", help="continue from the checkpoint in --work, if there is one")
     args = ap.parse_args()
@@ -176,6 +177,8 @@ def main() -> None:
     mapped = settings(args.model, json.loads(args.mmrec_config.read_text()))
     if args.epochs is not None:
         mapped["epochs"] = args.epochs
+    if args.seed is not None:
+        mapped["seed"] = args.seed
     config_dict = {**PROTOCOL, **mapped}
     config_dict["checkpoint_dir"] = str(work / "saved")
     # The exported YAML's data_path is relative to where the export ran, which is this process's directory until
