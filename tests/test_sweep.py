@@ -255,11 +255,13 @@ def test_grid_settings_are_resolved_values_in_grid_order(tiny_dataset, tmp_path)
 
 
 def test_each_run_gets_its_share_of_the_thread_budget():
-    assert S.thread_share(4, {"OMP_NUM_THREADS": "8"}) == 2
-    assert S.thread_share(3, {"OMP_NUM_THREADS": "2"}) == 1
+    from mmrec_cli.training import jobs as P
+
+    assert P.thread_share(4, {"OMP_NUM_THREADS": "8"}) == 2
+    assert P.thread_share(3, {"OMP_NUM_THREADS": "2"}) == 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    assert S.thread_share(1, {}) == cpus and S.thread_share(10_000, {}) == 1
-    env = S.child_env(3)
+    assert P.thread_share(1, {}) == cpus and P.thread_share(10_000, {}) == 1
+    env = P.child_env(3)
     assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "3"
 
 
