@@ -36,7 +36,8 @@ def test_help_keeps_its_brackets():
 
 def test_a_message_is_printed_as_is(capsys):
     _common.say("wrote runs/[best]/a[/b].safetensors")
-    assert capsys.readouterr().err == "wrote runs/[best]/a[/b].safetensors\n"
+    _common.say("wrote x:smile:y.safetensors")  # not an emoji
+    assert capsys.readouterr().err == "wrote runs/[best]/a[/b].safetensors\nwrote x:smile:y.safetensors\n"
 
 
 def test_an_output_name_with_brackets_is_named_as_written(tiny_dataset, tmp_path):

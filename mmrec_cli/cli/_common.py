@@ -87,12 +87,13 @@ def check_tensorboard(folder) -> None:
 def console():
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)  # text as given
 
 
 def say(message: str) -> None:
-    """One message on stderr, printed as is: file names and notes may hold brackets that rich would read as markup."""
-    console().print(message, markup=False)
+    """One message on stderr, printed as is: file names and notes may hold "[...]" or ":name:" that rich would read as
+    markup or an emoji."""
+    console().print(message)
 
 
 def invocation() -> dict:
