@@ -18,20 +18,24 @@
 # 4. The table of every model with outputs in OUT, printed and written to docs/results/baselines.md.
 #
 # MODELS (default "sasrec gru4rec bert4rec") picks the models; EPOCHS overrides the epoch limit of both tools (a
-# smoke run: use another OUT, a run records its EPOCHS in OUT and refuses to mix). A step is skipped when its output
+# smoke run: use another OUT, a run records its EPOCHS in OUT and refuses to mix). SEEDS="2020 2021 ..." runs each
+# model at every seed in both tools instead (OUT default examples/out/recbole_seeds; files named ..._seed<S>) and
+# writes docs/results/baselines_seeds.md: the runs per seed, their means and Welch's t-test over seeds, since where
+# patience stops a run (BERT4Rec's most) is a draw that one seed cannot show. A step is skipped when its output
 # exists (delete OUT to redo). Single-threaded by default (OMP_NUM_THREADS=1; the CPU is shared): the full settings
 # take hours on a busy 2-core machine, RecBole's SASRec and BERT4Rec most.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS=$ROOT/docs/results/baselines.md
 source "$ROOT/bench/results.sh"  # settings VAR..., write_results TABLE [EXTRA] and step OUTPUT CMD...
-COMMAND_LINE="$(settings OMP_NUM_THREADS MODELS EPOCHS OUT MMREC PY RECBOLE_VENV)bench/$(basename "$0")$([ $# -eq 0 ] || printf ' %q' "$@")"
+COMMAND_LINE="$(settings OMP_NUM_THREADS MODELS SEEDS EPOCHS OUT MMREC PY RECBOLE_VENV)bench/$(basename "$0")$([ $# -eq 0 ] || printf ' %q' "$@")"
 cd "$ROOT"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 MMREC=${MMREC:-.venv/bin/mmrec}
 PY=${PY:-.venv/bin/python}
 VENV=${RECBOLE_VENV:-.venv-recbole}
-OUT=${OUT:-examples/out/recbole}
+SEEDS=${SEEDS:-}
+OUT=${OUT:-examples/out/recbole${SEEDS:+_seeds}}
 MODELS=${MODELS:-sasrec gru4rec bert4rec}
 EPOCHS=${EPOCHS:-}
 CONF=examples/configs
@@ -65,6 +69,26 @@ DS=$OUT/ds.safetensors
 YAML=$OUT/recbole/scientific/scientific.yaml
 step "$DS" "$MMREC" prepare examples/scientific -o "$DS"
 step "$YAML" "$MMREC" export "$DS" --format recbole -o "$OUT/recbole" --name scientific
+
+# ---- 3s. with SEEDS: both tools at every seed, and the table over seeds (docs/results/baselines_seeds.md)
+if [ -n "$SEEDS" ]; then
+  RESULTS=$ROOT/docs/results/baselines_seeds.md
+  epochs=()
+  [ -n "$EPOCHS" ] && epochs=(--epochs "$EPOCHS")
+  for m in $MODELS; do
+    for s in $SEEDS; do
+      step "$OUT/recbole_${m}_seed$s.json" "$VENV/bin/python" bench/recbole_run.py "$m" "$YAML" "$CONF/$m.json" "${epochs[@]}" --seed "$s" --resume -o "$OUT/recbole_${m}_seed$s.json"
+      step "$OUT/mmrec_${m}_seed$s.safetensors" "$MMREC" finetune "$m" "$DS" --config "$CONF/$m.json" "${epochs[@]}" --seed "$s" -o "$OUT/mmrec_${m}_seed$s.safetensors"
+      step "$OUT/mmrec_${m}_seed$s.test.json" "$MMREC" eval "$OUT/mmrec_${m}_seed$s.safetensors" "$DS" --split test --ks 10,20,50 -o "$OUT/mmrec_${m}_seed$s.test.json"
+    done
+  done
+  PROTOCOL="as docs/results/baselines.md (the same split, settings and stopping rule: best epoch by validation NDCG@10, patience 10), at each of the seeds $SEEDS${EPOCHS:+, but at most $EPOCHS epoch(s) (a smoke run)}; RecBole's seed is its \`seed\` setting (\`init_seed\`: the initial weights, the batch order, the masks), mmrec's \`--seed\`. The two tools draw different random numbers, so a seed's two runs are not a pair: the means over seeds are compared, with Welch's t-test (two-sided, unequal variances) over the seeds' test figures. OMP_NUM_THREADS=$OMP_NUM_THREADS, on a shared machine."
+  TABLE=$(mktemp)
+  trap 'rm -f "$TABLE"' EXIT
+  "$PY" bench/recbole_seeds_table.py "$OUT" $SEEDS -- $MODELS | tee "$TABLE"
+  write_results "$TABLE"
+  exit 0
+fi
 
 # ---- 3. RecBole and mmrec, model by model
 epochs=()
