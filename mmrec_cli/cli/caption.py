@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from mmrec_cli.cli._common import DEVICE, DEVICE_HELP, handle_errors, progress
-from mmrec_cli.cli.extract import MAX_PIXELS, note, recorded
+from mmrec_cli.cli._common import DEVICE, DEVICE_HELP, handle_errors, progress, say
+from mmrec_cli.cli.extract import MAX_PIXELS, recorded
 
 
 @handle_errors
@@ -47,4 +47,4 @@ def caption(
         max_images=max_images, max_pixels=max_pixels, batch_size=batch_size, device=device, threads=threads,
         resume=resume, max_batches=max_batches,
     )
-    run(items, output, opts, recorded(), Hooks(note=note, bar=progress))
+    run(items, output, opts, recorded(), Hooks(note=say, bar=progress))

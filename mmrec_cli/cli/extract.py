@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mmrec_cli.cli._common import DEVICE, DEVICE_HELP, handle_errors, invocation, progress
+from mmrec_cli.cli._common import DEVICE, DEVICE_HELP, handle_errors, invocation, progress, say
 
 MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb limit (mmrec_cli.features.images.DEFAULT_MAX_PIXELS)
 
@@ -61,7 +61,7 @@ def extract(
         imports=imports, dataset=str(dataset) if dataset else None,
         merge=str(merge) if merge else None, shard=shard, word_drop=word_drop, seed=seed,
     )
-    run(items, str(output), opts, recorded(), Hooks(note=note, bar=progress))
+    run(items, str(output), opts, recorded(), Hooks(note=say, bar=progress))
 
 
 def _import_spec(spec: str, modality: str) -> tuple[str, str]:
@@ -70,10 +70,6 @@ def _import_spec(spec: str, modality: str) -> tuple[str, str]:
         return name, path
     return modality, spec
 
-
-def note(message: str) -> None:
-    """One line on stderr, printed as is (file names may hold brackets that rich would read as markup)."""
-    typer.echo(message, err=True)
 
 
 def recorded() -> dict:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mmrec_cli.cli._common import handle_errors, progress
+from mmrec_cli.cli._common import handle_errors, progress, say
 
 
 @handle_errors
@@ -25,11 +25,7 @@ def images(
     from mmrec_cli.features.download import Hooks, Limits, fetch_images
 
     limits = Limits(jobs=jobs, retries=retries, timeout=timeout, max_bytes=max_bytes, per_host=per_host)
-    report = fetch_images(items, folder, output, limits, resume, Hooks(note=note, bar=progress))
+    report = fetch_images(items, folder, output, limits, resume, Hooks(note=say, bar=progress))
     for line in report.lines(str(folder), output):
-        note(line)
+        say(line)
 
-
-def note(message: str) -> None:
-    """One line on stderr, printed as is (URLs and file names may hold brackets that rich would read as markup)."""
-    typer.echo(message, err=True)

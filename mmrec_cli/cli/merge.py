@@ -15,10 +15,10 @@ def merge(
     output: Path = typer.Option(..., "-o", "--output", help="Features artifact to write (.safetensors)."),
 ) -> None:
     """Join extraction shards into the features artifact an unsharded `mmrec extract` writes (checks they are complete)."""
-    from mmrec_cli.cli.extract import note
+    from mmrec_cli.cli._common import say
     from mmrec_cli.features.shards import merge as run
     from mmrec_cli.io.atomic import check_artifact_path, check_distinct
 
     check_artifact_path(output)
     check_distinct({"-o": output}, {"SHARDS": shards})
-    run([str(s) for s in shards], str(output), invocation(), note)
+    run([str(s) for s in shards], str(output), invocation(), say)
