@@ -18,8 +18,9 @@
 # GRID_SASREC, GRID_GRU4REC, GRID_BERT4REC, GRID_FMLPREC, GRID_UNISREC, GRID_MMMLP ("key=v1,v2 key=v1,v2"), each
 # around the example config's values (AlignRec is selected on its own split, in bench/mmmlp_alignrec_quality.sh); SET
 # ("key=value ...", settings every run shares: SET=train.epochs=1 for a smoke run, into another OUT_DIR); RUN=0 writes
-# the table from the sweeps already finished and runs none (a model with one domain finished gets that domain's
-# table).
+# the table from the sweeps already finished and runs none. The table (bench/defaults_table.py) has every model with
+# a finished sweep in OUT_DIR, whichever MODELS a run names (a model with one domain finished gets that domain's
+# table), so one model's sweep rewrites docs/results/defaults.md without dropping the others'.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS=$ROOT/docs/results/defaults.md
@@ -47,12 +48,14 @@ run() { echo "+ $*" >&2; "$@"; }
 # --- the two domains, as bench/transfer_quality.sh prepares them (reused when it already has) ----------------------
 SCI=$OUT/sci.safetensors INS=$OUT/instr.safetensors
 TRANSFER=$OUT/../transfer
-for pair in "$SCI:sci.safetensors" "$INS:instr.safetensors"; do
-  target=${pair%%:*} name=${pair#*:}
-  [ -f "$target" ] || [ ! -f "$TRANSFER/$name" ] || run cp "$TRANSFER/$name" "$target"
-done
-[ -f "$SCI" ] || run $MMREC prepare examples/scientific/Scientific -o "$SCI"
-[ -f "$INS" ] || run $MMREC prepare "$INSTRUMENTS/users.tsv" --format sequences --items "$INSTRUMENTS/items.tsv" -o "$INS"
+if [ "${RUN:-1}" != 0 ]; then
+  for pair in "$SCI:sci.safetensors" "$INS:instr.safetensors"; do
+    target=${pair%%:*} name=${pair#*:}
+    [ -f "$target" ] || [ ! -f "$TRANSFER/$name" ] || run cp "$TRANSFER/$name" "$target"
+  done
+  [ -f "$SCI" ] || run $MMREC prepare examples/scientific/Scientific -o "$SCI"
+  [ -f "$INS" ] || run $MMREC prepare "$INSTRUMENTS/users.tsv" --format sequences --items "$INSTRUMENTS/items.tsv" -o "$INS"
+fi
 
 # --- the models: a grid each; those that read features get each domain's, as bench/transfer_quality.sh makes them --
 for model in $MODELS; do
@@ -95,61 +98,5 @@ done
 PROTOCOL="domains: the bundled Scientific data (2,928 users, 1,585 items) and Amazon Musical Instruments 2018 (10,000 users, 20,618 items), each with mmrec's chronological leave-one-out split and full ranking over all items. Per model, one \`mmrec sweep\` per domain over the same grid around the model's example config (examples/configs/<model>.json, or <model>_finetune.json), from scratch; models that read features get the embedded all-MiniLM-L6-v2's text vectors (fp32 on every CPU) on both domains and Scientific's provided CLIP ViT-B/32 image vectors (Instruments has titles only); seeds $SEEDS${SET:+, with $SET for every run}; a setting's figure is its validation metric (the config's train.metric) averaged over the seeds. Rank 1 is a domain's best; the preferred setting has the best mean rank over the two domains (ties: the better worse rank, then the higher mean of the metric relative to each domain's best). Only validation figures choose; each sweep reads its own domain's test split once, for its own chosen setting (in OUT/<model>_<domain>/results.md)."
 TABLE=$(mktemp)
 trap 'rm -f "$TABLE"' EXIT
-$PY - "$OUT" $MODELS <<'EOF' | tee "$TABLE"
-import csv, json, sys
-from pathlib import Path
-
-out, models = Path(sys.argv[1]), sys.argv[2:]
-
-
-def read(folder: Path):
-    rows = list(csv.DictReader(open(folder / "results.csv")))
-    metric = next(k for k in rows[0] if k.startswith("valid_") and k.endswith("_mean"))[len("valid_"):-len("_mean")]
-    keys = json.loads((folder / "settings.json").read_text())["keys"]
-    return {tuple(r[k] for k in keys): float(r[f"valid_{metric}_mean"]) for r in rows}, keys, metric
-
-
-def example_setting(model: str, keys: list) -> tuple:
-    """The example config's values of the swept keys (examples/configs/<model>_finetune.json or <model>.json)."""
-    finetune = Path(f"examples/configs/{model}_finetune.json")  # as config_of above
-    config = json.loads((finetune if finetune.is_file() else Path(f"examples/configs/{model}.json")).read_text())
-    return tuple(str(config[k.split(".")[0]].get(k.split(".")[1], "")) for k in keys)
-
-
-def one_domain(model: str, folder: Path, folders: list) -> None:
-    """The table of a model whose sweep has finished on one domain only: nothing is preferred yet."""
-    table, keys, metric = read(folder)
-    name = "Scientific" if folder == folders[0] else "Instruments"
-    other = folders[1] if folder == folders[0] else folders[0]
-    current = example_setting(model, keys)
-    print(f"## {model}\n\nValidation {metric} on {name}, mean over seeds; * the example config's; the sweep in {other} has not finished, so no setting is preferred yet.\n")
-    print("| | " + " | ".join(f"`{k}`" for k in keys) + f" | {name} | rank |")
-    print("|---|" + "---|" * (len(keys) + 2))
-    for rank, s in enumerate(sorted(table, key=table.get, reverse=True), 1):
-        print(f"| {'*' if s == current else ''} | " + " | ".join(s) + f" | {table[s]:.4f} | {rank} |")
-    print()
-
-
-for model in models:
-    folders = [out / f"{model}_{d}" for d in ("sci", "instr")]
-    done = [f for f in folders if (f / "results.csv").is_file()]
-    if len(done) < 2:
-        one_domain(model, done[0], folders) if done else print(f"## {model}\n\n(no sweep finished yet: {folders[0]}, {folders[1]})\n")
-        continue
-    (sci, keys, metric), (ins, _, _) = read(folders[0]), read(folders[1])
-    current = example_setting(model, keys)
-    rank = lambda table: {s: 1 + sorted(table.values(), reverse=True).index(v) for s, v in table.items()}  # noqa: E731
-    rs, ri = rank(sci), rank(ins)
-    rel = {s: (sci[s] / max(sci.values()) + ins[s] / max(ins.values())) / 2 for s in sci}
-    order = sorted(sci, key=lambda s: ((rs[s] + ri[s]) / 2, max(rs[s], ri[s]), -rel[s]))
-    print(f"## {model}\n\nValidation {metric}, mean over seeds; → the preferred setting; * the example config's.\n")
-    print("| | " + " | ".join(f"`{k}`" for k in keys) + f" | Scientific | rank | Instruments | rank | mean rank | relative to each best |")
-    print("|---|" + "---|" * len(keys) + "---|---|---|---|---|---|")
-    for s in order:
-        mark = ("→" if s == order[0] else "") + ("*" if s == current else "")
-        print(f"| {mark} | " + " | ".join(s) + f" | {sci[s]:.4f} | {rs[s]} | {ins[s]:.4f} | {ri[s]} | {(rs[s] + ri[s]) / 2:g} | {rel[s]:.3f} |")
-    best_sci, best_ins = max(sci, key=sci.get), max(ins, key=ins.get)
-    print(f"\nBest on Scientific alone: {', '.join(f'{k}={v}' for k, v in zip(keys, best_sci))}; on Instruments alone: "
-          f"{', '.join(f'{k}={v}' for k, v in zip(keys, best_ins))}.\n")
-EOF
+"$PY" bench/defaults_table.py "$OUT" $MODELS | tee "$TABLE"
 write_results "$TABLE"
