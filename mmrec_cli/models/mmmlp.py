@@ -105,7 +105,7 @@ class Model(nn.Module):
         assert items.shape[1] <= self.cfg.max_len, f"sequence length {items.shape[1]} > max_len {self.cfg.max_len}"
         outs = []
         for m in self.mods:
-            x = getattr(self, f"{m}_table")[items]  # (B, L, D_m)
+            x = self.get_buffer(f"{m}_table")[items]  # (B, L, D_m)
             if self.proj is not None:
                 x = self.proj[m](x)
             outs.append(self.mixers[m](self.drop(x)))
@@ -123,7 +123,7 @@ class Model(nn.Module):
         v = self.item_emb.weight[items + 1]
         if self.out_proj is not None:
             for m in self.mods:
-                v = v + self.out_proj[m](getattr(self, f"{m}_table")[items + 1])
+                v = v + self.out_proj[m](self.get_buffer(f"{m}_table")[items + 1])
         return v
 
     def loss(self, batch: dict) -> torch.Tensor:
