@@ -29,7 +29,7 @@ def trainings(stdout: str) -> dict[str, str]:
 def test_demo_caps_the_epochs_of_every_training(tmp_path):
     runs = trainings(dry_run(tmp_path, "SETTINGS=demo").stdout)
     epochs = {name: int(re.search(r"--epochs (\d+)", line).group(1)) for name, line in runs.items()}
-    assert epochs == {"sasrec": 15, "msm4sr.pre": 5, "msm4sr": 12, "missrec.pre": 1, "missrec": 3, "mmmlp": 8, "alignrec.pre": 5, "alignrec": 10}
+    assert epochs == {"sasrec": 15, "msm4sr.pre": 5, "msm4sr": 12, "missrec.pre": 1, "missrec": 3, "mmmlp": 16, "alignrec.pre": 5, "alignrec": 10}
 
 
 def test_full_settings_are_the_configs_as_they_are(tmp_path):
