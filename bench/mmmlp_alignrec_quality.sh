@@ -87,18 +87,8 @@ model alignrec_no_align "$RATIO" alignrec --config $CFG/alignrec.json --set mode
 # the same probe on the pre-trained encoder's item representations h_enc, and on the standardised features
 # (what AlignRec's content="raw" uses): AlignRec's intermediate protocol for the item encoder
 for split in valid test; do
-  [ -f "$OUT/probe_enc_$split.json" ] || .venv/bin/python - "$RATIO" "$FE" "$OUT/pre_alignrec.safetensors" $split > "$OUT/probe_enc_$split.json" <<'PY'
-import json, sys
-from mmrec_cli.data import dataset as D
-from mmrec_cli.io import feature_file as FE, model_file
-from mmrec_cli.models import alignrec as A
-from mmrec_cli.training.stages import load_init
-ds = D.load(sys.argv[1]); feats, _ = FE.align(sys.argv[2], ds.item_ids)
-net = A.Model(A.Config(), ds.num_items, feats)
-load_init(net, model_file.load(sys.argv[3])[0], lambda s: None)
-std = A.Model(A.Config(content="raw"), ds.num_items, feats).content()[0]
-print(json.dumps({"probe": A.probe(ds, {"encoder": net.content()[0], "standardised": std}, sys.argv[4]), "split": sys.argv[4]}))
-PY
+  [ -f "$OUT/probe_enc_$split.json" ] || { run .venv/bin/python bench/alignrec_encoder_probe.py "$RATIO" "$FE" \
+    "$OUT/pre_alignrec.safetensors" $split > "$OUT/probe_enc_$split.json.tmp" && mv "$OUT/probe_enc_$split.json.tmp" "$OUT/probe_enc_$split.json"; }
 done
 
 PROTOCOL="the bundled Scientific data (examples/scientific), full ranking over all items, CLIP ViT-B/32 text + image features, settings of $CFG/*.json, seed $SEED; sequential models: chronological leave-one-out, best epoch by validation NDCG@10; graph-based models: per-user random 8:1:1 split (seed 2020), training items masked, best epoch by validation Recall@20; test evaluated once per model."
