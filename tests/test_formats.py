@@ -146,6 +146,14 @@ def test_a_repeated_item_is_kept_as_a_later_interaction(tmp_path):
     assert "repeats: 2 users hold an item more than once (2 repeated interactions); kept, in the file's order" in stderr
 
 
+def test_a_user_on_two_lines_of_a_sequence_file_is_joined_and_said(tmp_path):
+    """One user a line is the format; a user's second line continues the first (its items later), in one line."""
+    ds, stderr = prepare(tmp_path, "s.tsv", "a\tx y z\nb\ty z w\na\tw v\nb\tx\nc\tx y v\n")
+    assert [ds.user_ids[u] for u in range(ds.num_users)] == ["a", "b", "c"]
+    assert [ds.item_ids[i] for i in ds.sequence(0)] == ["x", "y", "z", "w", "v"]
+    assert "users on more than one line: 2 users (the first, 'a', on lines 1 and 3); each user's lines joined in the file's order" in stderr
+
+
 TITLES = "105\t Tuner \n104\tDrum stick\n106\tCapo\n999\tNot interacted\n101\tGuitar\n102\tStrap\n103\tPick\n"
 
 

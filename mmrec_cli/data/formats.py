@@ -205,7 +205,7 @@ def load(source: str, opts: Options) -> Loaded:
     fmt, columns, notes = plan(source, opts)
     times = Times(opts.time_unit)
     if fmt == "sequences":
-        inters = read_sequences(source)
+        inters = read_sequences(source, notes)
     elif fmt.startswith("amazon"):
         inters = records.from_rows(source, records.json_rows(source, columns, _loose_jsonl(source)), columns, times)
     else:
@@ -302,18 +302,27 @@ def _movielens_columns(source: str, rating_needed: bool) -> Columns:
     return Columns(0, 1, 3, rating, sep="\t", header=False)
 
 
-def read_sequences(path: str) -> list[Interaction]:
-    """One user a line: `user<TAB>item item ...` (a line without a tab: `user item item ...`), oldest first."""
+def read_sequences(path: str, notes: list[str]) -> list[Interaction]:
+    """One user a line: `user<TAB>item item ...` (a line without a tab: `user item item ...`), oldest first. A user's
+    later line continues its sequence (said in one line of `notes`)."""
     out: list[Interaction] = []
+    first_line: dict[str, int] = {}  # user -> the line it first appears on
+    again: dict[str, int] = {}  # user -> the first line that repeats it
     for lineno, line in read_lines(path):
         text = line.rstrip("\r\n")
         user, _, rest = text.partition("\t") if "\t" in text else text.strip().partition(" ")
         user, items = user.strip(), rest.split()
         if not user or not items:
             raise bad_input(f"{path}:{lineno}: expected 'user<TAB>item item ...' (a user, a tab, then the user's items oldest first, separated by spaces)")
+        if first_line.setdefault(user, lineno) != lineno:
+            again.setdefault(user, lineno)
         out.extend(Interaction(user, item, None, lineno) for item in items)
     if not out:
         raise bad_input(f"{path}: no interactions found; the file is empty")
+    if again:
+        user = next(iter(again))
+        notes.append(f"users on more than one line: {len(again):,} user{'s' if len(again) > 1 else ''} (the first, '{user}', on lines {first_line[user]} "
+                     f"and {again[user]}); each user's lines joined in the file's order")
     return out
 
 
