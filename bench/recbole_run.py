@@ -95,6 +95,7 @@ TRAIN_KEYS = {
 SAME_AS_RECBOLE = {
     "model.instances": "prefixes",  # GRU4Rec: RecBole trains on every prefix of a training sequence
     "model.output_bias": True,  # BERT4Rec: RecBole 1.2 always has the output bias
+    "model.loss_masks": "recbole",  # BERT4Rec: RecBole's rule for which masked positions the loss reads
 }
 METRIC_NAMES = {"recall": "Recall", "ndcg": "NDCG", "mrr": "MRR", "hit": "Hit", "precision": "Precision"}
 
