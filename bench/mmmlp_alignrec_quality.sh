@@ -88,7 +88,7 @@ model alignrec_no_align "$RATIO" alignrec --config $CFG/alignrec.json --set mode
 # (what AlignRec's content="raw" uses): AlignRec's intermediate protocol for the item encoder
 for split in valid test; do
   [ -f "$OUT/probe_enc_$split.json" ] || { run .venv/bin/python bench/alignrec_encoder_probe.py "$RATIO" "$FE" \
-    "$OUT/pre_alignrec.safetensors" $split > "$OUT/probe_enc_$split.json.tmp" && mv "$OUT/probe_enc_$split.json.tmp" "$OUT/probe_enc_$split.json"; }
+    "$OUT/pre_alignrec.safetensors" $split > "$OUT/probe_enc_$split.json.tmp"; mv "$OUT/probe_enc_$split.json.tmp" "$OUT/probe_enc_$split.json"; }
 done
 
 PROTOCOL="the bundled Scientific data (examples/scientific), full ranking over all items, CLIP ViT-B/32 text + image features, settings of $CFG/*.json, seed $SEED; sequential models: chronological leave-one-out, best epoch by validation NDCG@10; graph-based models: per-user random 8:1:1 split (seed 2020), training items masked, best epoch by validation Recall@20; test evaluated once per model."
