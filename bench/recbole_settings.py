@@ -41,11 +41,18 @@ TRAIN_KEYS = {
     "train.weight_decay": "weight_decay",
     "train.eval_every": "eval_step",
 }
-# mmrec keys that RecBole 1.2.1 has no setting for, with the value under which both do the same thing.
+# Per model, the mmrec keys that RecBole 1.2.1 has no setting for, with the value under which both do the same
+# thing. The config must set each one: where mmrec's default differs, leaving it out would compare two algorithms.
 SAME_AS_RECBOLE = {
-    "model.instances": "prefixes",  # GRU4Rec: RecBole trains on every prefix of a training sequence
-    "model.output_bias": True,  # BERT4Rec: RecBole 1.2 always has the output bias
-    "model.loss_masks": "recbole",  # BERT4Rec: RecBole's rule for which masked positions the loss reads
+    "sasrec": {},
+    "gru4rec": {
+        "model.instances": "prefixes",  # RecBole trains on every prefix of a training sequence
+    },
+    "bert4rec": {
+        "model.output_bias": True,  # RecBole 1.2 always has the output bias
+        "model.loss_masks": "recbole",  # RecBole's rule for which masked positions the loss reads
+        "model.drop_oldest": True,  # RecBole's evaluation rows: [mask] appended, then the first column dropped
+    },
 }
 METRIC_NAMES = {"recall": "Recall", "ndcg": "NDCG", "mrr": "MRR", "hit": "Hit", "precision": "Precision"}
 
@@ -68,9 +75,15 @@ PROTOCOL = {
 
 def settings(model: str, mmrec_config: dict) -> dict:
     """RecBole's settings for `model` from mmrec's config (nested {"model": {...}, "train": {...}}); a key with no
-    RecBole counterpart stops the run, so that a changed example config is never silently left out."""
+    RecBole counterpart stops the run, so that a changed example config is never silently left out, and so does a config
+that leaves out one of the model's SAME_AS_RECBOLE keys or sets it otherwise."""
     out: dict = {}
     table = {**KEYS[model], **TRAIN_KEYS}
+    same = SAME_AS_RECBOLE[model]
+    flat = {f"{section}.{name}" for section, values in mmrec_config.items() if isinstance(values, dict) for name in values}
+    for key, value in same.items():
+        if key not in flat:
+            raise SystemExit(f"recbole_run: {key} is not set: RecBole 1.2.1 only does {value!r}; set it in the mmrec config")
     for section, values in mmrec_config.items():
         if section not in ("model", "train") or not isinstance(values, dict):
             raise SystemExit(f"recbole_run: unexpected top-level key {section!r} in the mmrec config")
@@ -79,9 +92,9 @@ def settings(model: str, mmrec_config: dict) -> dict:
             if key == "train.metric":
                 metric, _, k = str(value).partition("@")
                 out["valid_metric"] = f"{METRIC_NAMES[metric.lower()]}@{k}"
-            elif key in SAME_AS_RECBOLE:
-                if value != SAME_AS_RECBOLE[key]:
-                    raise SystemExit(f"recbole_run: {key} = {value!r}: RecBole 1.2.1 only does {SAME_AS_RECBOLE[key]!r}")
+            elif key in same:
+                if value != same[key]:
+                    raise SystemExit(f"recbole_run: {key} = {value!r}: RecBole 1.2.1 only does {same[key]!r}")
             elif key in table:
                 out[table[key]] = value
             else:
