@@ -12,11 +12,12 @@
 # continues where it stopped (rerun the script). The datasets, and the features of the models that read them (MiniLM
 # text on both domains, Scientific's provided CLIP image vectors), are made as bench/transfer_quality.sh makes them
 # (the same files when OUT_DIR/../transfer has them). Every run starts from scratch, with the model's example config
-# (examples/configs/<model>.json, or <model>_finetune.json) under the grid. Environment: MMREC, MODELS (default
+# (examples/configs/<model>.json, or <model>_finetune.json: MSM4SR and MISSRec are swept on their fine-tuning
+# settings without pre-training) under the grid. Environment: MMREC, MODELS (default
 # "sasrec gru4rec"), SEEDS (default "2020,2021"), DOMAINS (the sweeps to run, default "sci instr"; the table reads
 # every finished one), JOBS (runs at once per sweep, default 1), OMP_NUM_THREADS (default 1), and per model a grid:
-# GRID_SASREC, GRID_GRU4REC, GRID_BERT4REC, GRID_FMLPREC, GRID_UNISREC, GRID_MMMLP ("key=v1,v2 key=v1,v2"), each
-# around the example config's values (AlignRec is selected on its own split, in bench/mmmlp_alignrec_quality.sh); SET
+# GRID_SASREC, GRID_GRU4REC, GRID_BERT4REC, GRID_FMLPREC, GRID_UNISREC, GRID_MMMLP, GRID_MSM4SR, GRID_MISSREC
+# ("key=v1,v2 key=v1,v2"), each around the example config's values (AlignRec is selected on its own split, in bench/mmmlp_alignrec_quality.sh); SET
 # ("key=value ...", settings every run shares: SET=train.epochs=1 for a smoke run, into another OUT_DIR); RUN=0 writes
 # the table from the sweeps already finished and runs none. The table (bench/defaults_table.py) has every model with
 # a finished sweep in OUT_DIR, whichever MODELS a run names (a model with one domain finished gets that domain's
@@ -25,7 +26,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS=$ROOT/docs/results/defaults.md
 source "$ROOT/bench/results.sh"  # settings VAR... and write_results TABLE [EXTRA]
-COMMAND_LINE="$(settings OMP_NUM_THREADS JOBS SEEDS MODELS DOMAINS SET RUN GRID_SASREC GRID_GRU4REC GRID_BERT4REC GRID_FMLPREC GRID_UNISREC GRID_MMMLP MMREC INSTRUMENTS)bench/$(basename "$0")$([ $# -eq 0 ] || printf ' %q' "$@")"
+COMMAND_LINE="$(settings OMP_NUM_THREADS JOBS SEEDS MODELS DOMAINS SET RUN GRID_SASREC GRID_GRU4REC GRID_BERT4REC GRID_FMLPREC GRID_UNISREC GRID_MMMLP GRID_MSM4SR GRID_MISSREC MMREC INSTRUMENTS)bench/$(basename "$0")$([ $# -eq 0 ] || printf ' %q' "$@")"
 cd "$ROOT"
 OUT=${1:-examples/out/defaults}
 MMREC=${MMREC:-.venv/bin/mmrec}
@@ -42,6 +43,8 @@ GRID_MMMLP=${GRID_MMMLP:-model.dropout=0.3,0.5 train.lr=0.001,0.002}
 GRID_GRU4REC=${GRID_GRU4REC:-model.dropout=0.1,0.3 train.lr=0.001,0.003}
 GRID_BERT4REC=${GRID_BERT4REC:-model.mask_ratio=0.2,0.4 train.lr=0.001,0.003}
 GRID_FMLPREC=${GRID_FMLPREC:-model.dropout=0.2,0.5 train.lr=0.001,0.003}
+GRID_MSM4SR=${GRID_MSM4SR:-model.dropout=0.3,0.5 train.lr=0.001,0.003}
+GRID_MISSREC=${GRID_MISSREC:-model.dropout=0.3,0.5 train.lr=0.001,0.003}
 mkdir -p "$OUT"
 run() { echo "+ $*" >&2; "$@"; }
 
