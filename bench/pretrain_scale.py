@@ -1,6 +1,6 @@
 """Pre-training at the size of the UniSRec / MISSRec pre-training set: memory and speed of one epoch.
 
-    .venv/bin/python bench/pretrain_scale.py [--model msm4sr|missrec|unisrec] [--scale 1.0] [--batches 20]
+    .venv/bin/python bench/pretrain_scale.py [--model msm4sr|missrec|unisrec] [--scale 1.0] [--batches 20] [--precision fp32]
     .venv/bin/python bench/pretrain_scale.py --write DIR [--scale 1.0]
 
 Builds, in memory, a synthetic dataset the size of the five Amazon pre-training domains of UniSRec (1,361,408 users,
@@ -12,7 +12,8 @@ the model's batch function takes to go through a whole epoch without training (i
 batches in an epoch, seconds per training batch (the mean of the timed batches, after 2 warm-up batches, and the
 slowest: batches of long sequences cost many times the median), the epoch time that makes (batches x mean, plus the
 batch function's own time), sequences per second, and peak RSS. An estimate on the machine it runs on, not a test;
---scale shrinks every count alike for a quick look. --write DIR saves the same data as mmrec artifacts
+--scale shrinks every count alike for a quick look; --precision bf16|fp16 runs each step's forward pass under autocast,
+as `mmrec pretrain --precision` does (repeatable: one run each, in turn, for a side-by-side figure). --write DIR saves the same data as mmrec artifacts
 (DIR/ds.safetensors, DIR/feats.safetensors) instead, so that a whole epoch of `mmrec pretrain` can be timed.
 """
 
@@ -49,12 +50,12 @@ def synthetic(scale: float, seed: int = 0):
     return ds, {"text": torch.nn.functional.normalize(text, dim=1)}
 
 
-def run(model_name: str, scale: float, batches: int) -> dict:
+def run(model_name: str, scale: float, batches: int, precision: str) -> dict:
     import numpy as np
     import torch
 
     from mmrec_cli import models
-    from mmrec_cli.training import loading
+    from mmrec_cli.training import distributed, loading
 
     t0 = time.perf_counter()
     ds, features = synthetic(scale)
@@ -83,14 +84,16 @@ def run(model_name: str, scale: float, batches: int) -> dict:
             continue
         t = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        model.pretrain_loss(batch).backward()
+        with distributed.autocast("cpu", precision):
+            loss = model.pretrain_loss(batch)
+        loss.backward()
         opt.step()
         if i in timed:
             times.append(time.perf_counter() - t)
     per_batch = statistics.mean(times)
     epoch_s = n_batches * per_batch + epoch_batches_s
     return {
-        "model": model_name, "users": ds.num_users, "items": ds.num_items, "interactions": int(ds.offsets[-1]),
+        "model": model_name, "precision": precision, "users": ds.num_users, "items": ds.num_items, "interactions": int(ds.offsets[-1]),
         "build_data_s": round(build_s, 1), "epoch_batch_function_s": round(epoch_batches_s, 1), "batches_per_epoch": n_batches,
         "batch_size": train_cfg.batch_size, "s_per_batch": round(per_batch, 3), "s_per_batch_max": round(max(times), 3), "epoch_minutes": round(epoch_s / 60, 1),
         "sequences_per_s": round(n_seqs / epoch_s, 1), "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
@@ -118,6 +121,7 @@ def main() -> None:
     ap.add_argument("--model", action="append", choices=["msm4sr", "missrec", "unisrec"], help="repeatable (default: msm4sr and missrec)")
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--precision", action="append", choices=["fp32", "bf16", "fp16"], help="repeatable (default: fp32)")
     ap.add_argument("--write", type=Path, help="write the data as DIR/ds.safetensors and DIR/feats.safetensors and stop (to time `mmrec pretrain` on them)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -125,11 +129,13 @@ def main() -> None:
         write(args.write, args.scale)
         return
     if args.child:
-        print(json.dumps(run(args.child, args.scale, args.batches)), flush=True)
+        print(json.dumps(run(args.child, args.scale, args.batches, (args.precision or ["fp32"])[0])), flush=True)
         return
     for name in args.model or ["msm4sr", "missrec"]:  # a process each, so that each peak RSS is its own
-        p = subprocess.run([sys.executable, __file__, "--child", name, "--scale", str(args.scale), "--batches", str(args.batches)], capture_output=True, text=True)
-        print(p.stdout.strip() if p.returncode == 0 else f"{name}: failed ({p.returncode}): {p.stderr.strip()[-500:]}", flush=True)
+        for numbers in args.precision or ["fp32"]:
+            command = [__file__, "--child", name, "--scale", str(args.scale), "--batches", str(args.batches), "--precision", numbers]
+            p = subprocess.run([sys.executable, *command], capture_output=True, text=True)
+            print(p.stdout.strip() if p.returncode == 0 else f"{name} {numbers}: failed ({p.returncode}): {p.stderr.strip()[-500:]}", flush=True)
 
 
 if __name__ == "__main__":
