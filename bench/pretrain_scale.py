@@ -12,9 +12,10 @@ the model's batch function takes to go through a whole epoch without training (i
 batches in an epoch, seconds per training batch (the mean of the timed batches, after 2 warm-up batches, and the
 slowest: batches of long sequences cost many times the median), the epoch time that makes (batches x mean, plus the
 batch function's own time), sequences per second, and peak RSS. An estimate on the machine it runs on, not a test;
---scale shrinks every count alike for a quick look; --precision bf16|fp16 runs each step's forward pass under autocast,
-as `mmrec pretrain --precision` does (repeatable: one run each, in turn, for a side-by-side figure). --write DIR saves the same data as mmrec artifacts
-(DIR/ds.safetensors, DIR/feats.safetensors) instead, so that a whole epoch of `mmrec pretrain` can be timed.
+--scale shrinks every count alike for a quick look. --precision bf16|fp16 runs each step's forward pass under
+autocast, as `mmrec pretrain --precision` does; repeated, it runs the model once per precision, in turn, for figures
+side by side. --write DIR saves the same data as mmrec artifacts (DIR/ds.safetensors, DIR/feats.safetensors)
+instead, so that a whole epoch of `mmrec pretrain` can be timed.
 """
 
 from __future__ import annotations
