@@ -13,11 +13,11 @@
 # text on both domains, Scientific's provided CLIP image vectors), are made as bench/transfer_quality.sh makes them
 # (the same files when OUT_DIR/../transfer has them). Every run starts from scratch, with the model's example config
 # (examples/configs/<model>.json, or <model>_finetune.json: MSM4SR and MISSRec are swept on their fine-tuning
-# settings without pre-training) under the grid. Environment: MMREC, MODELS (default
-# "sasrec gru4rec"), SEEDS (default "2020,2021"), DOMAINS (the sweeps to run, default "sci instr"; the table reads
-# every finished one), JOBS (runs at once per sweep, default 1), OMP_NUM_THREADS (default 1), and per model a grid:
-# GRID_SASREC, GRID_GRU4REC, GRID_BERT4REC, GRID_FMLPREC, GRID_UNISREC, GRID_MMMLP, GRID_MSM4SR, GRID_MISSREC
-# ("key=v1,v2 key=v1,v2"), each around the example config's values (AlignRec is selected on its own split, in bench/mmmlp_alignrec_quality.sh); SET
+# settings without pre-training) under the grid. Environment: MMREC, MODELS (default "sasrec gru4rec"), SEEDS
+# (default "2020,2021"), DOMAINS (the sweeps to run, default "sci instr"; the table reads every finished one), JOBS
+# (runs at once per sweep, default 1), OMP_NUM_THREADS (default 1), and per model a grid: GRID_SASREC, GRID_GRU4REC,
+# GRID_BERT4REC, GRID_FMLPREC, GRID_UNISREC, GRID_MMMLP, GRID_MSM4SR, GRID_MISSREC ("key=v1,v2 key=v1,v2"), each
+# around the example config's values (AlignRec is selected on its own split, in bench/mmmlp_alignrec_quality.sh); SET
 # ("key=value ...", settings every run shares: SET=train.epochs=1 for a smoke run, into another OUT_DIR); RUN=0 writes
 # the table from the sweeps already finished and runs none. The table (bench/defaults_table.py) has every model with
 # a finished sweep in OUT_DIR, whichever MODELS a run names (a model with one domain finished gets that domain's

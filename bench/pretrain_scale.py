@@ -126,16 +126,17 @@ def main() -> None:
     ap.add_argument("--write", type=Path, help="write the data as DIR/ds.safetensors and DIR/feats.safetensors and stop (to time `mmrec pretrain` on them)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    precisions = args.precision or ["fp32"]
     if args.write:
         write(args.write, args.scale)
         return
     if args.child:
-        print(json.dumps(run(args.child, args.scale, args.batches, (args.precision or ["fp32"])[0])), flush=True)
+        print(json.dumps(run(args.child, args.scale, args.batches, precisions[0])), flush=True)
         return
     for name in args.model or ["msm4sr", "missrec"]:  # a process each, so that each peak RSS is its own
-        for numbers in args.precision or ["fp32"]:
-            command = [__file__, "--child", name, "--scale", str(args.scale), "--batches", str(args.batches), "--precision", numbers]
-            p = subprocess.run([sys.executable, *command], capture_output=True, text=True)
+        for numbers in precisions:
+            child = [sys.executable, __file__, "--child", name, "--scale", str(args.scale), "--batches", str(args.batches), "--precision", numbers]
+            p = subprocess.run(child, capture_output=True, text=True)
             print(p.stdout.strip() if p.returncode == 0 else f"{name} {numbers}: failed ({p.returncode}): {p.stderr.strip()[-500:]}", flush=True)
 
 
