@@ -1,6 +1,6 @@
 """Pre-training at the size of the UniSRec / MISSRec pre-training set: memory and speed of one epoch.
 
-    .venv/bin/python bench/pretrain_scale.py [--model msm4sr|missrec|unisrec] [--scale 1.0] [--batches 20] [--precision fp32]
+    .venv/bin/python bench/pretrain_scale.py [--model msm4sr|missrec|unisrec] [--scale 1.0] [--batches 20] [--precision fp32] [--set KEY=VALUE]
     .venv/bin/python bench/pretrain_scale.py --write DIR [--scale 1.0]
 
 Builds, in memory, a synthetic dataset the size of the five Amazon pre-training domains of UniSRec (1,361,408 users,
@@ -11,10 +11,10 @@ batches spread evenly over an epoch, in a fresh process per model. It prints: th
 the model's batch function takes to go through a whole epoch without training (its per-epoch work in Python), the
 batches in an epoch, seconds per training batch (the mean of the timed batches, after 2 warm-up batches, and the
 slowest: batches of long sequences cost many times the median), the epoch time that makes (batches x mean, plus the
-batch function's own time), sequences per second, and peak RSS. An estimate on the machine it runs on, not a test;
+batch function's own time), training examples (a history and its next item) per second, and peak RSS. An estimate on the machine it runs on, not a test;
 --scale shrinks every count alike for a quick look. --precision bf16|fp16 runs each step's forward pass under
 autocast, as `mmrec pretrain --precision` does; repeated, it runs the model once per precision, in turn, for figures
-side by side. --write DIR saves the same data as mmrec artifacts (DIR/ds.safetensors, DIR/feats.safetensors)
+side by side. --set changes the example config as `mmrec pretrain --set` does (e.g. model.packed=true). --write DIR saves the same data as mmrec artifacts (DIR/ds.safetensors, DIR/feats.safetensors)
 instead, so that a whole epoch of `mmrec pretrain` can be timed.
 """
 
@@ -51,7 +51,7 @@ def synthetic(scale: float, seed: int = 0):
     return ds, {"text": torch.nn.functional.normalize(text, dim=1)}
 
 
-def run(model_name: str, scale: float, batches: int, precision: str) -> dict:
+def run(model_name: str, scale: float, batches: int, precision: str, sets: list[str]) -> dict:
     import numpy as np
     import torch
 
@@ -62,15 +62,15 @@ def run(model_name: str, scale: float, batches: int, precision: str) -> dict:
     ds, features = synthetic(scale)
     build_s = time.perf_counter() - t0
     spec = models.get(model_name)
-    cfg = loading.resolve_stage(spec, str(ROOT / "examples" / "configs" / f"{model_name}_pretrain.json"), [], {})  # as `mmrec pretrain`
+    cfg = loading.resolve_stage(spec, str(ROOT / "examples" / "configs" / f"{model_name}_pretrain.json"), sets, {})  # as `mmrec pretrain`
     model_cfg, train_cfg = cfg.model, cfg.train
     torch.manual_seed(train_cfg.seed)
     model = spec.build(model_cfg, ds.num_items, features)
     t0 = time.perf_counter()
-    n_batches = n_seqs = 0
+    n_batches = n_examples = 0
     for batch in spec.train_batches(ds, model_cfg, train_cfg, 0, "pretrain"):
         n_batches += 1
-        n_seqs += len(batch["items"])
+        n_examples += int((batch["targets"] >= 0).sum()) if "targets" in batch else len(batch["items"])  # windows or prefixes
     epoch_batches_s = time.perf_counter() - t0
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=train_cfg.lr)
     model.train()
@@ -94,10 +94,10 @@ def run(model_name: str, scale: float, batches: int, precision: str) -> dict:
     per_batch = statistics.mean(times)
     epoch_s = n_batches * per_batch + epoch_batches_s
     return {
-        "model": model_name, "precision": precision, "users": ds.num_users, "items": ds.num_items, "interactions": int(ds.offsets[-1]),
+        "model": model_name, "precision": precision, "set": sets, "users": ds.num_users, "items": ds.num_items, "interactions": int(ds.offsets[-1]),
         "build_data_s": round(build_s, 1), "epoch_batch_function_s": round(epoch_batches_s, 1), "batches_per_epoch": n_batches,
         "batch_size": train_cfg.batch_size, "s_per_batch": round(per_batch, 3), "s_per_batch_max": round(max(times), 3), "epoch_minutes": round(epoch_s / 60, 1),
-        "sequences_per_s": round(n_seqs / epoch_s, 1), "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "examples_per_epoch": n_examples, "examples_per_s": round(n_examples / epoch_s, 1), "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
     }
 
 
@@ -123,6 +123,7 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--batches", type=int, default=20)
     ap.add_argument("--precision", action="append", choices=["fp32", "bf16", "fp16"], help="repeatable (default: fp32)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting over the example config, as `mmrec pretrain --set` (repeatable)")
     ap.add_argument("--write", type=Path, help="write the data as DIR/ds.safetensors and DIR/feats.safetensors and stop (to time `mmrec pretrain` on them)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -131,11 +132,11 @@ def main() -> None:
         write(args.write, args.scale)
         return
     if args.child:
-        print(json.dumps(run(args.child, args.scale, args.batches, precisions[0])), flush=True)
+        print(json.dumps(run(args.child, args.scale, args.batches, precisions[0], args.set)), flush=True)
         return
     for name in args.model or ["msm4sr", "missrec"]:  # a process each, so that each peak RSS is its own
         for numbers in precisions:
-            child = [sys.executable, __file__, "--child", name, "--scale", str(args.scale), "--batches", str(args.batches), "--precision", numbers]
+            child = [sys.executable, __file__, "--child", name, "--scale", str(args.scale), "--batches", str(args.batches), "--precision", numbers] + [f"--set={s}" for s in args.set]
             p = subprocess.run(child, capture_output=True, text=True)
             print(p.stdout.strip() if p.returncode == 0 else f"{name} {numbers}: failed ({p.returncode}): {p.stderr.strip()[-500:]}", flush=True)
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from _cli import run
 
+from mmrec_cli.data import batches as B
 from mmrec_cli.data import dataset as D
 from mmrec_cli.io import feature_file
 from mmrec_cli.models import unisrec as U
@@ -87,7 +88,7 @@ def test_pretraining_loss_against_hand_computation(monkeypatch):
     m = model(c).eval()
     b = batch(ds, c, "pretrain", bs=12)
     b["target"][1] = b["target"][0]  # two examples with one target: neither is the other's negative
-    monkeypatch.setattr(m, "augment", lambda items, lengths: (items, lengths, None))  # the second view = the first
+    monkeypatch.setattr(m, "augment", lambda items, lengths: (items, lengths, None, torch.arange(items.shape[1]).expand_as(items)))  # the second view = the first
     items, lengths, t = b["items"], b["lengths"], b["target"]
     table = m.adaptor(m.text)
     u = U.last(m.encode(items, table[(items - 1).clamp_min(0)] * (items > 0)[..., None], use_ids=False), lengths)
@@ -109,11 +110,11 @@ def test_second_view_drops_items_or_takes_the_word_dropped_text():
     lengths = (items > 0).sum(1)
     without = model(cfg(item_drop_prob=0.0, item_drop=0.5))  # no text_aug: item drop in every batch
     torch.manual_seed(0)
-    out, n, swap = without.augment(items, lengths)
+    out, n, swap, _ = without.augment(items, lengths)
     assert swap is None and (out[:, 0] == items[:, 0]).all() and ((out > 0).sum(1) == n).all()
     m = model(cfg(item_drop_prob=0.0, item_drop=0.5, seq_seq_weight=1.0), feats(aug=True))
     torch.manual_seed(0)
-    out, n, swap = m.augment(items, lengths)
+    out, n, swap, _ = m.augment(items, lengths)
     assert torch.equal(out, items) and swap.any() and not swap.all() and not swap[1, 2:].any()
     b = {"items": items, "lengths": lengths, "target": torch.tensor([1, 2])}
     torch.manual_seed(0)
@@ -163,3 +164,98 @@ def test_pretrain_then_finetune_transfer_and_eval_from_the_command_line(tmp_path
     r = run("eval", p("zero.safetensors"), p("ds.safetensors"), "--features", p("f.safetensors"), "--ks", 5)
     assert r.exit_code == 0, r.output
     assert 0 <= json.loads(r.stdout)["metrics"]["ndcg@5"] <= 1
+
+
+def examples_of(batches, packed):
+    """(user, history, target) of every example in `batches`, in a sorted list."""
+    out = []
+    for b in batches:
+        for r in range(len(b["items"])):
+            seq = b["items"][r, : b["lengths"][r]].tolist()
+            if packed:
+                out += [(int(b["user"][r]), tuple(seq[: t + 1]), int(b["targets"][r, t])) for t in range(len(seq))]
+            else:
+                out.append((int(b["user"][r]), tuple(seq), int(b["target"][r])))
+    return sorted(out)
+
+
+def test_packed_batches_hold_the_prefixes_examples_within_the_budget():
+    ds = tiny(num_users=30)
+    prefixes = examples_of(B.prefix_batches(ds, 10, 7, 1, 0), packed=False)
+    for bucket in (0, 4):
+        first = list(B.packed_batches(ds, 10, 9, 1, 0, bucket))
+        assert examples_of(first, packed=True) == prefixes
+        assert all(int((b["targets"] >= 0).sum()) <= 9 for b in first)
+        again = list(B.packed_batches(ds, 10, 9, 1, 0, bucket))
+        assert all(torch.equal(a["items"], b["items"]) for a, b in zip(first, again, strict=True))
+    other_epoch = list(B.packed_batches(ds, 10, 9, 1, 1, 4))
+    assert not all(torch.equal(a["items"], b["items"]) for a, b in zip(first, other_epoch))
+
+
+def test_packed_pretraining_loss_is_the_prefixes_loss_without_a_users_own_negatives(monkeypatch):
+    ds, c = tiny(), cfg(seq_seq_weight=0.7, packed=True)
+    m = model(c).eval()
+    b = batch(ds, c, "pretrain", bs=20)
+    assert "targets" in b and int((b["targets"] >= 0).sum()) <= 20
+    monkeypatch.setattr(m, "augment", lambda items, lengths: (items, lengths, None, torch.arange(items.shape[1]).expand_as(items)))
+    table = m.adaptor(m.text)
+    ex = examples_of([b], packed=True)  # the output at each position is its prefix's last output alone
+    u = torch.stack([m.encode(torch.tensor([h]), table[torch.tensor(h) - 1][None], use_ids=False)[0, -1] for _, h, _ in ex])
+    t = torch.tensor([tg for _, _, tg in ex])
+    user = [us for us, _, _ in ex]
+    pos = F.normalize(table[t], dim=-1)
+
+    def nce(a, p):
+        total = 0.0
+        for j in range(len(t)):
+            neg = [k for k in range(len(t)) if k == j or (t[k] != t[j] and user[k] != user[j])]
+            total += -(a[j] @ p[j] / c.temperature) + torch.logsumexp(torch.stack([a[j] @ p[k] / c.temperature for k in neg]), 0)
+        return total / len(t)
+
+    assert torch.allclose(m.pretrain_loss(b), nce(u, pos) + 0.7 * nce(u, u), atol=1e-4)
+
+
+def test_a_positions_view_is_its_prefix_with_the_same_items_dropped():
+    m = model(cfg(item_drop_prob=1.0, item_drop=0.5))
+    items = torch.tensor([[5, 6, 7, 8, 9, 10], [3, 4, 11, 0, 0, 0]])
+    lengths = (items > 0).sum(1)
+    torch.manual_seed(1)
+    out, n, _, at = m.augment(items, lengths)
+    for r in range(2):
+        for t in range(int(lengths[r])):
+            seen = set(items[r, : t + 1].tolist())
+            kept = out[r, : at[r, t] + 1].tolist()
+            assert set(kept) <= seen and (at[r, t] + 1 == n[r] or int(out[r, at[r, t] + 1]) not in seen)
+    assert (n < lengths).any()  # something was dropped
+
+
+def test_packed_pretraining_from_the_command_line(tmp_path):
+    ds = tiny()
+    D.save(ds, str(tmp_path / "ds.safetensors"), {"command": "test"}, {}, {})
+    f = {k: v.numpy() for k, v in feats(aug=True).items()}
+    feature_file.save(str(tmp_path / "f.safetensors"), f, ds.item_ids, "test", {}, {}, {"text": {"source": "test"}})
+    arch = ["--set", "model.hidden=8", "--set", "model.inner=16", "--set", "model.layers=1", "--set", "model.experts=2", "--set", "model.packed=true"]
+    r = run("pretrain", "unisrec", str(tmp_path / "ds.safetensors"), "--features", str(tmp_path / "f.safetensors"), *arch, "--epochs", 2, "--batch-size", 16, "-o", str(tmp_path / "pre.safetensors"))
+    assert r.exit_code == 0, r.output
+    r = run("info", str(tmp_path / "pre.safetensors"))
+    assert json.loads(r.stdout)["config"]["model"]["packed"] is True
+
+
+def test_a_packed_batch_never_spans_two_length_runs():
+    ds = tiny(num_users=60, seed=3)
+    windows, users = B.train_windows(ds, 10)
+    counts = np.array([len(w) - 1 for w in windows])
+    order = torch.randperm(len(windows), generator=torch.Generator().manual_seed(1 * 1_000_003 + 0)).numpy()
+    run = 2 * 9 * len(counts) // int(counts.sum())  # windows in about 2 batches, as packed_batches sizes its runs
+    run_of = {int(w): r for r, s in enumerate(range(0, len(order), run)) for w in order[s : s + run]}
+    index = {(int(users[i]), *w.tolist()): i for i, w in enumerate(windows)}
+    for b in B.packed_batches(ds, 10, 9, 1, 0, bucket=2):
+        n = b["lengths"].tolist()
+        rows = [index[(int(b["user"][r]), *(b["items"][r, : n[r]] - 1).tolist(), int(b["targets"][r, n[r] - 1]))] for r in range(len(n))]
+        assert len({run_of[i] for i in rows}) == 1
+
+
+def test_within_budget_keeps_the_order_and_the_budget():
+    counts = np.array([3, 4, 2, 9, 12, 1, 1])
+    cuts = B.within_budget(np.arange(7), counts, 9)
+    assert [c.tolist() for c in cuts] == [[0, 1, 2], [3], [4], [5, 6]]

@@ -108,6 +108,37 @@ def window_batches(ds: Dataset, max_len: int, batch_size: int, seed: int, epoch:
         yield collate_train([windows[j] for j in idx], users[idx])
 
 
+def packed_batches(ds: Dataset, max_len: int, examples: int, seed: int, epoch: int, bucket: int = 0):
+    """`train_windows` (a target at every position) in shuffled batches of at most `examples` targets each (a
+    window with more is a batch alone): the examples of `prefix_batches`, each window read once. With bucket > 1,
+    every run of about `bucket` batches is sorted by length before it is cut, and the batches are shuffled.
+    The order depends only on (seed, epoch)."""
+    windows, users = train_windows(ds, max_len)
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(len(windows), generator=g).numpy()
+    counts = np.array([len(w) - 1 for w in windows], dtype=np.int64)  # targets per window
+    runs = [order]
+    if bucket > 1 and len(order):
+        run = max(1, bucket * examples * len(counts) // max(1, int(counts.sum())))  # windows in about `bucket` batches
+        runs = [o[np.argsort(counts[o], kind="stable")] for o in (order[s : s + run] for s in range(0, len(order), run))]
+    cuts = [c for r in runs for c in within_budget(r, counts, examples)]  # a batch never spans two runs
+    if bucket > 1:
+        cuts = [cuts[i] for i in torch.randperm(len(cuts), generator=g).tolist()]
+    for idx in cuts:
+        yield collate_train([windows[j] for j in idx], users[idx])
+
+
+def within_budget(order: np.ndarray, counts: np.ndarray, budget: int) -> list[np.ndarray]:
+    """`order` cut, in order, into runs whose `counts` add up to at most `budget` (a larger one alone)."""
+    ends = np.cumsum(counts[order])
+    cuts, start, base = [], 0, 0
+    while start < len(order):
+        stop = max(start + 1, int(np.searchsorted(ends, base + budget, side="right")))
+        cuts.append(order[start:stop])
+        start, base = stop, int(ends[stop - 1])
+    return cuts
+
+
 def prefix_batches(ds: Dataset, max_len: int, batch_size: int, seed: int, epoch: int, bucket: int = 0):
     """`prefixes` (RecBole's instances) in shuffled, length-`bucketed` batches; the order depends only on (seed, epoch)."""
     flat, start, end, user = prefixes(ds, max_len)

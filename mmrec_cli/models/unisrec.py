@@ -63,6 +63,7 @@ class Config:
     full: bool = False  # with a pre-trained init: train everything instead of freezing positions and transformer
     init_std: float = 0.02
     bucket: bool = True  # batches of similar lengths (less padding); their order stays shuffled
+    packed: bool = False  # pre-training reads each window once, every position an example (at most batch_size a batch)
 
 
 class Model(nn.Module):
@@ -155,38 +156,53 @@ class Model(nn.Module):
         return F.cross_entropy(logits, batch["targets"][keep])
 
     def pretrain_loss(self, batch: dict) -> torch.Tensor:
-        """Sequence-item + lambda * sequence-sequence InfoNCE over the batch (eq. 4-6); no item IDs."""
-        items, lengths, target = batch["items"], batch["lengths"], batch["target"]
-        (target_all,), own = batch_rows(target)  # the whole global batch's targets are the negatives
-        view_items, view_lengths, swap = self.augment(items, lengths)
+        """Sequence-item + lambda * sequence-sequence InfoNCE over the batch (eq. 4-6); no item IDs.
+
+        The examples are the rows' last positions (a batch of prefixes), or with "targets" (cfg.packed) every
+        position that has a next item: the same outputs, as attention is causal. There a window's other
+        examples are no negatives of its own (as prefixes of one user, they seldom share a batch of prefixes)."""
+        items, lengths = batch["items"], batch["lengths"]
+        if "targets" in batch:  # packed windows (B, L)
+            rows, cols = (batch["targets"] >= 0).nonzero(as_tuple=True)  # (P,) the examples, row-major
+            target, group = batch["targets"][rows, cols], batch["user"][rows]
+        else:  # prefixes (B, L)
+            rows, cols = torch.arange(len(items), device=items.device), lengths - 1
+            target, group = batch["target"], None
+        (target_all, *group_all), own = batch_rows(target, *([] if group is None else [group]))  # the whole global batch's
+        view_items, _, swap, at = self.augment(items, lengths)
         needed = torch.cat([items.flatten(), view_items.flatten(), target_all + 1])
         uniq, inverse = torch.unique(needed.clamp_min(1) - 1, return_inverse=True)  # 0-based items of the batch
-        table = torch.zeros(self.text.shape[0], self.cfg.hidden, device=items.device, dtype=self.text.dtype)
-        table = table.index_copy(0, uniq, self.adapted(uniq))  # (N, H): rows of the batch's items only
-        u = last(self.encode(items, self.tokens(items, table), use_ids=False), lengths)  # (B, H)
-        view = self.tokens(view_items, table)
+        table = self.adapted(uniq)  # (U, H): the batch's items only
+        slot_items, slot_view = inverse[: items.numel()].view(items.shape), inverse[items.numel() : -len(target_all)].view(view_items.shape)
+        h = self.encode(items, table[slot_items] * (items > 0)[..., None], use_ids=False)  # (B, L, H)
+        u = h[rows, cols]  # (P, H)
+        view = table[slot_view] * (view_items > 0)[..., None]
         if swap is not None:  # the word-dropped text at the swapped positions
             aug = self.adapted((view_items - 1).clamp_min(0)[swap], self.text_aug)
             view = view.masked_scatter(swap[..., None], aug)
-        u_aug = last(self.encode(view_items, view, use_ids=False), view_lengths)
-        same = target[:, None] == target_all[None, :]  # (B, B_all): other examples with the same target are no negatives
-        rows = torch.arange(len(target), device=target.device)
-        same[rows, rows if own is None else own] = False
+        u_aug = self.encode(view_items, view, use_ids=False)[rows, at[rows, cols]]  # the view of each example
+        same = target[:, None] == target_all[None, :]  # (P, P_all): other examples with the same target are no negatives
+        if group is not None:
+            same |= group[:, None] == group_all[0][None, :]
+        own_cols = torch.arange(len(target), device=target.device) if own is None else own
+        same[torch.arange(len(target), device=target.device), own_cols] = False
         (u_aug_all,), _ = batch_rows(u_aug)
-        si = info_nce(u, F.normalize(table[target_all], dim=-1), same, self.cfg.temperature, own)
+        si = info_nce(u, F.normalize(table[inverse[-len(target_all) :]], dim=-1), same, self.cfg.temperature, own)
         ss = info_nce(u, u_aug_all, same, self.cfg.temperature, own)
         return si + self.cfg.seq_seq_weight * ss
 
     def augment(self, items: torch.Tensor, lengths: torch.Tensor):
-        """The second view (items, lengths, positions of the word-dropped text or None): item drop in
+        """The second view (items, lengths, positions of the word-dropped text or None, at): item drop in
         item_drop_prob of the batches, else the word-dropped text at a share item_drop of the positions
-        (item drop again where the features have no word-dropped text)."""
+        (item drop again where the features have no word-dropped text). at (B, L): where each position's
+        prefix ends in the view (its last kept item)."""
         valid = items > 0
         if self.text_aug is None or float(torch.rand(())) < self.cfg.item_drop_prob:
             keep = (torch.rand(items.shape, device=items.device) >= self.cfg.item_drop) & valid
             keep[:, 0] = valid[:, 0]
-            return compact(items, keep), keep.sum(1), None
-        return items, lengths, (torch.rand(items.shape, device=items.device) < self.cfg.item_drop) & valid
+            return compact(items, keep), keep.sum(1), None, (keep.long().cumsum(1) - 1).clamp_min(0)
+        at = torch.arange(items.shape[1], device=items.device).expand_as(items)
+        return items, lengths, (torch.rand(items.shape, device=items.device) < self.cfg.item_drop) & valid, at
 
 
 class MoEAdaptor(nn.Module):
@@ -270,6 +286,8 @@ def train_batches(ds, cfg: Config, train_cfg, epoch: int, stage: str = "finetune
     item (RecBole's instances, as the public code). With cfg.bucket, every run of 64 batches is sorted by
     length before it is cut into batches, and the batches are shuffled: less padding, the same examples."""
     bucket = 64 if cfg.bucket else 0
+    if stage == "pretrain" and cfg.packed:
+        return B.packed_batches(ds, cfg.max_len, train_cfg.batch_size, train_cfg.seed, epoch, bucket)
     if stage == "pretrain":
         return B.prefix_batches(ds, cfg.max_len, train_cfg.batch_size, train_cfg.seed, epoch, bucket)
     return B.window_batches(ds, cfg.max_len, train_cfg.batch_size, train_cfg.seed, epoch, bucket)
