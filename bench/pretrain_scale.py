@@ -4,18 +4,19 @@
     .venv/bin/python bench/pretrain_scale.py --write DIR [--scale 1.0]
 
 Builds, in memory, a synthetic dataset the size of the five Amazon pre-training domains of UniSRec (1,361,408 users,
-446,975 items, 14,029,229 interactions at --scale 1; each user at least 3 interactions, log-normal lengths, Zipf-like
-item popularity) and 384-d text features (one vector per item, as the embedded MiniLM gives), then runs the model's
-pre-training as `mmrec pretrain` does (its example config, examples/configs/MODEL_pretrain.json; Adam) on --batches
-batches spread evenly over an epoch, in a fresh process per model. It prints: the time to build the data, the time
-the model's batch function takes to go through a whole epoch without training (its per-epoch work in Python), the
-batches in an epoch, seconds per training batch (the mean of the timed batches, after 2 warm-up batches, and the
-slowest: batches of long sequences cost many times the median), the epoch time that makes (batches x mean, plus the
-batch function's own time), training examples (a history and its next item) per second, and peak RSS. An estimate on the machine it runs on, not a test;
---scale shrinks every count alike for a quick look. --precision bf16|fp16 runs each step's forward pass under
-autocast, as `mmrec pretrain --precision` does; repeated, it runs the model once per precision, in turn, for figures
-side by side. --set changes the example config as `mmrec pretrain --set` does (e.g. model.packed=true). --write DIR saves the same data as mmrec artifacts (DIR/ds.safetensors, DIR/feats.safetensors)
-instead, so that a whole epoch of `mmrec pretrain` can be timed.
+446,975 items, 14,029,229 interactions at --scale 1; each user at least 3 interactions, log-normal lengths,
+Zipf-like item popularity) and 384-d text features (one vector per item, as the embedded MiniLM gives), then runs
+the model's pre-training as `mmrec pretrain` does (its example config, examples/configs/MODEL_pretrain.json; Adam)
+on --batches batches spread evenly over an epoch, in a fresh process per model. It prints: the time to build the
+data, the time the model's batch function takes to go through a whole epoch without training (its per-epoch work in
+Python), the batches in an epoch, seconds per training batch (the mean of the timed batches, after 2 warm-up
+batches, and the slowest: batches of long sequences cost many times the median), the epoch time that makes (batches
+x mean, plus the batch function's own time), training examples (a history and its next item) per second, and peak
+RSS. An estimate on the machine it runs on, not a test; --scale shrinks every count alike for a quick look.
+--precision bf16|fp16 runs each step's forward pass under autocast, as `mmrec pretrain --precision` does; repeated,
+it runs the model once per precision, in turn, for figures side by side. --set changes the example config as `mmrec
+pretrain --set` does (e.g. model.packed=true). --write DIR saves the same data as mmrec artifacts
+(DIR/ds.safetensors, DIR/feats.safetensors) instead, so that a whole epoch of `mmrec pretrain` can be timed.
 """
 
 from __future__ import annotations

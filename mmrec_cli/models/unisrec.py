@@ -24,6 +24,12 @@ Deviations from the public code (RUCAIBox/UniSRec), each for speed on the CPU, n
   shared by its occurrences in the batch. In evaluation there is no dropout or noise: the same values.
 - Fine-tuning puts a loss at every position of a sequence (as mmrec's SASRec), the public code one per
   prefix: the same supervision for a causal transformer.
+
+`packed` (off by default) does the same for pre-training: each window is read once and every position is an
+example, in batches of at most batch_size examples, so an epoch runs the transformer over each interaction once
+instead of once per prefix that holds it (8x fewer seconds an epoch at the size of the paper's pre-training data,
+docs/benchmarks.md). The examples are the public code's; the batches are not: a user's prefixes share a batch, so
+a window's other examples are left out of its negatives, and its views drop the same items.
 """
 
 from __future__ import annotations
