@@ -254,8 +254,8 @@ def test_msm4sr_pretraining_with_two_processes_gives_the_one_process_result(tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["missrec", "unisrec"])
-def test_contrastive_pretraining_with_two_processes_gives_the_one_process_result(tmp_path, model):
+@pytest.mark.parametrize("model,packed", [("missrec", False), ("unisrec", False), ("unisrec", True)])
+def test_contrastive_pretraining_with_two_processes_gives_the_one_process_result(tmp_path, model, packed):
     """`mmrec pretrain missrec|unisrec --nproc 2` = 1 process: the sequence-item and sequence-sequence losses'
     negatives are the whole global batch's, and the last global batch leaves one process a stand-in row. The
     second view equals the first (no item or feature drop) and there is no dropout, so that neither run draws."""
@@ -270,7 +270,8 @@ def test_contrastive_pretraining_with_two_processes_gives_the_one_process_result
     FE.save(str(tmp_path / "f.safetensors"), f, ds.item_ids, "test", {}, {}, {m: {"source": m} for m in f})
     quiet = dict(hidden=16, inner=8, heads=2, max_len=8, dropout=0, item_drop=0)
     quiet |= dict(feature_drop=0) if model == "missrec" else dict(attn_dropout=0, adaptor_dropout=0, noisy_gating="false")
-    _same_pretraining(tmp_path, model, _odd_prefix_batch(ds, 8), quiet)
+    quiet |= dict(packed="true") if packed else {}  # windows in batches of at most 8 examples: an uneven split too
+    _same_pretraining(tmp_path, model, 8 if packed else _odd_prefix_batch(ds, 8), quiet)
 
 
 def _same_pretraining(tmp_path: Path, model: str, batch_size: int, settings: dict) -> None:

@@ -174,7 +174,10 @@ class Model(nn.Module):
         else:  # prefixes (B, L)
             rows, cols = torch.arange(len(items), device=items.device), lengths - 1
             target, group = batch["target"], None
-        (target_all, *group_all), own = batch_rows(target, *([] if group is None else [group]))  # the whole global batch's
+        if group is None:  # the whole global batch's rows (every process's, under --nproc)
+            (target_all,), own = batch_rows(target)
+        else:
+            (target_all, group_all), own = batch_rows(target, group)
         view_items, _, swap, at = self.augment(items, lengths)
         needed = torch.cat([items.flatten(), view_items.flatten(), target_all + 1])
         uniq, inverse = torch.unique(needed.clamp_min(1) - 1, return_inverse=True)  # 0-based items of the batch
@@ -189,7 +192,7 @@ class Model(nn.Module):
         u_aug = self.encode(view_items, view, use_ids=False)[rows, at[rows, cols]]  # the view of each example
         same = target[:, None] == target_all[None, :]  # (P, P_all): other examples with the same target are no negatives
         if group is not None:
-            same |= group[:, None] == group_all[0][None, :]
+            same |= group[:, None] == group_all[None, :]
         own_cols = torch.arange(len(target), device=target.device) if own is None else own
         same[torch.arange(len(target), device=target.device), own_cols] = False
         (u_aug_all,), _ = batch_rows(u_aug)
@@ -290,7 +293,8 @@ def compact(items: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 def train_batches(ds, cfg: Config, train_cfg, epoch: int, stage: str = "finetune"):
     """Fine-tuning: users' windows with a target at every position. Pre-training: every prefix -> its next
     item (RecBole's instances, as the public code). With cfg.bucket, every run of 64 batches is sorted by
-    length before it is cut into batches, and the batches are shuffled: less padding, the same examples."""
+    length before it is cut into batches, and the batches are shuffled: less padding, the same examples.
+    cfg.packed pre-trains on the fine-tuning windows instead, at most batch_size examples a batch."""
     bucket = 64 if cfg.bucket else 0
     if stage == "pretrain" and cfg.packed:
         return B.packed_batches(ds, cfg.max_len, train_cfg.batch_size, train_cfg.seed, epoch, bucket)
