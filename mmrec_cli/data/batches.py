@@ -87,15 +87,31 @@ def collate_prefixes(flat: np.ndarray, start: np.ndarray, end: np.ndarray, user:
     return {"items": items, "lengths": torch.from_numpy(lengths), "user": torch.from_numpy(user), "target": torch.from_numpy(flat[end])}
 
 
-def bucketed(order: np.ndarray, lengths: np.ndarray, batch_size: int, bucket: int, g: torch.Generator) -> list[np.ndarray]:
-    """Cut a shuffled `order` into batches; with bucket > 1, sort every run of `bucket` batches by
-    length first and shuffle the batches (by `g`): the same rows per epoch with a fraction of the padding."""
+def bucketed(order: np.ndarray, lengths: np.ndarray, batch_size: int, bucket: int, g: torch.Generator, counts: np.ndarray | None = None) -> list[np.ndarray]:
+    """Cut a shuffled `order` into batches of batch_size rows, or with `counts` (examples per row) of at most
+    batch_size examples (`within_budget`). With bucket > 1, every run of about `bucket` batches is sorted by length
+    and cut on its own, and the batches are shuffled (by `g`): the same rows per epoch with a fraction of the padding."""
+    runs = [order]
     if bucket > 1 and len(order):
-        run = bucket * batch_size
-        order = np.concatenate([o[np.argsort(lengths[o], kind="stable")] for o in (order[s : s + run] for s in range(0, len(order), run))])
-    cuts = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+        run = bucket * batch_size if counts is None else max(1, bucket * batch_size * len(counts) // max(1, int(counts.sum())))
+        runs = [o[np.argsort(lengths[o], kind="stable")] for o in (order[s : s + run] for s in range(0, len(order), run))]
+    if counts is None:
+        cuts = [r[s : s + batch_size] for r in runs for s in range(0, len(r), batch_size)]
+    else:
+        cuts = [c for r in runs for c in within_budget(r, counts, batch_size)]
     if bucket > 1:
         cuts = [cuts[i] for i in torch.randperm(len(cuts), generator=g).tolist()]
+    return cuts
+
+
+def within_budget(order: np.ndarray, counts: np.ndarray, budget: int) -> list[np.ndarray]:
+    """`order` cut, in order, into runs whose `counts` add up to at most `budget` (a larger one alone)."""
+    ends = np.cumsum(counts[order])
+    cuts, start, base = [], 0, 0
+    while start < len(order):
+        stop = max(start + 1, int(np.searchsorted(ends, base + budget, side="right")))
+        cuts.append(order[start:stop])
+        start, base = stop, int(ends[stop - 1])
     return cuts
 
 
@@ -109,34 +125,15 @@ def window_batches(ds: Dataset, max_len: int, batch_size: int, seed: int, epoch:
 
 
 def packed_batches(ds: Dataset, max_len: int, examples: int, seed: int, epoch: int, bucket: int = 0):
-    """`train_windows` (a target at every position) in shuffled batches of at most `examples` targets each (a
-    window with more is a batch alone): the examples of `prefix_batches`, each window read once. With bucket > 1,
-    every run of about `bucket` batches is sorted by length before it is cut, and the batches are shuffled.
+    """`train_windows` (a target at every position) in shuffled, length-`bucketed` batches of at most `examples`
+    targets each (a window with more is a batch alone): the examples of `prefix_batches`, each window read once.
     The order depends only on (seed, epoch)."""
     windows, users = train_windows(ds, max_len)
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     order = torch.randperm(len(windows), generator=g).numpy()
     counts = np.array([len(w) - 1 for w in windows], dtype=np.int64)  # targets per window
-    runs = [order]
-    if bucket > 1 and len(order):
-        run = max(1, bucket * examples * len(counts) // max(1, int(counts.sum())))  # windows in about `bucket` batches
-        runs = [o[np.argsort(counts[o], kind="stable")] for o in (order[s : s + run] for s in range(0, len(order), run))]
-    cuts = [c for r in runs for c in within_budget(r, counts, examples)]  # a batch never spans two runs
-    if bucket > 1:
-        cuts = [cuts[i] for i in torch.randperm(len(cuts), generator=g).tolist()]
-    for idx in cuts:
+    for idx in bucketed(order, counts, examples, bucket, g, counts):
         yield collate_train([windows[j] for j in idx], users[idx])
-
-
-def within_budget(order: np.ndarray, counts: np.ndarray, budget: int) -> list[np.ndarray]:
-    """`order` cut, in order, into runs whose `counts` add up to at most `budget` (a larger one alone)."""
-    ends = np.cumsum(counts[order])
-    cuts, start, base = [], 0, 0
-    while start < len(order):
-        stop = max(start + 1, int(np.searchsorted(ends, base + budget, side="right")))
-        cuts.append(order[start:stop])
-        start, base = stop, int(ends[stop - 1])
-    return cuts
 
 
 def prefix_batches(ds: Dataset, max_len: int, batch_size: int, seed: int, epoch: int, bucket: int = 0):
