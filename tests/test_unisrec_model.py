@@ -183,12 +183,12 @@ def test_packed_batches_hold_the_prefixes_examples_within_the_budget():
     ds = tiny(num_users=30)
     prefixes = examples_of(B.prefix_batches(ds, 10, 7, 1, 0), packed=False)
     for bucket in (0, 4):
-        first = list(B.packed_batches(ds, 10, 9, 1, 0, bucket))
+        first = list(B.window_batches(ds, 10, 9, 1, 0, bucket, by_examples=True))
         assert examples_of(first, packed=True) == prefixes
         assert all(int((b["targets"] >= 0).sum()) <= 9 for b in first)
-        again = list(B.packed_batches(ds, 10, 9, 1, 0, bucket))
+        again = list(B.window_batches(ds, 10, 9, 1, 0, bucket, by_examples=True))
         assert all(torch.equal(a["items"], b["items"]) for a, b in zip(first, again, strict=True))
-    other_epoch = list(B.packed_batches(ds, 10, 9, 1, 1, 4))
+    other_epoch = list(B.window_batches(ds, 10, 9, 1, 1, 4, by_examples=True))
     assert not all(torch.equal(a["items"], b["items"]) for a, b in zip(first, other_epoch))
 
 
@@ -246,10 +246,10 @@ def test_a_packed_batch_never_spans_two_length_runs():
     windows, users = B.train_windows(ds, 10)
     counts = np.array([len(w) - 1 for w in windows])
     order = torch.randperm(len(windows), generator=torch.Generator().manual_seed(1 * 1_000_003 + 0)).numpy()
-    run = 2 * 9 * len(counts) // int(counts.sum())  # windows in about 2 batches, as packed_batches sizes its runs
+    run = 2 * 9 * len(counts) // int(counts.sum())  # windows in about 2 batches, as window_batches(by_examples=True) sizes its runs
     run_of = {int(w): r for r, s in enumerate(range(0, len(order), run)) for w in order[s : s + run]}
     index = {(int(users[i]), *w.tolist()): i for i, w in enumerate(windows)}
-    for b in B.packed_batches(ds, 10, 9, 1, 0, bucket=2):
+    for b in B.window_batches(ds, 10, 9, 1, 0, 2, by_examples=True):
         n = b["lengths"].tolist()
         rows = [index[(int(b["user"][r]), *(b["items"][r, : n[r]] - 1).tolist(), int(b["targets"][r, n[r] - 1]))] for r in range(len(n))]
         assert len({run_of[i] for i in rows}) == 1

@@ -115,24 +115,15 @@ def within_budget(order: np.ndarray, counts: np.ndarray, budget: int) -> list[np
     return cuts
 
 
-def window_batches(ds: Dataset, max_len: int, batch_size: int, seed: int, epoch: int, bucket: int):
-    """`train_windows` in shuffled, length-`bucketed` batches; the order depends only on (seed, epoch)."""
+def window_batches(ds: Dataset, max_len: int, batch_size: int, seed: int, epoch: int, bucket: int, by_examples: bool = False):
+    """`train_windows` in shuffled, length-`bucketed` batches of batch_size windows, or with `by_examples` of at
+    most batch_size targets (a window with more is a batch alone: the examples of `prefix_batches`, each window
+    read once). The order depends only on (seed, epoch)."""
     windows, users = train_windows(ds, max_len)
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     order = torch.randperm(len(windows), generator=g).numpy()
-    for idx in bucketed(order, np.array([len(w) for w in windows]), batch_size, bucket, g):
-        yield collate_train([windows[j] for j in idx], users[idx])
-
-
-def packed_batches(ds: Dataset, max_len: int, examples: int, seed: int, epoch: int, bucket: int = 0):
-    """`train_windows` (a target at every position) in shuffled, length-`bucketed` batches of at most `examples`
-    targets each (a window with more is a batch alone): the examples of `prefix_batches`, each window read once.
-    The order depends only on (seed, epoch)."""
-    windows, users = train_windows(ds, max_len)
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    order = torch.randperm(len(windows), generator=g).numpy()
-    counts = np.array([len(w) - 1 for w in windows], dtype=np.int64)  # targets per window
-    for idx in bucketed(order, counts, examples, bucket, g, counts):
+    counts = np.array([len(w) - 1 for w in windows], dtype=np.int64)  # targets per window; sorts as the lengths do
+    for idx in bucketed(order, counts, batch_size, bucket, g, counts if by_examples else None):
         yield collate_train([windows[j] for j in idx], users[idx])
 
 

@@ -297,7 +297,7 @@ def train_batches(ds, cfg: Config, train_cfg, epoch: int, stage: str = "finetune
     cfg.packed pre-trains on the fine-tuning windows instead, at most batch_size examples a batch."""
     bucket = 64 if cfg.bucket else 0
     if stage == "pretrain" and cfg.packed:
-        return B.packed_batches(ds, cfg.max_len, train_cfg.batch_size, train_cfg.seed, epoch, bucket)
+        return B.window_batches(ds, cfg.max_len, train_cfg.batch_size, train_cfg.seed, epoch, bucket, by_examples=True)
     if stage == "pretrain":
         return B.prefix_batches(ds, cfg.max_len, train_cfg.batch_size, train_cfg.seed, epoch, bucket)
     return B.window_batches(ds, cfg.max_len, train_cfg.batch_size, train_cfg.seed, epoch, bucket)
