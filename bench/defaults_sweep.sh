@@ -19,14 +19,19 @@
 # GRID_BERT4REC, GRID_FMLPREC, GRID_UNISREC, GRID_MMMLP, GRID_MSM4SR, GRID_MISSREC ("key=v1,v2 key=v1,v2"), each
 # around the example config's values (AlignRec is selected on its own split, in bench/mmmlp_alignrec_quality.sh); SET
 # ("key=value ...", settings every run shares: SET=train.epochs=1 for a smoke run, into another OUT_DIR); RUN=0 writes
-# the table from the sweeps already finished and runs none. The table (bench/defaults_table.py) has every model with
-# a finished sweep in OUT_DIR, whichever MODELS a run names (a model with one domain finished gets that domain's
-# table), so one model's sweep rewrites docs/results/defaults.md without dropping the others'.
+# the table from the sweeps already finished and runs none. Each finished sweep of the run's MODELS and DOMAINS is
+# kept in the repository: its results.csv copied to KEEP/<model>_<domain>.csv (default docs/results/defaults/) with
+# the command and commit in a .json beside it. The table (bench/defaults_table.py) is read from KEEP and has every
+# model kept there, whichever MODELS a run names (a model with one domain kept gets that domain's table), so one
+# model's sweep rewrites docs/results/defaults.md without dropping the others', and the table does not depend on
+# OUT_DIR's run folders surviving. A smoke run (SET=...) rewrites the kept files of the sweeps it runs: give it
+# KEEP=/tmp/kept, or restore docs/results afterwards.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS=$ROOT/docs/results/defaults.md
 source "$ROOT/bench/results.sh"  # settings VAR... and write_results TABLE [EXTRA]
-COMMAND_LINE="$(settings OMP_NUM_THREADS JOBS SEEDS MODELS DOMAINS SET RUN GRID_SASREC GRID_GRU4REC GRID_BERT4REC GRID_FMLPREC GRID_UNISREC GRID_MMMLP GRID_MSM4SR GRID_MISSREC MMREC INSTRUMENTS)bench/$(basename "$0")$([ $# -eq 0 ] || printf ' %q' "$@")"
+COMMAND_LINE="$(settings OMP_NUM_THREADS JOBS SEEDS MODELS DOMAINS SET RUN KEEP GRID_SASREC GRID_GRU4REC GRID_BERT4REC GRID_FMLPREC GRID_UNISREC GRID_MMMLP GRID_MSM4SR GRID_MISSREC MMREC INSTRUMENTS)bench/$(basename "$0")$([ $# -eq 0 ] || printf ' %q' "$@")"
+KEEP=${KEEP:-$ROOT/docs/results/defaults}
 cd "$ROOT"
 OUT=${1:-examples/out/defaults}
 MMREC=${MMREC:-.venv/bin/mmrec}
@@ -99,7 +104,11 @@ done
 
 # --- the table -----------------------------------------------------------------------------------------------------
 PROTOCOL="domains: the bundled Scientific data (2,928 users, 1,585 items) and Amazon Musical Instruments 2018 (10,000 users, 20,618 items), each with mmrec's chronological leave-one-out split and full ranking over all items. Per model, one \`mmrec sweep\` per domain over the same grid around the model's example config (examples/configs/<model>.json, or <model>_finetune.json), from scratch; models that read features get the embedded all-MiniLM-L6-v2's text vectors (fp32 on every CPU) on both domains and Scientific's provided CLIP ViT-B/32 image vectors (Instruments has titles only); seeds $SEEDS${SET:+, with $SET for every run}; a setting's figure is its validation metric (the config's train.metric) averaged over the seeds. Rank 1 is a domain's best; the preferred setting has the best mean rank over the two domains (ties: the better worse rank, then the higher mean of the metric relative to each domain's best). Only validation figures choose; each sweep reads its own domain's test split once, for its own chosen setting (in OUT/<model>_<domain>/results.md)."
+# the finished sweeps of this run's models and domains are kept in $KEEP (in the repository), the table is read from there
+pairs=()
+for model in $MODELS; do for domain in $DOMAINS; do pairs+=("$model:$domain"); done; done
+"$PY" bench/defaults_table.py --keep "$OUT" "$KEEP" "\`$COMMAND_LINE\` at commit $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown), $(date -u +%Y-%m-%d)" "${pairs[@]}"
 TABLE=$(mktemp)
 trap 'rm -f "$TABLE"' EXIT
-"$PY" bench/defaults_table.py "$OUT" $MODELS | tee "$TABLE"
+"$PY" bench/defaults_table.py "$KEEP" $MODELS | tee "$TABLE"
 write_results "$TABLE"
