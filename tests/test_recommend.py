@@ -127,3 +127,29 @@ def test_cli_stdin_to_stdout_and_file(trained, tmp_path):
     r = runner.invoke(app, ["recommend", str(model), str(ds_path), "-i", str(inp), "--strict", "-o", str(tmp_path / "s.jsonl")])
     assert r.exit_code == 3 and "h.jsonl:2: unknown item id 'zz'" in r.stderr
     assert not (tmp_path / "s.jsonl").exists()  # nothing half-written
+
+
+def test_rounded_scores_are_pythons_round_bit_for_bit():
+    rng = np.random.default_rng(0)
+    magnitudes = 10.0 ** rng.integers(-9, 13, 200_000)
+    x = (rng.standard_normal(200_000) * magnitudes).astype(np.float32)  # scores are float32
+    ties = np.array([0.0000005, 1.0000005, 2.5e-6, -2.5e-6, 0.1234565, 3.5e-7, 1e-7, -1e-7, 0.0, -0.0,
+                     4503599627.3705, 1e30, 3.4e38, -3.4e38], dtype=np.float32)
+    x = np.concatenate([x, ties, (np.arange(-2000, 2000) + 0.5).astype(np.float32) * 1e-6])
+    want = [round(float(v), 6) for v in x]
+    got = R.rounded(x, 6).tolist()
+    assert [repr(v) for v in got] == [repr(v) for v in want]  # repr: -0.0 and 0.0 apart, the JSON's text
+    near_ties = (np.arange(-2000, 2000) + 0.5) / 1e6  # doubles: here v * 1e6 is inexact, and rint alone is wrong half the time
+    assert [repr(v) for v in R.rounded(near_ties, 6).tolist()] == [repr(round(float(v), 6)) for v in near_ties]
+    special = np.array([np.inf, -np.inf, np.nan], dtype=np.float32)
+    assert [repr(v) for v in R.rounded(special, 6).tolist()] == ["inf", "-inf", "nan"]
+
+
+def test_read_histories_takes_numbers_as_ids_and_refuses_other_values(tmp_path):
+    path = tmp_path / "h.jsonl"
+    path.write_text('{"items": ["a", 7, 2.5]}\n{"items": ["a", true]}\n')
+    stats = R.Stats()
+    rows = R.read_histories(str(path), ["a", "7", "2.5"], [], stats)
+    assert next(rows).items.tolist() == [0, 1, 2]
+    with pytest.raises(MmrecError, match="h.jsonl:2: item id True is not a string or number"):
+        next(rows)

@@ -38,6 +38,7 @@ class RecommendConfig:
     chunk: int = TOP_CHUNK  # items scored at once
     window: int = 8  # batches read ahead and regrouped by history length (1 = input order)
     strict: bool = False
+    digits: int = 6  # scores are rounded to this many decimals, as round(score, digits)
 
 
 @dataclass
@@ -74,9 +75,12 @@ def read_histories(path: str, item_ids: list[str], user_ids: list[str], stats: S
             raise bad_input(f"{path}:{lineno}: expected \"items\": a list of item ids (oldest first), e.g. {{\"user_id\": \"u1\", \"items\": [\"i3\", \"i7\"]}}")
         known, unknown = [], 0
         for iid in items:
-            if isinstance(iid, (dict, list, bool)) or iid is None:
+            if type(iid) is str:  # the usual case first: no checks or str() per item
+                i = item_index.get(iid)
+            elif isinstance(iid, (dict, list, bool)) or iid is None:
                 raise bad_input(f"{path}:{lineno}: item id {iid!r} is not a string or number")
-            i = item_index.get(str(iid))
+            else:
+                i = item_index.get(str(iid))
             if i is None:
                 if strict:
                     raise bad_input(f"{path}:{lineno}: unknown item id '{iid}' (not among the dataset's {len(item_ids)} items); remove it, or drop --strict to skip unknown ids")
@@ -94,7 +98,7 @@ def read_histories(path: str, item_ids: list[str], user_ids: list[str], stats: S
 
 
 def recommend(model: Scorer, rows: Iterable[History], num_items: int, cfg: RecommendConfig, on_batch=None) -> Iterator[tuple[History, list[int], list[float]]]:
-    """(history, top item indices, their scores) for each history, in input order.
+    """(history, top item indices, their scores rounded to `cfg.digits` decimals) for each history, in input order.
 
     Histories are read `cfg.window` batches at a time and scored in batches of similar length (less
     padding for the sequence encoder); the results of a window come out in input order before the
@@ -133,7 +137,7 @@ def _batch(model: Scorer, rows: list[History], num_items: int, cfg: RecommendCon
     masks = [r.items for r in rows] if cfg.exclude_history else None
     values, items = top_items(model, batch, num_items, cfg.top_k, cfg.chunk, masks)
     finite = torch.isfinite(values).all(dim=1).tolist()  # per row: every top item kept (one pass, not one per row)
-    top_v, top_i = values.tolist(), items.tolist()
+    top_v, top_i = rounded(values.numpy(), cfg.digits).tolist(), items.tolist()
     for b, row in enumerate(rows):
         if finite[b]:
             yield row, top_i[b], top_v[b]
@@ -165,5 +169,22 @@ def top_items(model: Scorer, batch: dict, num_items: int, k: int, chunk: int, ma
     return top_v.cpu(), top_i.cpu()
 
 
+def rounded(x: np.ndarray, digits: int) -> np.ndarray:
+    """round(v, digits) of every element v, the very floats Python's round gives, in one pass: rint(v * 10**digits)
+    / 10**digits is the double nearest the decimal round(v) reaches (an integer over a power of ten that doubles hold
+    exactly) whenever the product is exact, as it always is for float32 scores and digits <= 12 (24 + 28 significant
+    bits). For doubles, where the product's rounding error could move it across a half (a near-tie), or where it is
+    too large to hold a fraction (also inf, nan), those few elements go through round() itself."""
+    scale = 10.0**digits
+    y = x.astype(np.float64) * scale
+    out = np.rint(y) / scale
+    with np.errstate(invalid="ignore"):
+        unsure = ~(np.abs(y) < 2.0**52) | (np.abs(np.abs(y - np.trunc(y)) - 0.5) <= 1e-9 * np.maximum(1.0, np.abs(y)))
+    for i in np.flatnonzero(unsure):
+        out.flat[i] = round(float(x.flat[i]), digits)
+    return out
+
+
 def record(row: History, items: list[int], scores: list[float], item_ids: list[str]) -> dict:
-    return {"user_id": row.user_id, "items": [item_ids[i] for i in items], "scores": [round(s, 6) for s in scores]}
+    """One output line: scores as `recommend` gives them (rounded to RecommendConfig.digits)."""
+    return {"user_id": row.user_id, "items": [item_ids[i] for i in items], "scores": scores}
