@@ -109,11 +109,11 @@ def _same_run(one: Path, two: Path, loss_tol: float, metric_tol: float, weight_t
 
     Attention's key bias is left out: softmax ignores a shift shared by every key, so its gradient is zero
     but for rounding, which Adam turns into steps of the order of the learning rate (nn.MultiheadAttention
-    keeps it as the middle third of in_proj_bias)."""
+    keeps it as the middle third of in_proj_bias, the models' fused projections as the middle third of qkv.bias)."""
     s1, m1 = model_file.load(str(one))
     s2, m2 = model_file.load(str(two))
     for s in (s1, s2):
-        for k in [k for k in s if k.endswith("in_proj_bias")]:
+        for k in [k for k in s if k.endswith(("in_proj_bias", "qkv.bias"))]:
             s[k] = torch.cat([s[k].chunk(3)[0], s[k].chunk(3)[2]])
     assert m1["best_epoch"] == m2["best_epoch"] and m1["history"]
     for h1, h2 in zip(m1["history"], m2["history"], strict=True):
