@@ -153,3 +153,13 @@ def test_read_histories_takes_numbers_as_ids_and_refuses_other_values(tmp_path):
     assert next(rows).items.tolist() == [0, 1, 2]
     with pytest.raises(MmrecError, match="h.jsonl:2: item id True is not a string or number"):
         next(rows)
+
+
+def test_json_line_is_json_dumps_of_the_record_byte_for_byte():
+    ids = ["i0", 'q"uote\\back', "ünï", "tab\there", "12", ""]
+    encoded = R.encoded_ids(ids)
+    cases = [("u1", [0, 1, 2], [3.314959, -0.0, 1e-07]), (None, [], []), (7, [5, 4, 3], [1e+16, 2.5, -3.0]),
+             ({"a": [1, "b"]}, [0], [float("nan")]), (2.5, [1, 0], [float("inf"), float("-inf")])]
+    for user_id, items, scores in cases:
+        want = json.dumps({"user_id": user_id, "items": [ids[i] for i in items], "scores": scores}) + "\n"
+        assert R.json_line(R.History(user_id, -1, np.array(items)), items, scores, encoded) == want

@@ -29,7 +29,7 @@ def recommend(
     from mmrec_cli.errors import check_min
     from mmrec_cli.evaluation import recommend as R
     from mmrec_cli.io.atomic import check_distinct, check_writable
-    from mmrec_cli.io.jsonl import jsonl_writer
+    from mmrec_cli.io.jsonl import line_writer
     from mmrec_cli.training import distributed, loading
 
     check_min({"--top-k": top_k, "--batch-size": batch_size, "--chunk": chunk}, 1)
@@ -42,8 +42,9 @@ def recommend(
     cfg = R.RecommendConfig(top_k=top_k, exclude_history=exclude_history, batch_size=batch_size, chunk=chunk, strict=strict)
     stats = R.Stats()
     rows = R.read_histories(input_, ds.item_ids, ds.user_ids, stats, strict)
-    with progress("recommend", None) as advance, jsonl_writer(output) as write:
+    encoded = R.encoded_ids(ds.item_ids)
+    with progress("recommend", None) as advance, line_writer(output) as write:
         for row, items, scores in R.recommend(net, rows, ds.num_items, cfg, on_batch=advance):
-            write(R.record(row, items, scores, ds.item_ids))
+            write(R.json_line(row, items, scores, encoded))
     say(stats.line())
     say(f"device: {distributed.describe(dev)}")  # after: bad histories are found while reading, and stay one line

@@ -15,6 +15,7 @@ Unknown item ids in a history are skipped and counted, or refused with file:line
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -185,6 +186,14 @@ def rounded(x: np.ndarray, digits: int) -> np.ndarray:
     return out
 
 
-def record(row: History, items: list[int], scores: list[float], item_ids: list[str]) -> dict:
-    """One output line: scores as `recommend` gives them (rounded to RecommendConfig.digits)."""
-    return {"user_id": row.user_id, "items": [item_ids[i] for i in items], "scores": scores}
+def encoded_ids(item_ids: list[str]) -> list[str]:
+    """Each item id as JSON text, once per catalogue (json_line's `encoded`)."""
+    return [json.dumps(iid) for iid in item_ids]
+
+
+def json_line(row: History, items: list[int], scores: list[float], encoded: list[str]) -> str:
+    """One output line, the text json.dumps({"user_id": ..., "items": [ids], "scores": [...]}) + newline gives,
+    put together from the ids' JSON text (`encoded_ids`) and the floats' repr (what json writes for a finite float;
+    other scores go through json itself): the same bytes in about half the time of a dict through json.dumps."""
+    text = ", ".join(map(float.__repr__, scores)) if all(map(math.isfinite, scores)) else json.dumps(scores)[1:-1]
+    return f'{{"user_id": {json.dumps(row.user_id)}, "items": [{", ".join([encoded[i] for i in items])}], "scores": [{text}]}}\n'

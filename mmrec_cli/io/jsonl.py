@@ -116,12 +116,19 @@ def read_jsonl(path: str, data: bytes | None = None) -> Iterator[tuple[int, dict
 @contextmanager
 def jsonl_writer(path: str | None) -> Iterator:
     """A function that writes one record per call; to stdout for None or '-', else atomically to a file."""
+    with line_writer(path) as write:
+        yield lambda rec: write(json.dumps(rec) + "\n")
+
+
+@contextmanager
+def line_writer(path: str | None) -> Iterator:
+    """A function that writes ready text (whole JSON lines) per call; to stdout for None or '-', else atomically."""
     if path in (None, "-"):
-        yield lambda rec: sys.stdout.write(json.dumps(rec) + "\n")
+        yield sys.stdout.write
         sys.stdout.flush()
         return
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        yield lambda rec: f.write(json.dumps(rec) + "\n")
+        yield f.write
 
 
 def write_json(path: str | None, obj: Any) -> None:
