@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from mmrec_cli import models as registry
+from mmrec_cli.io.atomic import write_text
 
 DOMAINS = {"sci": "Scientific", "instr": "Instruments"}
 
@@ -124,10 +125,8 @@ def keep(out: Path, folder: Path, where: str, pairs: list[str]) -> None:
         text, target = results.read_text(), folder / f"{name}.csv"
         if target.is_file() and target.read_text() == text:
             continue
-        for path, content in ((target, text), (target.with_suffix(".json"), json.dumps({"source": where}, indent=1) + "\n")):
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(content)
-            tmp.replace(path)
+        write_text(target, text)
+        write_text(target.with_suffix(".json"), json.dumps({"source": where}, indent=1) + "\n")
         print(f"kept {results} as {target}", file=sys.stderr)
 
 
